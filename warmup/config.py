@@ -1,0 +1,160 @@
+"""Process configuration: every key of the audit's ScaleConfig, read from WARMUP_<KEY>.
+
+Keys that Temporal makes obsolete are still accepted (old deployment files keep working) and
+documented in the README with what replaces them.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from warmup.models import RampSettings, ScheduleSettings, SendRetrySettings
+
+
+class ConfigError(Exception):
+    """Raised at start-up for a bad environment value; the message names the key and the fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="WARMUP_", extra="ignore", frozen=True)
+
+    # --- The audit's ScaleConfig, same names and defaults ---
+    SCHEDULER_INTERVAL_MS: int = Field(60_000, ge=1, description="obsolete: durable timers replace polling")
+    JOBS_PER_SCHEDULER_RUN: int = Field(1000, ge=1, description="obsolete: no job table")
+    JOB_CLEANUP_DAYS: int = Field(7, ge=1, description="obsolete: Temporal namespace retention")
+    WORKER_CONCURRENCY: int = Field(10, ge=1, le=10_000, description="activities run at once per worker")
+    WORKER_COUNT: int = Field(5, ge=1, le=1000, description="worker processes (compose --scale)")
+    WORKER_JOB_BATCH_SIZE: int = Field(50, ge=1, description="obsolete: Temporal pollers fetch tasks")
+    SAME_MAILBOX_DELAY_MIN: float = Field(2, gt=0, le=1440, description="minutes, floor between sends")
+    SAME_MAILBOX_DELAY_MAX: float = Field(10, gt=0, le=1440, description="minutes, ceiling within a burst")
+    SEND_WINDOW_START_HOUR: int = Field(6, ge=0, le=23, description="local hour the window opens")
+    SEND_WINDOW_END_HOUR: int = Field(22, ge=1, le=24, description="local hour the window closes")
+    GLOBAL_SENDS_PER_MINUTE: int = Field(100, ge=1, description="cluster-wide cap (issue #3)")
+    GLOBAL_SENDS_PER_HOUR: int = Field(5000, ge=1, description="cluster-wide cap (issue #3)")
+    USER_SENDS_PER_MINUTE: int = Field(5, ge=1, description="per-user cap (issue #3)")
+    USER_SENDS_PER_HOUR: int = Field(300, ge=1, description="per-user cap (issue #3)")
+    SCALE_UP_QUEUE_THRESHOLD: int = Field(1000, ge=1, description="advisory for an autoscaler")
+    SCALE_DOWN_IDLE_MINUTES: int = Field(10, ge=1, description="advisory for an autoscaler")
+
+    # --- Ramp-up defaults for newly enrolled mailboxes ---
+    RAMP_START_VOLUME: int = Field(5, ge=0, le=10_000, description="emails on the first day")
+    RAMP_DAILY_INCREMENT: int = Field(2, ge=0, le=10_000, description="added each warmed day")
+    RAMP_CEILING: int = Field(40, ge=0, le=10_000, description="daily volume never exceeds this")
+    RAMP_DAILY_VARIANCE: float = Field(0.0, ge=0, le=0.5, description="+/- fraction of daily jitter")
+
+    # --- Sending ---
+    SMTP_TIMEOUT_SECONDS: float = Field(30, gt=0, le=600, description="per SMTP command")
+    SEND_RETRY_INITIAL_SECONDS: float = Field(30, gt=0, le=3600, description="first retry backoff")
+    SEND_RETRY_MAX_SECONDS: float = Field(600, gt=0, le=86_400, description="backoff ceiling")
+    SEND_RETRY_MAX_ATTEMPTS: int = Field(6, ge=1, le=100, description="attempts per send")
+
+    # --- Wiring ---
+    DATABASE_URL: SecretStr = Field(
+        SecretStr("postgresql://warmup@127.0.0.1:5432/warmup"), description="PostgreSQL DSN"
+    )
+    SECRET_KEYS: SecretStr = Field(SecretStr(""), description="Fernet keys, comma-separated, newest first")
+    TASK_QUEUE: str = Field("warmup", min_length=1, description="Temporal task queue")
+    MAX_CACHED_WORKFLOWS: int = Field(2000, ge=0, description="sticky cache size per worker")
+    TEMPORAL_ADDRESS: str = Field("localhost:7233", min_length=3, description="host:port of Temporal")
+    TEMPORAL_NAMESPACE: str = Field("default", min_length=1, description="Temporal namespace")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.SAME_MAILBOX_DELAY_MIN > self.SAME_MAILBOX_DELAY_MAX:
+            raise ValueError(
+                "WARMUP_SAME_MAILBOX_DELAY_MIN must not exceed WARMUP_SAME_MAILBOX_DELAY_MAX "
+                f"({self.SAME_MAILBOX_DELAY_MIN} > {self.SAME_MAILBOX_DELAY_MAX})"
+            )
+        if self.SEND_WINDOW_START_HOUR >= self.SEND_WINDOW_END_HOUR:
+            raise ValueError(
+                "WARMUP_SEND_WINDOW_START_HOUR must be before WARMUP_SEND_WINDOW_END_HOUR "
+                f"({self.SEND_WINDOW_START_HOUR} >= {self.SEND_WINDOW_END_HOUR}); use 0 and 24 for all day"
+            )
+        if self.RAMP_START_VOLUME > self.RAMP_CEILING:
+            raise ValueError(
+                "WARMUP_RAMP_START_VOLUME must not exceed WARMUP_RAMP_CEILING "
+                f"({self.RAMP_START_VOLUME} > {self.RAMP_CEILING})"
+            )
+        if self.SEND_RETRY_INITIAL_SECONDS > self.SEND_RETRY_MAX_SECONDS:
+            raise ValueError("WARMUP_SEND_RETRY_INITIAL_SECONDS must not exceed WARMUP_SEND_RETRY_MAX_SECONDS")
+        return self
+
+    def secret_keys(self) -> list[str]:
+        return [k.strip() for k in self.SECRET_KEYS.get_secret_value().split(",") if k.strip()]
+
+    def default_schedule(self, timezone: str) -> ScheduleSettings:
+        return ScheduleSettings(
+            timezone=timezone,
+            window_start_hour=self.SEND_WINDOW_START_HOUR,
+            window_end_hour=self.SEND_WINDOW_END_HOUR,
+            delay_min_minutes=self.SAME_MAILBOX_DELAY_MIN,
+            delay_max_minutes=self.SAME_MAILBOX_DELAY_MAX,
+            ramp=RampSettings(
+                start_volume=self.RAMP_START_VOLUME,
+                daily_increment=self.RAMP_DAILY_INCREMENT,
+                ceiling=self.RAMP_CEILING,
+                daily_variance=self.RAMP_DAILY_VARIANCE,
+            ),
+        )
+
+    def send_retry(self) -> SendRetrySettings:
+        return SendRetrySettings(
+            initial_seconds=self.SEND_RETRY_INITIAL_SECONDS,
+            max_seconds=self.SEND_RETRY_MAX_SECONDS,
+            max_attempts=self.SEND_RETRY_MAX_ATTEMPTS,
+            smtp_timeout_seconds=self.SMTP_TIMEOUT_SECONDS,
+        )
+
+
+# Variables read without the WARMUP_ prefix, as Temporal's own tools name them.
+_UNPREFIXED = {"TEMPORAL_ADDRESS": "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE": "TEMPORAL_NAMESPACE"}
+
+
+def _env_name(field: str) -> str:
+    return _UNPREFIXED.get(field, f"WARMUP_{field}")
+
+
+def _describe_range(field: str) -> str:
+    info = Settings.model_fields[field]
+    lo = hi = None
+    for m in info.metadata:
+        lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else lo
+        lo = getattr(m, "gt", None) if getattr(m, "gt", None) is not None else lo
+        hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
+    kind = {int: "a whole number", float: "a number"}.get(info.annotation, "a value")  # type: ignore[call-overload]
+    parts = [kind]
+    if lo is not None and hi is not None:
+        parts.append(f"from {lo} to {hi}")
+    elif lo is not None:
+        parts.append(f"of at least {lo}")
+    if info.description:
+        parts.append(f"({info.description})")
+    return " ".join(parts)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read settings from the environment (or `env`), turning pydantic errors into one clear message."""
+    import os
+
+    source = dict(os.environ if env is None else env)
+    for field, name in _UNPREFIXED.items():
+        if name in source:
+            source[f"WARMUP_{field}"] = source[name]
+    try:
+        # Build from an explicit mapping so tests can pass an environment without touching os.environ.
+        values = {
+            f: source[f"WARMUP_{f}"] for f in Settings.model_fields if f"WARMUP_{f}" in source
+        }
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p]
+            if loc and loc[0] in Settings.model_fields:
+                name = _env_name(loc[0])
+                got = source.get(name, source.get(f"WARMUP_{loc[0]}", ""))
+                lines.append(f"{name}={got!r} is invalid: must be {_describe_range(loc[0])}.")
+            else:
+                lines.append(str(err.get("msg", err)).removeprefix("Value error, "))
+        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,58 @@
+"""PostgreSQL connections and the versioned migrations applied on start."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import asyncpg
+
+# One arbitrary constant: every process that migrates takes this lock, so concurrent
+# workers and starters apply each migration exactly once.
+_MIGRATION_LOCK = 0x5741524D  # "WARM"
+
+
+class DatabaseError(Exception):
+    """The database cannot be reached or is not in the expected shape."""
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of each migration shipped with the package, in order."""
+    found = []
+    for entry in resources.files("warmup.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql"):
+            version = int(name.split("_", 1)[0])
+            found.append((version, name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply the migrations this database lacks; returns the names applied."""
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            applied.append(name)
+    return applied
+
+
+async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool on a migrated database. The DSN never appears in the error (it may hold a password)."""
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseError(
+            f"cannot connect to PostgreSQL ({type(exc).__name__}: {exc}); check WARMUP_DATABASE_URL"
+        ) from None
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    return pool

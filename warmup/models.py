@@ -1,0 +1,174 @@
+"""Types that cross a boundary: workflow inputs, signals, queries, activity inputs and results.
+
+Plain dataclasses so Temporal's default converter handles them and the workflow sandbox imports
+them cheaply. Nothing here may ever hold a secret: all of it lands in workflow history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class SendStatus(StrEnum):
+    """The one status vocabulary of the send ledger (the audit's bug #1 was 'SENT' vs 'sent').
+
+    The database column is a PostgreSQL enum of exactly these values, so a writer or a query
+    using another spelling fails loudly instead of counting zero.
+    """
+
+    PENDING = "PENDING"  # recorded, message built, DATA not yet started
+    SENDING = "SENDING"  # DATA under way: a crash here means the outcome is unknown
+    SENT = "SENT"  # the server answered 250 to DATA
+    FAILED = "FAILED"  # the server refused it; nothing was delivered
+    UNKNOWN = "UNKNOWN"  # DATA was sent but no reply arrived: never resent blindly
+    REPLIED = "REPLIED"  # delivered and answered by the receiver (engagement, later)
+
+
+# Statuses that mean "a warmup email was delivered": every quota query counts exactly these.
+DELIVERED_STATUSES: tuple[SendStatus, ...] = (SendStatus.SENT, SendStatus.REPLIED)
+
+
+class MailboxState(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    REMOVED = "removed"
+
+
+class SmtpSecurity(StrEnum):
+    STARTTLS = "starttls"  # required upgrade (port 587/25)
+    TLS = "tls"  # implicit TLS (port 465)
+    NONE = "none"  # clear text: only for a local test or dev server, must be chosen explicitly
+
+
+@dataclass(frozen=True)
+class RampSettings:
+    start_volume: int = 5
+    daily_increment: int = 2
+    ceiling: int = 40
+    daily_variance: float = 0.0  # +/- fraction, drawn per mailbox-day from a seeded generator
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    timezone: str = "UTC"
+    window_start_hour: int = 6
+    window_end_hour: int = 22  # 24 means midnight at the end of the day
+    delay_min_minutes: float = 2.0
+    delay_max_minutes: float = 10.0
+    ramp: RampSettings = field(default_factory=RampSettings)
+
+
+@dataclass(frozen=True)
+class SendRetrySettings:
+    initial_seconds: float = 30.0
+    max_seconds: float = 600.0
+    max_attempts: int = 6
+    smtp_timeout_seconds: float = 30.0
+
+
+@dataclass
+class DayProgress:
+    """Where a mailbox is in its current local day."""
+
+    day: str = ""  # local date, ISO format; "" before the first day starts
+    quota: int = 0
+    slot: int = 0  # slots consumed today (sent, failed or unknown): the next slot's number
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    plan: list[float] = field(default_factory=list)  # epoch seconds of the remaining planned sends
+    replans: int = 0
+    window_end: float = 0.0  # epoch seconds
+    capped_reason: str = ""  # set when the window cannot hold the ramp quota
+
+
+@dataclass
+class MailboxWorkflowState:
+    """Everything carried across continue-as-new."""
+
+    ramp_day: int = 0  # warmed days completed before today
+    today: DayProgress = field(default_factory=DayProgress)
+    paused: bool = False
+    pause_reason: str = ""
+    last_error: str = ""
+    last_sent_at: float = 0.0  # epoch seconds of the last dispatched send
+    sent_total: int = 0
+    runs: int = 1  # workflow runs so far (1 + continue-as-new count)
+
+
+@dataclass
+class MailboxWorkflowInput:
+    mailbox_id: int
+    user_id: str
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    retry: SendRetrySettings = field(default_factory=SendRetrySettings)
+    state: MailboxWorkflowState | None = None
+    # Tests set this to force continue-as-new after N sends; None means "when Temporal suggests".
+    continue_as_new_after_sends: int | None = None
+
+
+@dataclass(frozen=True)
+class SettingsUpdate:
+    """Signal payload: only the fields given change."""
+
+    timezone: str | None = None
+    window_start_hour: int | None = None
+    window_end_hour: int | None = None
+    delay_min_minutes: float | None = None
+    delay_max_minutes: float | None = None
+    ramp: RampSettings | None = None
+
+
+@dataclass(frozen=True)
+class PauseRequest:
+    reason: str = "paused by operator"
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    mailbox_id: int
+    day: str  # local date of the slot, part of the idempotency key
+    slot: int
+    planned_at: float  # epoch seconds the plan chose
+    dispatched_at: float  # workflow time the send was started
+
+    @property
+    def idempotency_key(self) -> str:
+        # A business key, not a run id: it survives retries and continue-as-new.
+        return f"{self.mailbox_id}:{self.day}:{self.slot}"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: SendStatus
+    recipient_id: int
+    message_id: str
+    already_done: bool = False  # True when a retry found the slot already settled
+
+
+@dataclass(frozen=True)
+class MailboxStatus:
+    mailbox_id: int
+    user_id: str
+    day: str
+    sent_today: int
+    quota_today: int
+    failed_today: int
+    unknown_today: int
+    next_send_at: str | None  # ISO 8601 UTC, None when done for today or paused
+    ramp_day: int
+    paused: bool
+    pause_reason: str
+    last_error: str
+    sent_total: int
+    capped_reason: str
+    timezone: str
+
+
+# Error types the activity raises and the workflow reacts to by name (ApplicationError.type).
+ERR_AUTH = "SmtpAuthRejected"  # 535: wrong credentials, pause the mailbox
+ERR_POLICY = "SmtpPolicyRejected"  # 5xx: refused by policy, pause the mailbox
+ERR_UNKNOWN_OUTCOME = "SendOutcomeUnknown"  # no reply after DATA: do not resend
+ERR_CONFIG = "MailboxConfigError"  # missing mailbox, bad key: pause with the reason
+PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG})
