@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     RAMP_START_VOLUME: int = Field(5, ge=0, le=10_000, description="emails on the first day")
     RAMP_DAILY_INCREMENT: int = Field(2, ge=0, le=10_000, description="added each warmed day")
     RAMP_CEILING: int = Field(40, ge=0, le=10_000, description="daily volume never exceeds this")
+    SPREAD_OVER_WINDOW: bool = Field(True, description="spread bursts over the window; false chains sends")
     RAMP_DAILY_VARIANCE: float = Field(0.0, ge=0, le=0.5, description="+/- fraction of daily jitter")
 
     # --- Sending ---
@@ -77,7 +78,9 @@ class Settings(BaseSettings):
                 f"({self.RAMP_START_VOLUME} > {self.RAMP_CEILING})"
             )
         if self.SEND_RETRY_INITIAL_SECONDS > self.SEND_RETRY_MAX_SECONDS:
-            raise ValueError("WARMUP_SEND_RETRY_INITIAL_SECONDS must not exceed WARMUP_SEND_RETRY_MAX_SECONDS")
+            raise ValueError(
+                "WARMUP_SEND_RETRY_INITIAL_SECONDS must not exceed WARMUP_SEND_RETRY_MAX_SECONDS"
+            )
         return self
 
     def secret_keys(self) -> list[str]:
@@ -90,6 +93,7 @@ class Settings(BaseSettings):
             window_end_hour=self.SEND_WINDOW_END_HOUR,
             delay_min_minutes=self.SAME_MAILBOX_DELAY_MIN,
             delay_max_minutes=self.SAME_MAILBOX_DELAY_MAX,
+            spread_over_window=self.SPREAD_OVER_WINDOW,
             ramp=RampSettings(
                 start_volume=self.RAMP_START_VOLUME,
                 daily_increment=self.RAMP_DAILY_INCREMENT,
@@ -122,7 +126,9 @@ def _describe_range(field: str) -> str:
         lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else lo
         lo = getattr(m, "gt", None) if getattr(m, "gt", None) is not None else lo
         hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
-    kind = {int: "a whole number", float: "a number"}.get(info.annotation, "a value")  # type: ignore[call-overload]
+    kind = {"int": "a whole number", "float": "a number"}.get(
+        getattr(info.annotation, "__name__", ""), "a value"
+    )
     parts = [kind]
     if lo is not None and hi is not None:
         parts.append(f"from {lo} to {hi}")
@@ -143,9 +149,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             source[f"WARMUP_{field}"] = source[name]
     try:
         # Build from an explicit mapping so tests can pass an environment without touching os.environ.
-        values = {
-            f: source[f"WARMUP_{f}"] for f in Settings.model_fields if f"WARMUP_{f}" in source
-        }
+        values = {f: source[f"WARMUP_{f}"] for f in Settings.model_fields if f"WARMUP_{f}" in source}
         return Settings.model_validate(values)
     except ValidationError as exc:
         lines = []

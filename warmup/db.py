@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# A plain connection or one borrowed from a pool: every query function takes either.
+Conn: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 # One arbitrary constant: every process that migrates takes this lock, so concurrent
 # workers and starters apply each migration exactly once.
@@ -26,7 +31,7 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
+async def migrate(conn: Conn) -> list[str]:
     """Apply the migrations this database lacks; returns the names applied."""
     applied: list[str] = []
     async with conn.transaction():

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from warmup.db import Conn
 from warmup.models import MailboxState, RampSettings, ScheduleSettings, SmtpSecurity
 
 
@@ -45,7 +46,7 @@ def workflow_id_for(mailbox_id: int) -> str:
 _COLUMNS = (
     "id, user_id, address, smtp_host, smtp_port, smtp_security, smtp_username, secret_ciphertext,"
     " verify_tls, timezone, window_start_hour, window_end_hour, delay_min_minutes, delay_max_minutes,"
-    " ramp_start, ramp_increment, ramp_ceiling, ramp_variance, state, pause_reason"
+    " ramp_start, ramp_increment, ramp_ceiling, ramp_variance, spread_over_window, state, pause_reason"
 )
 
 
@@ -74,28 +75,29 @@ def _record(row: asyncpg.Record) -> MailboxRecord:
                 ceiling=int(row["ramp_ceiling"]),
                 daily_variance=float(row["ramp_variance"]),
             ),
+            spread_over_window=bool(row["spread_over_window"]),
         ),
         state=MailboxState(row["state"]),
         pause_reason=row["pause_reason"],
     )
 
 
-async def get_mailbox(conn: asyncpg.Connection, mailbox_id: int) -> MailboxRecord | None:
+async def get_mailbox(conn: Conn, mailbox_id: int) -> MailboxRecord | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM mailboxes WHERE id = $1", mailbox_id)
     return _record(row) if row else None
 
 
-async def get_mailbox_by_address(conn: asyncpg.Connection, address: str) -> MailboxRecord | None:
+async def get_mailbox_by_address(conn: Conn, address: str) -> MailboxRecord | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM mailboxes WHERE address = $1", address.lower())
     return _record(row) if row else None
 
 
-async def ensure_user(conn: asyncpg.Connection, user_id: str) -> None:
+async def ensure_user(conn: Conn, user_id: str) -> None:
     await conn.execute("INSERT INTO users (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", user_id)
 
 
 async def upsert_mailbox(
-    conn: asyncpg.Connection,
+    conn: Conn,
     *,
     user_id: str,
     address: str,
@@ -110,8 +112,9 @@ async def upsert_mailbox(
         f"""
         INSERT INTO mailboxes (user_id, address, smtp_host, smtp_port, smtp_security, smtp_username,
             secret_ciphertext, verify_tls, timezone, window_start_hour, window_end_hour,
-            delay_min_minutes, delay_max_minutes, ramp_start, ramp_increment, ramp_ceiling, ramp_variance)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+            delay_min_minutes, delay_max_minutes, ramp_start, ramp_increment, ramp_ceiling, ramp_variance,
+            spread_over_window)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
         ON CONFLICT (address) DO UPDATE SET
             smtp_host = EXCLUDED.smtp_host, smtp_port = EXCLUDED.smtp_port,
             smtp_security = EXCLUDED.smtp_security, smtp_username = EXCLUDED.smtp_username,
@@ -120,8 +123,9 @@ async def upsert_mailbox(
             window_end_hour = EXCLUDED.window_end_hour, delay_min_minutes = EXCLUDED.delay_min_minutes,
             delay_max_minutes = EXCLUDED.delay_max_minutes, ramp_start = EXCLUDED.ramp_start,
             ramp_increment = EXCLUDED.ramp_increment, ramp_ceiling = EXCLUDED.ramp_ceiling,
-            ramp_variance = EXCLUDED.ramp_variance,
-            state = CASE WHEN mailboxes.state = 'removed' THEN 'active'::mailbox_state ELSE mailboxes.state END,
+            ramp_variance = EXCLUDED.ramp_variance, spread_over_window = EXCLUDED.spread_over_window,
+            state = CASE WHEN mailboxes.state = 'removed'
+                THEN 'active'::mailbox_state ELSE mailboxes.state END,
             updated_at = now()
         WHERE mailboxes.user_id = EXCLUDED.user_id
         RETURNING {_COLUMNS}
@@ -143,6 +147,7 @@ async def upsert_mailbox(
         ramp.daily_increment,
         ramp.ceiling,
         ramp.daily_variance,
+        schedule.spread_over_window,
     )
     if row is None:
         # The WHERE clause refused: the address belongs to another user (tenancy).
@@ -150,10 +155,21 @@ async def upsert_mailbox(
     return _record(row)
 
 
-async def set_state(conn: asyncpg.Connection, mailbox_id: int, state: MailboxState, reason: str = "") -> None:
+async def set_state(conn: Conn, mailbox_id: int, state: MailboxState, reason: str = "") -> None:
     await conn.execute(
         "UPDATE mailboxes SET state = $2, pause_reason = $3, updated_at = now() WHERE id = $1",
         mailbox_id,
         state.value,
         reason,
     )
+
+
+async def pause_mailbox(conn: Conn, mailbox_id: int, reason: str) -> bool:
+    """Mark a mailbox paused with `reason` unless it was removed meanwhile; True if it changed."""
+    status = await conn.execute(
+        "UPDATE mailboxes SET state = 'paused', pause_reason = $2, updated_at = now()"
+        " WHERE id = $1 AND state <> 'removed'",
+        mailbox_id,
+        reason,
+    )
+    return status != "UPDATE 0"

@@ -57,6 +57,9 @@ class ScheduleSettings:
     delay_min_minutes: float = 2.0
     delay_max_minutes: float = 10.0
     ramp: RampSettings = field(default_factory=RampSettings)
+    # True: the day's sends come in short bursts spread over the whole window (human-like).
+    # False: one chain of [delay_min, delay_max] gaps from the window's start (demos, compressed time).
+    spread_over_window: bool = True
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class SettingsUpdate:
     delay_min_minutes: float | None = None
     delay_max_minutes: float | None = None
     ramp: RampSettings | None = None
+    spread_over_window: bool | None = None
 
 
 @dataclass(frozen=True)

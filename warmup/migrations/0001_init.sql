@@ -30,6 +30,7 @@ CREATE TABLE mailboxes (
     ramp_increment    INT NOT NULL CHECK (ramp_increment >= 0),
     ramp_ceiling      INT NOT NULL CHECK (ramp_ceiling >= ramp_start),
     ramp_variance     DOUBLE PRECISION NOT NULL DEFAULT 0 CHECK (ramp_variance BETWEEN 0 AND 0.5),
+    spread_over_window BOOLEAN NOT NULL DEFAULT TRUE,
     state             mailbox_state NOT NULL DEFAULT 'active',
     pause_reason      TEXT NOT NULL DEFAULT '',
     created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),

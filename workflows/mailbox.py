@@ -1,0 +1,266 @@
+"""MailboxWarmupWorkflow: one long-lived workflow per mailbox.
+
+The story of a day: at the window's opening, take the ramp's quota for today, plan the sends over
+the window, sleep on durable timers until each planned time, send, repeat; when the day is done,
+sleep until tomorrow's window. Pause, resume and settings updates arrive as signals and wake the
+sleep; all state travels across continue-as-new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
+    from warmup import schedule
+    from warmup.models import (
+        ERR_UNKNOWN_OUTCOME,
+        PAUSING_ERRORS,
+        DayProgress,
+        MailboxStatus,
+        MailboxWorkflowInput,
+        MailboxWorkflowState,
+        PauseRequest,
+        SendRequest,
+        SendResult,
+        SettingsUpdate,
+    )
+
+
+@workflow.defn
+class MailboxWarmupWorkflow:
+    @workflow.init
+    def __init__(self, inp: MailboxWorkflowInput) -> None:
+        self._inp = inp
+        self._schedule = inp.schedule
+        self._s = inp.state or MailboxWorkflowState()
+        self._wake = False  # set by signals to cut a sleep short
+        self._replan = False  # set when settings or a resume invalidate today's plan
+
+    @workflow.run
+    async def run(self, inp: MailboxWorkflowInput) -> None:
+        sends_this_run = 0
+        while True:
+            if self._time_to_continue_as_new(sends_this_run):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._next_run_input())
+            if self._s.paused:
+                self._publish()
+                await workflow.wait_condition(lambda: not self._s.paused)
+                continue
+            now = self._now()
+            self._start_day_if_new(now)
+            if self._replan:
+                self._replan_rest_of_day(now)
+            self._publish()
+            due = self._next_send_at()
+            if due is None:
+                await self._sleep_until(schedule.next_window_start(now, self._schedule))
+            elif due > now:
+                await self._sleep_until(due)
+            else:
+                await self._send(due)
+                sends_this_run += 1
+
+    # --- signals and query -------------------------------------------------------------------
+
+    @workflow.signal
+    def pause(self, req: PauseRequest) -> None:
+        self._s.paused, self._s.pause_reason = True, req.reason
+        self._poke()
+
+    @workflow.signal
+    def resume(self) -> None:
+        if self._s.paused:
+            self._s.paused, self._s.pause_reason = False, ""
+            self._replan = True  # the slots that passed while paused are re-spread over what is left
+        self._poke()
+
+    @workflow.signal
+    def update_settings(self, update: SettingsUpdate) -> None:
+        changes = {k: v for k, v in dataclasses.asdict(update).items() if v is not None}
+        if update.ramp is not None:
+            changes["ramp"] = update.ramp  # keep the dataclass, not asdict's plain dict
+        self._schedule = dataclasses.replace(self._schedule, **changes)
+        self._replan = True
+        self._poke()
+
+    @workflow.query
+    def status(self) -> MailboxStatus:
+        t = self._s.today
+        due = self._next_send_at()
+        return MailboxStatus(
+            mailbox_id=self._inp.mailbox_id,
+            user_id=self._inp.user_id,
+            day=t.day,
+            sent_today=t.sent,
+            quota_today=t.quota,
+            failed_today=t.failed,
+            unknown_today=t.unknown,
+            next_send_at=None if due is None or self._s.paused else _iso(due),
+            ramp_day=self._s.ramp_day,
+            paused=self._s.paused,
+            pause_reason=self._s.pause_reason,
+            last_error=self._s.last_error,
+            sent_total=self._s.sent_total,
+            capped_reason=t.capped_reason,
+            timezone=self._schedule.timezone,
+        )
+
+    # --- the day -------------------------------------------------------------------------------
+
+    def _start_day_if_new(self, now: float) -> None:
+        day = schedule.local_day(now, self._schedule.timezone)
+        if self._s.today.day == day.isoformat():
+            return
+        if self._s.today.slot > 0:
+            self._s.ramp_day += 1  # only days that actually warmed advance the ramp
+        start, end = schedule.window_bounds(day, self._schedule)
+        self._s.today = DayProgress(day=day.isoformat(), window_end=end)
+        self._s.today.quota = schedule.ramp_quota(
+            self._schedule.ramp, self._s.ramp_day, schedule.day_seed(self._inp.mailbox_id, day)
+        )
+        if now >= end:
+            # Enrolled (or resumed) after today's window closed: today has nothing left to send.
+            self._s.today.quota = 0
+            self._s.today.capped_reason = "today's window had already closed"
+        self._plan(max(now, start))
+        self._replan = False
+
+    def _replan_rest_of_day(self, now: float) -> None:
+        t = self._s.today
+        day = datetime.fromisoformat(t.day).date()
+        start, t.window_end = schedule.window_bounds(day, self._schedule)
+        t.quota = schedule.ramp_quota(
+            self._schedule.ramp, self._s.ramp_day, schedule.day_seed(self._inp.mailbox_id, day)
+        )
+        t.replans += 1
+        self._plan(max(now, start, self._earliest_next_send()))
+        self._replan = False
+
+    def _plan(self, begin: float) -> None:
+        """Plan the rest of today's quota from `begin` to the window's end."""
+        t, s = self._s.today, self._schedule
+        wanted = max(0, t.quota - t.slot)
+        fits = schedule.max_sends(t.window_end - begin, s.delay_min_minutes * 60)
+        count = min(wanted, fits)
+        t.capped_reason = (
+            f"the window left room for {fits} of {wanted} sends today" if count < wanted else t.capped_reason
+        )
+        t.plan = schedule.plan_sends(
+            begin,
+            t.window_end,
+            count,
+            s.delay_min_minutes * 60,
+            s.delay_max_minutes * 60,
+            schedule.plan_rng(self._inp.mailbox_id, t.day, t.replans),
+            spread=s.spread_over_window,
+        )
+
+    def _earliest_next_send(self) -> float:
+        return self._s.last_sent_at + self._schedule.delay_min_minutes * 60 if self._s.last_sent_at else 0.0
+
+    def _next_send_at(self) -> float | None:
+        plan = self._s.today.plan
+        return plan[0] if plan else None
+
+    async def _send(self, planned_at: float) -> None:
+        t = self._s.today
+        req = SendRequest(
+            mailbox_id=self._inp.mailbox_id,
+            day=t.day,
+            slot=t.slot,
+            planned_at=planned_at,
+            dispatched_at=self._now(),
+        )
+        t.plan.pop(0)
+        t.slot += 1  # the slot is consumed once dispatched: a retry reuses its key, never a new slot
+        self._s.last_sent_at = req.dispatched_at
+        retry = self._inp.retry
+        try:
+            await workflow.execute_activity(
+                "send_email",
+                req,
+                result_type=SendResult,
+                # Several SMTP round trips, each bounded by the SMTP timeout.
+                start_to_close_timeout=timedelta(seconds=retry.smtp_timeout_seconds * 6 + 10),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=retry.initial_seconds),
+                    backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=retry.max_seconds),
+                    maximum_attempts=retry.max_attempts,
+                ),
+            )
+            t.sent += 1
+            self._s.sent_total += 1
+        except ActivityError as err:
+            self._record_failure(err)
+        # A late send (worker outage, long retries) must not squeeze the next one below delay_min.
+        if t.plan and t.plan[0] < self._earliest_next_send():
+            self._replan = True
+
+    def _record_failure(self, err: ActivityError) -> None:
+        cause = err.cause
+        kind = cause.type if isinstance(cause, ApplicationError) else None
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+        self._s.last_error = f"{kind or type(cause).__name__}: {message}"
+        if kind in PAUSING_ERRORS:
+            self._s.today.failed += 1
+            self._s.paused, self._s.pause_reason = True, message
+            workflow.logger.warning("mailbox %s paused: %s", self._inp.mailbox_id, message)
+        elif kind == ERR_UNKNOWN_OUTCOME:
+            self._s.today.unknown += 1
+        else:
+            self._s.today.failed += 1
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    async def _sleep_until(self, when: float) -> None:
+        """Durable timer to `when`, cut short by any signal."""
+        self._wake = False
+        delay = max(0.0, when - self._now())
+        try:
+            await workflow.wait_condition(lambda: self._wake, timeout=timedelta(seconds=delay))
+        except TimeoutError:
+            pass
+
+    def _poke(self) -> None:
+        self._wake = True
+
+    def _now(self) -> float:
+        return workflow.now().timestamp()
+
+    def _time_to_continue_as_new(self, sends_this_run: int) -> bool:
+        limit = self._inp.continue_as_new_after_sends
+        if limit is not None and sends_this_run >= limit:
+            return True
+        return workflow.info().is_continue_as_new_suggested()
+
+    def _next_run_input(self) -> MailboxWorkflowInput:
+        self._s.runs += 1
+        return dataclasses.replace(self._inp, schedule=self._schedule, state=self._s)
+
+    def _publish(self) -> None:
+        """One line for the Web UI's 'current details'."""
+        t, s = self._s.today, self._s
+        if s.paused:
+            line = f"paused: {s.pause_reason}"
+        else:
+            due = self._next_send_at()
+            nxt = f"next send {_iso(due)}" if due is not None else "done for today"
+            line = f"sent {t.sent}/{t.quota} on {t.day}; {nxt}"
+        line += f"; ramp day {s.ramp_day}"
+        if t.capped_reason:
+            line += f"; {t.capped_reason}"
+        if s.last_error:
+            line += f"; last error {s.last_error}"
+        workflow.set_current_details(line)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
