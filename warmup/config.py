@@ -122,18 +122,22 @@ def _env_name(field: str) -> str:
 def _describe_range(field: str) -> str:
     info = Settings.model_fields[field]
     lo = hi = None
+    above = ""
     for m in info.metadata:
-        lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else lo
-        lo = getattr(m, "gt", None) if getattr(m, "gt", None) is not None else lo
-        hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else hi
+        if getattr(m, "ge", None) is not None:
+            lo = m.ge
+        if getattr(m, "gt", None) is not None:
+            lo, above = m.gt, "above "
+        if getattr(m, "le", None) is not None:
+            hi = m.le
     kind = {"int": "a whole number", "float": "a number"}.get(
         getattr(info.annotation, "__name__", ""), "a value"
     )
     parts = [kind]
     if lo is not None and hi is not None:
-        parts.append(f"from {lo} to {hi}")
+        parts.append(f"above {lo} and at most {hi}" if above else f"from {lo} to {hi}")
     elif lo is not None:
-        parts.append(f"of at least {lo}")
+        parts.append(f"{above or 'of at least '}{lo}")
     if info.description:
         parts.append(f"({info.description})")
     return " ".join(parts)
