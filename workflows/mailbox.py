@@ -70,8 +70,9 @@ class MailboxWarmupWorkflow:
     # --- signals and query -------------------------------------------------------------------
 
     @workflow.signal
-    def pause(self, req: PauseRequest) -> None:
-        self._s.paused, self._s.pause_reason = True, req.reason
+    def pause(self, req: PauseRequest | None = None) -> None:
+        # No payload is fine: `temporal workflow signal --name pause` sends none.
+        self._s.paused, self._s.pause_reason = True, (req or PauseRequest()).reason
         self._poke()
 
     @workflow.signal
