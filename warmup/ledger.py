@@ -4,18 +4,21 @@ so the writer and the counters cannot disagree on spelling (the audit's bug #1).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import asyncpg
 
+from warmup.db import Conn
 from warmup.models import DELIVERED_STATUSES, SendStatus
 
 _DELIVERED = [s.value for s in DELIVERED_STATUSES]
 
 
-async def delivered_by_mailbox_on(conn: asyncpg.Connection, mailbox_id: int, day: dt.date) -> int:
+async def delivered_by_mailbox_on(conn: Conn, mailbox_id: int, day: dt.date) -> int:
     """Per-mailbox quota: warmup emails this mailbox delivered on its local `day`."""
     n = await conn.fetchval(
-        "SELECT count(*) FROM send_ledger WHERE sender_id = $1 AND day = $2 AND status = ANY($3::send_status[])",
+        "SELECT count(*) FROM send_ledger"
+        " WHERE sender_id = $1 AND day = $2 AND status = ANY($3::send_status[])",
         mailbox_id,
         day,
         _DELIVERED,
@@ -23,7 +26,7 @@ async def delivered_by_mailbox_on(conn: asyncpg.Connection, mailbox_id: int, day
     return int(n)
 
 
-async def delivered_by_user_on(conn: asyncpg.Connection, user_id: str, day: dt.date) -> int:
+async def delivered_by_user_on(conn: Conn, user_id: str, day: dt.date) -> int:
     """Plan limit: warmup emails all of a user's mailboxes delivered on `day` (SENT and REPLIED)."""
     n = await conn.fetchval(
         "SELECT count(*) FROM send_ledger l JOIN mailboxes m ON m.id = l.sender_id"
@@ -35,7 +38,7 @@ async def delivered_by_user_on(conn: asyncpg.Connection, user_id: str, day: dt.d
     return int(n)
 
 
-async def recipients_on(conn: asyncpg.Connection, sender_id: int, day: dt.date) -> set[int]:
+async def recipients_on(conn: Conn, sender_id: int, day: dt.date) -> set[int]:
     """Uniqueness check: who this sender already mailed on `day` (any status but FAILED)."""
     rows = await conn.fetch(
         "SELECT DISTINCT recipient_id FROM send_ledger WHERE sender_id = $1 AND day = $2 AND status <> $3",
@@ -46,9 +49,7 @@ async def recipients_on(conn: asyncpg.Connection, sender_id: int, day: dt.date) 
     return {int(r["recipient_id"]) for r in rows}
 
 
-async def delivered_per_hour(
-    conn: asyncpg.Connection, since: dt.datetime
-) -> list[tuple[dt.datetime, int, int]]:
+async def delivered_per_hour(conn: Conn, since: dt.datetime) -> list[tuple[dt.datetime, int, int]]:
     """Hourly throughput: (hour, emails delivered, distinct senders) since `since`."""
     rows = await conn.fetch(
         "SELECT date_trunc('hour', sent_at) AS hour, count(*) AS sent, count(DISTINCT sender_id) AS senders"
@@ -60,10 +61,73 @@ async def delivered_per_hour(
     return [(r["hour"], int(r["sent"]), int(r["senders"])) for r in rows]
 
 
-async def status_counts_on(conn: asyncpg.Connection, mailbox_id: int, day: dt.date) -> dict[SendStatus, int]:
+async def status_counts_on(conn: Conn, mailbox_id: int, day: dt.date) -> dict[SendStatus, int]:
     rows = await conn.fetch(
         "SELECT status, count(*) AS n FROM send_ledger WHERE sender_id = $1 AND day = $2 GROUP BY status",
         mailbox_id,
         day,
     )
     return {SendStatus(r["status"]): int(r["n"]) for r in rows}
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One warmup email as the send ledger records it."""
+
+    idempotency_key: str
+    sender_id: int
+    recipient_id: int
+    day: dt.date
+    slot: int
+    message_id: str
+    message: str  # the full RFC 5322 text, sent byte for byte on every attempt
+    status: SendStatus
+    attempts: int
+    smtp_code: int | None
+    error: str
+    planned_at: dt.datetime
+    dispatched_at: dt.datetime
+    sent_at: dt.datetime | None
+
+
+_ROW_COLUMNS = (
+    "idempotency_key, sender_id, recipient_id, day, slot, message_id, message, status, attempts,"
+    " smtp_code, error, planned_at, dispatched_at, sent_at"
+)
+
+
+def _ledger_row(row: asyncpg.Record) -> LedgerRow:
+    return LedgerRow(
+        idempotency_key=row["idempotency_key"],
+        sender_id=int(row["sender_id"]),
+        recipient_id=int(row["recipient_id"]),
+        day=row["day"],
+        slot=int(row["slot"]),
+        message_id=row["message_id"],
+        message=row["message"],
+        status=SendStatus(row["status"]),
+        attempts=int(row["attempts"]),
+        smtp_code=None if row["smtp_code"] is None else int(row["smtp_code"]),
+        error=row["error"],
+        planned_at=row["planned_at"],
+        dispatched_at=row["dispatched_at"],
+        sent_at=row["sent_at"],
+    )
+
+
+async def ledger_row(conn: Conn, idempotency_key: str) -> LedgerRow | None:
+    """The ledger row of one send (mailbox:day:slot), or None if it was never recorded."""
+    row = await conn.fetchrow(
+        f"SELECT {_ROW_COLUMNS} FROM send_ledger WHERE idempotency_key = $1", idempotency_key
+    )
+    return _ledger_row(row) if row else None
+
+
+async def ledger_rows_on(conn: Conn, sender_id: int, day: dt.date) -> list[LedgerRow]:
+    """All sends of one mailbox on its local `day`, in slot order."""
+    rows = await conn.fetch(
+        f"SELECT {_ROW_COLUMNS} FROM send_ledger WHERE sender_id = $1 AND day = $2 ORDER BY slot",
+        sender_id,
+        day,
+    )
+    return [_ledger_row(r) for r in rows]

@@ -1,0 +1,124 @@
+"""The send activity's writes to the ledger: each one a guarded state transition.
+
+Transitions only happen from the states named in each WHERE clause, so two attempts of the same send
+that overlap (a retry started while a lost attempt still runs) cannot both reach DATA.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from warmup.db import Conn
+from warmup.ledger import LedgerRow, ledger_row
+from warmup.models import SendStatus
+
+P, S, F, U = (
+    SendStatus.PENDING.value,
+    SendStatus.SENDING.value,
+    SendStatus.FAILED.value,
+    SendStatus.UNKNOWN.value,
+)
+
+
+def _ts(epoch_seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch_seconds, tz=dt.UTC)
+
+
+async def insert_pending(
+    conn: Conn,
+    *,
+    idempotency_key: str,
+    sender_id: int,
+    recipient_id: int,
+    day: dt.date,
+    slot: int,
+    message_id: str,
+    message: str,
+    planned_at: float,
+    dispatched_at: float,
+) -> LedgerRow:
+    """Record a planned send; if another attempt recorded it first, return that row instead."""
+    await conn.execute(
+        "INSERT INTO send_ledger (idempotency_key, sender_id, recipient_id, day, slot, message_id, message,"
+        " status, planned_at, dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ON CONFLICT (idempotency_key) DO NOTHING",
+        idempotency_key,
+        sender_id,
+        recipient_id,
+        day,
+        slot,
+        message_id,
+        message,
+        P,
+        _ts(planned_at),
+        _ts(dispatched_at),
+    )
+    row = await ledger_row(conn, idempotency_key)
+    if row is None:  # only if someone deleted it in between
+        raise RuntimeError(f"ledger row {idempotency_key} vanished right after it was written")
+    return row
+
+
+async def claim_for_data(conn: Conn, idempotency_key: str) -> bool:
+    """PENDING -> SENDING just before DATA; False if another attempt got there first."""
+    status = await conn.execute(
+        "UPDATE send_ledger SET status = $2, attempts = attempts + 1, updated_at = now()"
+        " WHERE idempotency_key = $1 AND status = $3",
+        idempotency_key,
+        S,
+        P,
+    )
+    return status == "UPDATE 1"
+
+
+async def mark_sent(conn: Conn, idempotency_key: str, smtp_code: int) -> None:
+    """The server accepted the message. Also from UNKNOWN: a 250 is the truth a later look may have missed."""
+    await conn.execute(
+        "UPDATE send_ledger SET status = 'SENT', sent_at = now(), smtp_code = $2, error = '',"
+        " updated_at = now()"
+        " WHERE idempotency_key = $1 AND status IN ($3, $4)",
+        idempotency_key,
+        smtp_code,
+        S,
+        U,
+    )
+
+
+async def mark_retry(conn: Conn, idempotency_key: str, smtp_code: int | None, error: str) -> None:
+    """A transient failure: back to PENDING (nothing was delivered) with the reason, for the next attempt."""
+    await conn.execute(
+        "UPDATE send_ledger SET status = $2, smtp_code = $3, error = $4, updated_at = now()"
+        " WHERE idempotency_key = $1 AND status IN ($2, $5)",
+        idempotency_key,
+        P,
+        smtp_code,
+        error,
+        S,
+    )
+
+
+async def mark_failed(conn: Conn, idempotency_key: str, smtp_code: int | None, error: str) -> None:
+    """Refused for good: nothing was delivered and the slot is given up."""
+    await conn.execute(
+        "UPDATE send_ledger SET status = $2, smtp_code = $3, error = $4, updated_at = now()"
+        " WHERE idempotency_key = $1 AND status IN ($5, $6)",
+        idempotency_key,
+        F,
+        smtp_code,
+        error,
+        P,
+        S,
+    )
+
+
+async def mark_unknown(conn: Conn, idempotency_key: str, error: str) -> bool:
+    """SENDING -> UNKNOWN: DATA went out and no reply came; True if this call made the change."""
+    status = await conn.execute(
+        "UPDATE send_ledger SET status = $2, error = $3, updated_at = now()"
+        " WHERE idempotency_key = $1 AND status = $4",
+        idempotency_key,
+        U,
+        error,
+        S,
+    )
+    return status == "UPDATE 1"

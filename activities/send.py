@@ -1,0 +1,295 @@
+"""The `send_email` activity: one warmup email per idempotency key, never two.
+
+The ledger row (keyed mailbox:day:slot) is written before anything is sent and moves
+PENDING -> SENDING right before DATA, then SENT on the server's 250. A later attempt that finds
+SENDING cannot know whether the server kept the message, so it records UNKNOWN and sends nothing:
+a lost email is cheaper for a warmup than a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import aiosmtplib
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.ledger_writes import (
+    claim_for_data,
+    insert_pending,
+    mark_failed,
+    mark_retry,
+    mark_sent,
+    mark_unknown,
+)
+from activities.message import build_message
+from activities.recipients import choose_recipient
+from activities.smtp_errors import ERR_TRANSIENT, ERROR_TYPES, Outcome, SmtpFailure, Stage, classify
+from warmup.config import Settings
+from warmup.db import Conn
+from warmup.ledger import LedgerRow, ledger_row
+from warmup.mailboxes import MailboxRecord, get_mailbox, pause_mailbox
+from warmup.models import (
+    ERR_AUTH,
+    ERR_CONFIG,
+    ERR_POLICY,
+    ERR_UNKNOWN_OUTCOME,
+    MailboxState,
+    SendRequest,
+    SendResult,
+    SendStatus,
+    SmtpSecurity,
+)
+from warmup.secrets import SecretBox, SecretKeyError
+
+log = logging.getLogger(__name__)
+
+_QUIT_TIMEOUT = 5.0  # seconds: a polite QUIT must not hold the activity up
+
+
+def _config_error(mailbox_id: int, text: str) -> ApplicationError:
+    return ApplicationError(f"mailbox {mailbox_id}: {text}", type=ERR_CONFIG, non_retryable=True)
+
+
+def _scrub(text: str, secret: str) -> str:
+    # A server that echoes what it was sent must not carry the password into history or logs.
+    return text.replace(secret, "***") if len(secret) >= 3 else text
+
+
+def _recorded_failure(row: LedgerRow) -> tuple[str, str]:
+    """(error type, reason) a FAILED row was recorded with; the type is stored as the error's prefix."""
+    prefix, _, reason = row.error.partition(": ")
+    if prefix in (ERR_AUTH, ERR_POLICY, ERR_CONFIG):
+        return prefix, reason
+    return (ERR_AUTH if row.smtp_code == 535 else ERR_POLICY), row.error
+
+
+class SendActivities:
+    """Holds the clients the activity needs; it receives ids only, never secrets."""
+
+    def __init__(self, pool: asyncpg.Pool, secrets: SecretBox, settings: Settings) -> None:
+        self._pool = pool
+        self._secrets = secrets
+        self._settings = settings
+
+    @activity.defn(name="send_email")
+    async def send_email(self, req: SendRequest) -> SendResult:
+        key = req.idempotency_key
+        try:
+            day = dt.date.fromisoformat(req.day)
+        except ValueError:
+            raise _config_error(
+                req.mailbox_id, f"SendRequest.day {req.day!r} is not an ISO date (YYYY-MM-DD)"
+            ) from None
+        if req.slot < 0:
+            raise _config_error(req.mailbox_id, f"SendRequest.slot {req.slot} must be 0 or more")
+
+        async with self._pool.acquire() as conn:
+            sender = await get_mailbox(conn, req.mailbox_id)
+            if sender is None:
+                # `starter enroll` commits the row only once Temporal accepted the workflow, so the
+                # first send can arrive a moment early: retry (with backoff) rather than pause.
+                raise ApplicationError(
+                    f"mailbox {req.mailbox_id}: not in the database (yet); if this persists, enroll it again",
+                    type=ERR_TRANSIENT,
+                )
+            if sender.state is MailboxState.REMOVED:
+                raise _config_error(req.mailbox_id, f"{sender.address} was removed; nothing is sent for it")
+            row = await ledger_row(conn, key)
+            if row is None:
+                row = await self._record_new_send(conn, sender, req, day)
+            settled = await self._settled(conn, row)
+            if settled is not None:
+                return settled
+            recipient = await get_mailbox(conn, row.recipient_id)
+        if recipient is None:  # the foreign key makes this a deleted-by-hand case
+            raise _config_error(req.mailbox_id, f"recipient mailbox {row.recipient_id} no longer exists")
+
+        try:
+            password = self._secrets.decrypt(sender.secret_ciphertext)
+        except SecretKeyError as exc:
+            raise _config_error(req.mailbox_id, f"cannot decrypt the SMTP password: {exc}") from None
+        return await self._deliver(req, sender, row, recipient.address, password)
+
+    async def _after_delivery(self, req: SendRequest) -> None:
+        """Runs after the SENT update, before returning; tests override it to simulate a crash there."""
+
+    # --- the ledger ----------------------------------------------------------------------------
+
+    async def _record_new_send(
+        self, conn: Conn, sender: MailboxRecord, req: SendRequest, day: dt.date
+    ) -> LedgerRow:
+        key = req.idempotency_key
+        recipient = await choose_recipient(conn, sender.id, day, key)
+        if recipient is None:
+            # Not the mailbox's fault and usually brief (the user is still enrolling the rest of the
+            # pool): retry with backoff instead of pausing it.
+            raise ApplicationError(
+                f"mailbox {sender.id}: no other active mailbox to send to yet; enroll at least one more",
+                type=ERR_TRANSIENT,
+            )
+        try:
+            tz: dt.tzinfo = ZoneInfo(sender.schedule.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            tz = dt.UTC
+        message_id, text = build_message(
+            key,
+            sender.address,
+            None,
+            recipient.address,
+            dt.datetime.fromtimestamp(req.dispatched_at, tz=tz),
+            # Unknown outside this install, so a Message-ID cannot be recomputed from the guessable key.
+            salt=hashlib.sha256(sender.secret_ciphertext.encode("ascii")).digest(),
+        )
+        # Two concurrent attempts converge on whichever row was inserted first.
+        return await insert_pending(
+            conn,
+            idempotency_key=key,
+            sender_id=sender.id,
+            recipient_id=recipient.id,
+            day=day,
+            slot=req.slot,
+            message_id=message_id,
+            message=text,
+            planned_at=req.planned_at,
+            dispatched_at=req.dispatched_at,
+        )
+
+    async def _settled(self, conn: Conn, row: LedgerRow) -> SendResult | None:
+        """The result for a send already decided by an earlier attempt, or None to send now (PENDING)."""
+        mailbox_id, key = row.sender_id, row.idempotency_key
+        for _ in range(3):  # a concurrent attempt may move the row while we look
+            if row.status in (SendStatus.SENT, SendStatus.REPLIED):
+                return SendResult(row.status, row.recipient_id, row.message_id, already_done=True)
+            if row.status is SendStatus.PENDING:
+                return None
+            if row.status is SendStatus.FAILED:
+                error_type, reason = _recorded_failure(row)
+                raise ApplicationError(
+                    f"mailbox {mailbox_id}: send {key} was refused earlier: {reason}",
+                    type=error_type,
+                    non_retryable=True,
+                )
+            if row.status is SendStatus.UNKNOWN:
+                raise self._unknown_error(mailbox_id, key, row.error or "an earlier attempt got no reply")
+            # SENDING: an earlier attempt died during DATA; the server may have the message.
+            reason = "an earlier attempt stopped during DATA; the server may have the message"
+            if await mark_unknown(conn, key, reason):
+                raise self._unknown_error(mailbox_id, key, reason)
+            fresh = await ledger_row(conn, key)
+            if fresh is None:
+                break
+            row = fresh
+        raise ApplicationError(f"mailbox {mailbox_id}: send {key} keeps changing state; try again")
+
+    @staticmethod
+    def _unknown_error(mailbox_id: int, key: str, reason: str) -> ApplicationError:
+        return ApplicationError(
+            f"mailbox {mailbox_id}: outcome of send {key} is unknown ({reason}); it is not resent",
+            type=ERR_UNKNOWN_OUTCOME,
+            non_retryable=True,
+        )
+
+    # --- SMTP ----------------------------------------------------------------------------------
+
+    def _client(self, sender: MailboxRecord) -> aiosmtplib.SMTP:
+        smtp = sender.smtp
+        return aiosmtplib.SMTP(
+            hostname=smtp.host,
+            port=smtp.port,
+            use_tls=smtp.security is SmtpSecurity.TLS,
+            # True fails when the server offers no STARTTLS: never fall back to clear text silently.
+            start_tls=smtp.security is SmtpSecurity.STARTTLS,
+            validate_certs=smtp.verify_tls,
+            timeout=self._settings.SMTP_TIMEOUT_SECONDS,
+        )
+
+    async def _deliver(
+        self, req: SendRequest, sender: MailboxRecord, row: LedgerRow, recipient: str, password: str
+    ) -> SendResult:
+        key = row.idempotency_key
+        client = self._client(sender)
+        stage = Stage.CONNECT
+        try:
+            try:
+                await client.connect()
+                if client.is_ehlo_or_helo_needed:
+                    await client.ehlo()
+                stage = Stage.AUTH
+                if sender.smtp.username:
+                    await client.login(sender.smtp.username, password)
+                stage = Stage.MAIL
+                await client.mail(sender.address)
+                stage = Stage.RCPT
+                await client.rcpt(recipient)
+            except Exception as exc:
+                raise await self._failure(sender, row, classify(exc, stage), password) from None
+
+            async with self._pool.acquire() as conn:
+                claimed = await claim_for_data(conn, key)
+                if not claimed:
+                    # Another attempt got to DATA first: never send a second copy. If it is still
+                    # under way, a later retry finds its outcome (or SENDING, then UNKNOWN).
+                    current = await ledger_row(conn, key)
+                    if current is not None and current.status not in (SendStatus.PENDING, SendStatus.SENDING):
+                        settled = await self._settled(conn, current)
+                        if settled is not None:
+                            return settled
+                    raise ApplicationError(f"mailbox {sender.id}: another attempt of send {key} is under way")
+
+            stage = Stage.DATA
+            try:
+                reply = await client.data(row.message.encode("utf-8"))
+            except Exception as exc:
+                raise await self._failure(sender, row, classify(exc, stage), password) from None
+
+            async with self._pool.acquire() as conn:
+                await mark_sent(conn, key, reply.code)
+            log.info(
+                "mailbox %s: sent %s to mailbox %s (%s)", sender.id, key, row.recipient_id, row.message_id
+            )
+        except asyncio.CancelledError:
+            client.close()  # the worker is stopping: no goodbye, and the row stays as it is
+            raise
+        finally:
+            await _close(client)
+        await self._after_delivery(req)
+        return SendResult(SendStatus.SENT, row.recipient_id, row.message_id)
+
+    async def _failure(
+        self, sender: MailboxRecord, row: LedgerRow, failure: SmtpFailure, password: str
+    ) -> ApplicationError:
+        """Record what the failure means in the database and return the error to raise."""
+        key = row.idempotency_key
+        text = _scrub(failure.describe(), password)
+        message = f"mailbox {sender.id}: {text}"
+        async with self._pool.acquire() as conn:
+            if failure.outcome is Outcome.RETRY:
+                await mark_retry(conn, key, failure.code, text)
+                log.warning("%s; send %s will be retried", message, key)
+                return ApplicationError(message, type=ERR_TRANSIENT, non_retryable=False)
+            error_type = ERROR_TYPES[failure.outcome]
+            if failure.outcome is Outcome.UNKNOWN:
+                await mark_unknown(conn, key, text)
+                log.warning("%s (send %s)", message, key)
+                return ApplicationError(message, type=error_type, non_retryable=True)
+            async with conn.transaction():
+                await mark_failed(conn, key, failure.code, f"{error_type}: {text}")
+                await pause_mailbox(conn, sender.id, text)
+        log.warning("%s; mailbox paused (send %s)", message, key)
+        return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+async def _close(client: aiosmtplib.SMTP) -> None:
+    """QUIT politely when the connection is still usable; otherwise just drop it."""
+    if not client.is_connected:
+        return
+    try:
+        await client.quit(timeout=_QUIT_TIMEOUT)
+    except Exception:  # the send is decided already; a failed goodbye changes nothing
+        client.close()

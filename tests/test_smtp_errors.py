@@ -1,0 +1,106 @@
+"""Which SMTP failures are retried, which pause the mailbox, and which give the slot up as unknown."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import aiosmtplib
+import pytest
+
+from activities.smtp_errors import ERROR_TYPES, Outcome, Stage, classify
+from warmup.models import ERR_AUTH, ERR_POLICY, ERR_UNKNOWN_OUTCOME
+
+
+@pytest.mark.parametrize(
+    ("exc", "stage"),
+    [
+        (
+            aiosmtplib.SMTPConnectError("Error connecting to h on port 25: [Errno 111] Connection refused"),
+            Stage.CONNECT,
+        ),
+        (aiosmtplib.SMTPConnectTimeoutError("Timed out connecting to h on port 25"), Stage.CONNECT),
+        (socket.gaierror(-2, "Name or service not known"), Stage.CONNECT),
+        (ConnectionResetError(104, "Connection reset by peer"), Stage.MAIL),
+        (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), Stage.RCPT),
+        (aiosmtplib.SMTPServerDisconnected("Connection lost"), Stage.AUTH),
+        (aiosmtplib.SMTPConnectResponseError(421, "4.3.2 Service not available"), Stage.CONNECT),
+        (aiosmtplib.SMTPAuthenticationError(454, "4.7.0 Temporary authentication failure"), Stage.AUTH),
+        (aiosmtplib.SMTPSenderRefused(451, "4.3.0 Try again later", "a@x"), Stage.MAIL),
+        (aiosmtplib.SMTPRecipientRefused(452, "4.5.3 Too many recipients", "b@x"), Stage.RCPT),
+        (aiosmtplib.SMTPDataError(451, "4.3.0 Try again later"), Stage.DATA),
+        (aiosmtplib.SMTPDataError(421, "4.4.2 Closing connection"), Stage.DATA),
+    ],
+)
+def test_transient_failures_are_retried(exc: BaseException, stage: Stage) -> None:
+    failure = classify(exc, stage)
+    assert failure.outcome is Outcome.RETRY
+    assert failure.retryable and not failure.pauses_mailbox
+
+
+def test_535_is_an_auth_rejection_naming_the_code() -> None:
+    failure = classify(
+        aiosmtplib.SMTPAuthenticationError(535, "5.7.8 Authentication credentials invalid"), Stage.AUTH
+    )
+    assert failure.outcome is Outcome.AUTH and ERROR_TYPES[failure.outcome] == ERR_AUTH
+    assert failure.pauses_mailbox and not failure.retryable
+    assert failure.describe() == (
+        "SMTP login rejected (535 5.7.8 Authentication credentials invalid): check the username/password"
+    )
+
+
+@pytest.mark.parametrize(
+    ("exc", "stage", "step"),
+    [
+        (aiosmtplib.SMTPSenderRefused(553, "5.7.1 Sender address rejected", "a@x"), Stage.MAIL, "MAIL"),
+        (aiosmtplib.SMTPRecipientRefused(550, "5.1.1 No such user", "b@x"), Stage.RCPT, "RCPT"),
+        (aiosmtplib.SMTPDataError(554, "5.7.1 Message rejected as spam"), Stage.DATA, "DATA"),
+        (aiosmtplib.SMTPConnectResponseError(554, "5.7.1 No SMTP service here"), Stage.CONNECT, "CONNECT"),
+    ],
+)
+def test_other_5xx_are_policy_rejections_with_the_reply(
+    exc: aiosmtplib.SMTPResponseException, stage: Stage, step: str
+) -> None:
+    failure = classify(exc, stage)
+    assert failure.outcome is Outcome.POLICY and ERROR_TYPES[failure.outcome] == ERR_POLICY
+    assert failure.pauses_mailbox
+    assert failure.describe() == f"SMTP {step} refused ({exc.code} {exc.message})"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"),
+        aiosmtplib.SMTPServerDisconnected("Connection lost"),
+        TimeoutError(),
+        ConnectionResetError(104, "Connection reset by peer"),
+    ],
+)
+def test_no_reply_after_data_is_unknown_never_retried(exc: BaseException) -> None:
+    failure = classify(exc, Stage.DATA)
+    assert failure.outcome is Outcome.UNKNOWN and ERROR_TYPES[failure.outcome] == ERR_UNKNOWN_OUTCOME
+    assert not failure.retryable and not failure.pauses_mailbox
+    assert "not resent" in failure.describe()
+
+
+def test_the_same_timeout_before_data_is_retried() -> None:
+    exc = aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response")
+    assert classify(exc, Stage.RCPT).outcome is Outcome.RETRY
+    assert classify(exc, Stage.DATA).outcome is Outcome.UNKNOWN
+
+
+def test_missing_starttls_is_a_config_problem_not_a_clear_text_fallback() -> None:
+    exc = aiosmtplib.SMTPException("SMTP STARTTLS extension not supported by server.")
+    failure = classify(exc, Stage.CONNECT)
+    assert failure.outcome is Outcome.CONFIG and failure.pauses_mailbox
+    assert "STARTTLS" in failure.describe()
+
+
+def test_certificate_failure_is_a_config_problem_with_the_fix() -> None:
+    cert = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    cert.verify_message = "self-signed certificate"
+    wrapped = aiosmtplib.SMTPConnectError("Error connecting to h on port 465: certificate verify failed")
+    wrapped.__cause__ = cert
+    failure = classify(wrapped, Stage.CONNECT)
+    assert failure.outcome is Outcome.CONFIG
+    assert "self-signed certificate" in failure.detail and "verify_tls" in failure.detail
