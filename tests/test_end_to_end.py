@@ -1,0 +1,169 @@
+"""The whole system as an operator runs it: two `python -m workers.run` processes, the `starter` CLI,
+the real `temporal` CLI, the Temporal dev server, PostgreSQL and an SMTP server, all on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from warmup.config import Settings
+from warmup.devstack.smtp_sink import SmtpSink
+from warmup.devstack.temporal import temporal_cli
+
+MAILBOXES = [f"e2e{i}@flow.test" for i in range(4)]
+BAD_LOGIN = "locked@flow.test"
+
+
+def _env(settings: Settings, temporal_address: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMUP_")}
+    env.update(
+        TEMPORAL_ADDRESS=temporal_address,
+        WARMUP_DATABASE_URL=settings.DATABASE_URL.get_secret_value(),
+        WARMUP_SECRET_KEYS=settings.SECRET_KEYS.get_secret_value(),
+        WARMUP_TASK_QUEUE=settings.TASK_QUEUE,
+        WARMUP_SAME_MAILBOX_DELAY_MIN="0.02",  # 1.2 s
+        WARMUP_SAME_MAILBOX_DELAY_MAX="0.05",  # 3 s
+        WARMUP_SEND_WINDOW_START_HOUR="0",
+        WARMUP_SEND_WINDOW_END_HOUR="24",
+        WARMUP_SPREAD_OVER_WINDOW="false",
+        WARMUP_RAMP_START_VOLUME="6",
+        WARMUP_SEND_RETRY_INITIAL_SECONDS="0.5",
+        WARMUP_SMTP_TIMEOUT_SECONDS="5",
+    )
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _starter(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return _run([sys.executable, "-m", "starter", *args], env)
+
+
+@pytest.fixture
+async def stack(
+    temporal_env: WorkflowEnvironment,
+    smtp_sink: SmtpSink,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> AsyncIterator[tuple[dict[str, str], list[subprocess.Popen[bytes]]]]:
+    settings = make_settings()
+    env = _env(settings, temporal_env.client.service_client.config.target_host)
+    smtp_sink.credentials.update({m: "right" for m in [*MAILBOXES, BAD_LOGIN]})
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    workers = [_spawn_worker(env, log) for log in logs]
+    try:
+        yield env, workers
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+            w.wait()
+        for log in logs:  # shown by pytest only when the test failed
+            print(f"--- {log.name}\n{log.read_text()[-4000:]}")
+
+
+def _spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "workers.run"], env=env, stdout=out, stderr=out)
+
+
+async def _enroll(env: dict[str, str], address: str, secret: str, *extra: str) -> None:
+    args = ["enroll", "--mailbox", address, "--user", "flow", "--smtp-host", "127.0.0.1"]
+    args += ["--smtp-port", env["E2E_SMTP_PORT"], "--smtp-security", "none", "--username", address]
+    args += ["--secret-stdin", "--timezone", "Europe/Madrid", *extra]
+    run = await asyncio.to_thread(_run, [sys.executable, "-m", "starter", *args], env, secret + "\n")
+    assert run.returncode == 0, run.stderr
+
+
+async def _status(env: dict[str, str], address: str) -> dict[str, object]:
+    run = await asyncio.to_thread(_starter, env, "status", "--mailbox", address, "--json")
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+async def _sent_by(db_dsn: str) -> Counter[str]:
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT m.address FROM send_ledger l JOIN mailboxes m ON m.id = l.sender_id"
+            " WHERE l.status = 'SENT'"
+        )
+    finally:
+        await conn.close()
+    return Counter(r["address"] for r in rows)
+
+
+async def test_operator_flow_across_two_worker_processes(
+    stack: tuple[dict[str, str], list[subprocess.Popen[bytes]]], smtp_sink: SmtpSink, db_dsn: str
+) -> None:
+    env, workers = stack
+    env["E2E_SMTP_PORT"] = str(smtp_sink.port)
+    for address in MAILBOXES:
+        await _enroll(env, address, "right")
+    await _enroll(env, BAD_LOGIN, "wrong")
+    await _enroll(env, MAILBOXES[0], "right")  # a second enroll updates, never a second workflow
+
+    # Mail flows: every good mailbox fills its first day's quota of 6.
+    await smtp_sink.wait_for(6 * len(MAILBOXES), timeout=90)
+    await asyncio.sleep(1.5)
+    received = Counter(m.message_id for m in smtp_sink.messages)
+    assert max(received.values()) == 1, "an email arrived twice"
+    sent = await _sent_by(db_dsn)
+    assert sent == Counter({m: 6 for m in MAILBOXES}), sent
+    assert sum(received.values()) == sum(sent.values())
+    senders = {w.pid for w in workers}
+    assert len(senders) == 2 and all(w.poll() is None for w in workers)
+
+    # The 535 mailbox paused itself with the reason, and sent nothing.
+    locked = await _status(env, BAD_LOGIN)
+    assert locked["paused"] is True and "535" in str(locked["pause_reason"])
+
+    # Pause through the real Temporal CLI, exactly as the README documents, then raise the quota:
+    # the paused mailbox must send nothing more.
+    first = await _status(env, MAILBOXES[1])
+    workflow_id = f"mailbox-{first['mailbox_id']}"
+    cli = await asyncio.to_thread(
+        _run,
+        [
+            temporal_cli(),
+            "workflow",
+            "signal",
+            "--address",
+            env["TEMPORAL_ADDRESS"],
+            "--workflow-id",
+            workflow_id,
+            "--name",
+            "pause",
+        ],
+        env,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert (await _status(env, MAILBOXES[1]))["paused"] is True
+    for address in MAILBOXES[:2]:
+        await _enroll(env, address, "right", "--ramp-start", "9", "--ramp-ceiling", "9")
+    await smtp_sink.wait_for(6 * len(MAILBOXES) + 3, timeout=60)
+    await asyncio.sleep(3)  # room for a wrongly still-running paused mailbox to show itself
+    sent = await _sent_by(db_dsn)
+    assert sent[MAILBOXES[0]] == 9, "the settings update did not raise today's quota"
+    assert sent[MAILBOXES[1]] == 6, "a mailbox paused through the Temporal CLI kept sending"
+
+    # Graceful shutdown: SIGTERM, then a clean exit.
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    for w in workers:
+        assert await asyncio.to_thread(w.wait, 30) == 0

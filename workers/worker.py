@@ -1,0 +1,25 @@
+"""Builds the Temporal worker: which workflows and activities run, and with what limits."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.send import SendActivities
+from warmup.config import Settings
+from workers.sandbox import workflow_runner
+from workflows.mailbox import MailboxWarmupWorkflow
+
+
+def build_worker(client: Client, settings: Settings, activities: SendActivities) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.TASK_QUEUE,
+        workflows=[MailboxWarmupWorkflow],
+        activities=[activities.send_email],
+        workflow_runner=workflow_runner(),
+        max_concurrent_activities=settings.WORKER_CONCURRENCY,
+        max_cached_workflows=settings.MAX_CACHED_WORKFLOWS,
+        # Eager activities skip the server's task-queue rate limits, which the caps rely on.
+        disable_eager_activity_execution=True,
+    )
