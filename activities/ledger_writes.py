@@ -12,11 +12,12 @@ from warmup.db import Conn
 from warmup.ledger import LedgerRow, ledger_row
 from warmup.models import SendStatus
 
-P, S, F, U = (
+P, S, F, U, SENT = (
     SendStatus.PENDING.value,
     SendStatus.SENDING.value,
     SendStatus.FAILED.value,
     SendStatus.UNKNOWN.value,
+    SendStatus.SENT.value,
 )
 
 
@@ -74,13 +75,14 @@ async def claim_for_data(conn: Conn, idempotency_key: str) -> bool:
 async def mark_sent(conn: Conn, idempotency_key: str, smtp_code: int) -> None:
     """The server accepted the message. Also from UNKNOWN: a 250 is the truth a later look may have missed."""
     await conn.execute(
-        "UPDATE send_ledger SET status = 'SENT', sent_at = now(), smtp_code = $2, error = '',"
+        "UPDATE send_ledger SET status = $5, sent_at = now(), smtp_code = $2, error = '',"
         " updated_at = now()"
         " WHERE idempotency_key = $1 AND status IN ($3, $4)",
         idempotency_key,
         smtp_code,
         S,
         U,
+        SENT,
     )
 
 
