@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     JOBS_PER_SCHEDULER_RUN: int = Field(1000, ge=1, description="obsolete: no job table")
     JOB_CLEANUP_DAYS: int = Field(7, ge=1, description="obsolete: Temporal namespace retention")
     WORKER_CONCURRENCY: int = Field(10, ge=1, le=10_000, description="activities run at once per worker")
-    WORKER_COUNT: int = Field(5, ge=1, le=1000, description="worker processes to run (make dev; compose --scale worker=N)")
+    WORKER_COUNT: int = Field(5, ge=1, le=1000, description="worker processes (make dev; compose --scale)")
     WORKER_JOB_BATCH_SIZE: int = Field(50, ge=1, description="obsolete: Temporal pollers fetch tasks")
     SAME_MAILBOX_DELAY_MIN: float = Field(2, gt=0, le=1440, description="minutes, floor between sends")
     SAME_MAILBOX_DELAY_MAX: float = Field(10, gt=0, le=1440, description="minutes, ceiling within a burst")
