@@ -17,19 +17,17 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
-    from warmup import schedule
     from warmup.models import (
         ERR_UNKNOWN_OUTCOME,
         PAUSING_ERRORS,
-        DayProgress,
         MailboxStatus,
         MailboxWorkflowInput,
         MailboxWorkflowState,
         PauseRequest,
-        SendRequest,
         SendResult,
         SettingsUpdate,
     )
+    from warmup.planner import MailboxPlanner
 
 
 @workflow.defn
@@ -37,10 +35,9 @@ class MailboxWarmupWorkflow:
     @workflow.init
     def __init__(self, inp: MailboxWorkflowInput) -> None:
         self._inp = inp
-        self._schedule = inp.schedule
         self._s = inp.state or MailboxWorkflowState()
+        self._day = MailboxPlanner(inp.mailbox_id, inp.schedule, self._s)
         self._wake = False  # set by signals to cut a sleep short
-        self._replan = False  # set when settings or a resume invalidate today's plan
 
     @workflow.run
     async def run(self, inp: MailboxWorkflowInput) -> None:
@@ -54,17 +51,15 @@ class MailboxWarmupWorkflow:
                 await workflow.wait_condition(lambda: not self._s.paused)
                 continue
             now = self._now()
-            self._start_day_if_new(now)
-            if self._replan:
-                self._replan_rest_of_day(now)
+            self._day.start_day_if_new(now)
+            if self._day.replan_needed:
+                self._day.replan(now)
             self._publish()
-            due = self._next_send_at()
-            if due is None:
-                await self._sleep_until(schedule.next_window_start(now, self._schedule))
-            elif due > now:
-                await self._sleep_until(due)
+            due = self._day.next_send_at()
+            if due is None or due > now:
+                await self._sleep_until(self._day.next_wake(now))
             else:
-                await self._send(due)
+                await self._send()
                 sends_this_run += 1
 
     # --- signals and query -------------------------------------------------------------------
@@ -79,7 +74,7 @@ class MailboxWarmupWorkflow:
     def resume(self) -> None:
         if self._s.paused:
             self._s.paused, self._s.pause_reason = False, ""
-            self._replan = True  # the slots that passed while paused are re-spread over what is left
+            self._day.replan_needed = True  # slots that passed while paused are re-spread
         self._poke()
 
     @workflow.signal
@@ -87,14 +82,14 @@ class MailboxWarmupWorkflow:
         changes = {k: v for k, v in dataclasses.asdict(update).items() if v is not None}
         if update.ramp is not None:
             changes["ramp"] = update.ramp  # keep the dataclass, not asdict's plain dict
-        self._schedule = dataclasses.replace(self._schedule, **changes)
-        self._replan = True
+        self._day.settings = dataclasses.replace(self._day.settings, **changes)
+        self._day.replan_needed = True
         self._poke()
 
     @workflow.query
     def status(self) -> MailboxStatus:
         t = self._s.today
-        due = self._next_send_at()
+        due = self._day.next_send_at()
         return MailboxStatus(
             mailbox_id=self._inp.mailbox_id,
             user_id=self._inp.user_id,
@@ -110,78 +105,13 @@ class MailboxWarmupWorkflow:
             last_error=self._s.last_error,
             sent_total=self._s.sent_total,
             capped_reason=t.capped_reason,
-            timezone=self._schedule.timezone,
+            timezone=self._day.settings.timezone,
         )
 
-    # --- the day -------------------------------------------------------------------------------
+    # --- one send -------------------------------------------------------------------------------
 
-    def _start_day_if_new(self, now: float) -> None:
-        day = schedule.local_day(now, self._schedule.timezone)
-        if self._s.today.day == day.isoformat():
-            return
-        if self._s.today.slot > 0:
-            self._s.ramp_day += 1  # only days that actually warmed advance the ramp
-        start, end = schedule.window_bounds(day, self._schedule)
-        self._s.today = DayProgress(day=day.isoformat(), window_end=end)
-        self._s.today.quota = schedule.ramp_quota(
-            self._schedule.ramp, self._s.ramp_day, schedule.day_seed(self._inp.mailbox_id, day)
-        )
-        if now >= end:
-            # Enrolled (or resumed) after today's window closed: today has nothing left to send.
-            self._s.today.quota = 0
-            self._s.today.capped_reason = "today's window had already closed"
-        self._plan(max(now, start))
-        self._replan = False
-
-    def _replan_rest_of_day(self, now: float) -> None:
-        t = self._s.today
-        day = datetime.fromisoformat(t.day).date()
-        start, t.window_end = schedule.window_bounds(day, self._schedule)
-        t.quota = schedule.ramp_quota(
-            self._schedule.ramp, self._s.ramp_day, schedule.day_seed(self._inp.mailbox_id, day)
-        )
-        t.replans += 1
-        self._plan(max(now, start, self._earliest_next_send()))
-        self._replan = False
-
-    def _plan(self, begin: float) -> None:
-        """Plan the rest of today's quota from `begin` to the window's end."""
-        t, s = self._s.today, self._schedule
-        wanted = max(0, t.quota - t.slot)
-        fits = schedule.max_sends(t.window_end - begin, s.delay_min_minutes * 60)
-        count = min(wanted, fits)
-        t.capped_reason = (
-            f"the window left room for {fits} of {wanted} sends today" if count < wanted else t.capped_reason
-        )
-        t.plan = schedule.plan_sends(
-            begin,
-            t.window_end,
-            count,
-            s.delay_min_minutes * 60,
-            s.delay_max_minutes * 60,
-            schedule.plan_rng(self._inp.mailbox_id, t.day, t.replans),
-            spread=s.spread_over_window,
-        )
-
-    def _earliest_next_send(self) -> float:
-        return self._s.last_sent_at + self._schedule.delay_min_minutes * 60 if self._s.last_sent_at else 0.0
-
-    def _next_send_at(self) -> float | None:
-        plan = self._s.today.plan
-        return plan[0] if plan else None
-
-    async def _send(self, planned_at: float) -> None:
-        t = self._s.today
-        req = SendRequest(
-            mailbox_id=self._inp.mailbox_id,
-            day=t.day,
-            slot=t.slot,
-            planned_at=planned_at,
-            dispatched_at=self._now(),
-        )
-        t.plan.pop(0)
-        t.slot += 1  # the slot is consumed once dispatched: a retry reuses its key, never a new slot
-        self._s.last_sent_at = req.dispatched_at
+    async def _send(self) -> None:
+        req = self._day.take_slot(self._now())
         retry = self._inp.retry
         try:
             await workflow.execute_activity(
@@ -197,27 +127,20 @@ class MailboxWarmupWorkflow:
                     maximum_attempts=retry.max_attempts,
                 ),
             )
-            t.sent += 1
-            self._s.sent_total += 1
+            self._day.record_sent()
         except ActivityError as err:
             self._record_failure(err)
-        # A late send (worker outage, long retries) must not squeeze the next one below delay_min.
-        if t.plan and t.plan[0] < self._earliest_next_send():
-            self._replan = True
 
     def _record_failure(self, err: ActivityError) -> None:
         cause = err.cause
         kind = cause.type if isinstance(cause, ApplicationError) else None
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        self._s.last_error = f"{kind or type(cause).__name__}: {message}"
+        self._day.record_failed(
+            f"{kind or type(cause).__name__}: {message}", unknown=kind == ERR_UNKNOWN_OUTCOME
+        )
         if kind in PAUSING_ERRORS:
-            self._s.today.failed += 1
             self._s.paused, self._s.pause_reason = True, message
             workflow.logger.warning("mailbox %s paused: %s", self._inp.mailbox_id, message)
-        elif kind == ERR_UNKNOWN_OUTCOME:
-            self._s.today.unknown += 1
-        else:
-            self._s.today.failed += 1
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -244,7 +167,7 @@ class MailboxWarmupWorkflow:
 
     def _next_run_input(self) -> MailboxWorkflowInput:
         self._s.runs += 1
-        return dataclasses.replace(self._inp, schedule=self._schedule, state=self._s)
+        return dataclasses.replace(self._inp, schedule=self._day.settings, state=self._s)
 
     def _publish(self) -> None:
         """One line for the Web UI's 'current details'."""
@@ -252,7 +175,7 @@ class MailboxWarmupWorkflow:
         if s.paused:
             line = f"paused: {s.pause_reason}"
         else:
-            due = self._next_send_at()
+            due = self._day.next_send_at()
             nxt = f"next send {_iso(due)}" if due is not None else "done for today"
             line = f"sent {t.sent}/{t.quota} on {t.day}; {nxt}"
         line += f"; ramp day {s.ramp_day}"

@@ -1,0 +1,118 @@
+"""A mailbox's day as a pure state machine: which day it is, its quota, when the next send is due.
+
+The workflow drives it with workflow time; the benchmark's discrete-event simulation drives the
+very same class with simulated time, so both produce the same schedule for the same mailbox.
+It only mutates the `MailboxWorkflowState` it is given (which travels across continue-as-new).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from warmup import schedule
+from warmup.models import DayProgress, MailboxWorkflowState, ScheduleSettings, SendRequest
+
+
+class MailboxPlanner:
+    def __init__(self, mailbox_id: int, settings: ScheduleSettings, state: MailboxWorkflowState) -> None:
+        self.mailbox_id = mailbox_id
+        self.settings = settings
+        self.state = state
+        self.replan_needed = False
+
+    # --- days and plans -------------------------------------------------------------------------
+
+    def start_day_if_new(self, now: float) -> bool:
+        """Open a new local day when `now` is past the current one; True if it did."""
+        day = schedule.local_day(now, self.settings.timezone)
+        if self.state.today.day == day.isoformat():
+            return False
+        if self.state.today.slot > 0:
+            self.state.ramp_day += 1  # only days that actually warmed advance the ramp
+        start, end = schedule.window_bounds(day, self.settings)
+        self.state.today = DayProgress(day=day.isoformat(), window_end=end, quota=self._ramp_quota(day))
+        if now >= end:
+            # Enrolled (or resumed) after today's window closed: today has nothing left to send.
+            self.state.today.quota = 0
+            self.state.today.capped_reason = "today's window had already closed"
+        self._plan(max(now, start))
+        self.replan_needed = False
+        return True
+
+    def replan(self, now: float) -> None:
+        """Re-spread what is left of today's quota after a resume or a settings change."""
+        t = self.state.today
+        day = dt.date.fromisoformat(t.day)
+        start, t.window_end = schedule.window_bounds(day, self.settings)
+        t.quota = self._ramp_quota(day)
+        t.replans += 1
+        self._plan(max(now, start, self.earliest_next_send()))
+        self.replan_needed = False
+
+    def next_send_at(self) -> float | None:
+        plan = self.state.today.plan
+        return plan[0] if plan else None
+
+    def next_wake(self, now: float) -> float:
+        """When to look again: the next planned send, or tomorrow's window."""
+        due = self.next_send_at()
+        return due if due is not None else schedule.next_window_start(now, self.settings)
+
+    # --- sends ----------------------------------------------------------------------------------
+
+    def take_slot(self, now: float) -> SendRequest:
+        """Consume the next planned slot: once dispatched, a retry reuses its key, never a new slot."""
+        t = self.state.today
+        planned_at = t.plan.pop(0)
+        req = SendRequest(self.mailbox_id, t.day, t.slot, planned_at=planned_at, dispatched_at=now)
+        t.slot += 1
+        self.state.last_sent_at = now
+        return req
+
+    def record_sent(self) -> None:
+        self.state.today.sent += 1
+        self.state.sent_total += 1
+        self._keep_spacing()
+
+    def record_failed(self, error: str, *, unknown: bool = False) -> None:
+        if unknown:
+            self.state.today.unknown += 1
+        else:
+            self.state.today.failed += 1
+        self.state.last_error = error
+        self._keep_spacing()
+
+    def earliest_next_send(self) -> float:
+        last = self.state.last_sent_at
+        return last + self.settings.delay_min_minutes * 60 if last else 0.0
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _keep_spacing(self) -> None:
+        # A late send (worker outage, long retries) must not squeeze the next one below delay_min.
+        plan = self.state.today.plan
+        if plan and plan[0] < self.earliest_next_send():
+            self.replan_needed = True
+
+    def _ramp_quota(self, day: dt.date) -> int:
+        return schedule.ramp_quota(
+            self.settings.ramp, self.state.ramp_day, schedule.day_seed(self.mailbox_id, day)
+        )
+
+    def _plan(self, begin: float) -> None:
+        """Plan the rest of today's quota from `begin` to the window's end."""
+        t, s = self.state.today, self.settings
+        wanted = max(0, t.quota - t.slot)
+        fits = schedule.max_sends(t.window_end - begin, s.delay_min_minutes * 60)
+        count = min(wanted, fits)
+        if count < wanted:
+            t.capped_reason = f"the window left room for {fits} of {wanted} sends today"
+        t.plan = schedule.plan_sends(
+            begin,
+            t.window_end,
+            count,
+            s.delay_min_minutes * 60,
+            s.delay_max_minutes * 60,
+            schedule.plan_rng(self.mailbox_id, t.day, t.replans),
+            spread=s.spread_over_window,
+        )
