@@ -183,3 +183,17 @@ async def test_enrolled_after_the_window_waits_for_tomorrow(
     st = await status(h)
     assert (st.sent_today, st.quota_today, st.ramp_day) == (8, 8, 0), "the first warmed day is ramp day 0"
     await h.terminate()
+
+
+async def test_remove_completes_the_workflow_and_stops_sending(
+    rig: tuple[WorkflowEnvironment, Recorder, str],
+) -> None:
+    env, rec, queue = rig
+    (h,) = await start_mailboxes(env.client, queue, [(8, UTC_DAY)])
+    await env.sleep(dt.timedelta(hours=10))
+    await h.signal(MailboxWarmupWorkflow.remove)
+    await h.result()  # completes instead of running forever
+    sent = len(rec.requests)
+    assert 0 < sent < 8
+    await env.sleep(dt.timedelta(hours=30))
+    assert len(rec.requests) == sent, "a removed mailbox kept sending"

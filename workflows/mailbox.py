@@ -38,17 +38,18 @@ class MailboxWarmupWorkflow:
         self._s = inp.state or MailboxWorkflowState()
         self._day = MailboxPlanner(inp.mailbox_id, inp.schedule, self._s)
         self._wake = False  # set by signals to cut a sleep short
+        self._removed = False
 
     @workflow.run
     async def run(self, inp: MailboxWorkflowInput) -> None:
         sends_this_run = 0
-        while True:
+        while not self._removed:
             if self._time_to_continue_as_new(sends_this_run):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._next_run_input())
             if self._s.paused:
                 self._publish()
-                await workflow.wait_condition(lambda: not self._s.paused)
+                await workflow.wait_condition(lambda: not self._s.paused or self._removed)
                 continue
             now = self._now()
             self._day.start_day_if_new(now)
@@ -61,6 +62,8 @@ class MailboxWarmupWorkflow:
             else:
                 await self._send()
                 sends_this_run += 1
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.set_current_details(f"removed after {self._s.sent_total} warmup emails")
 
     # --- signals and query -------------------------------------------------------------------
 
@@ -75,6 +78,12 @@ class MailboxWarmupWorkflow:
         if self._s.paused:
             self._s.paused, self._s.pause_reason = False, ""
             self._day.replan_needed = True  # slots that passed while paused are re-spread
+        self._poke()
+
+    @workflow.signal
+    def remove(self) -> None:
+        """Stop warming this mailbox: the workflow completes; the ledger keeps its history."""
+        self._removed = True
         self._poke()
 
     @workflow.signal
