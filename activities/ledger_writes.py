@@ -30,6 +30,7 @@ async def insert_pending(
     *,
     idempotency_key: str,
     sender_id: int,
+    user_id: str,
     recipient_id: int,
     day: dt.date,
     slot: int,
@@ -41,7 +42,7 @@ async def insert_pending(
     """Record a planned send; if another attempt recorded it first, return that row instead."""
     await conn.execute(
         "INSERT INTO send_ledger (idempotency_key, sender_id, recipient_id, day, slot, message_id, message,"
-        " status, planned_at, dispatched_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " status, planned_at, dispatched_at, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         " ON CONFLICT (idempotency_key) DO NOTHING",
         idempotency_key,
         sender_id,
@@ -53,23 +54,12 @@ async def insert_pending(
         P,
         _ts(planned_at),
         _ts(dispatched_at),
+        user_id,
     )
     row = await ledger_row(conn, idempotency_key)
     if row is None:  # only if someone deleted it in between
         raise RuntimeError(f"ledger row {idempotency_key} vanished right after it was written")
     return row
-
-
-async def claim_for_data(conn: Conn, idempotency_key: str) -> bool:
-    """PENDING -> SENDING just before DATA; False if another attempt got there first."""
-    status = await conn.execute(
-        "UPDATE send_ledger SET status = $2, attempts = attempts + 1, updated_at = now()"
-        " WHERE idempotency_key = $1 AND status = $3",
-        idempotency_key,
-        S,
-        P,
-    )
-    return status == "UPDATE 1"
 
 
 async def mark_sent(conn: Conn, idempotency_key: str, smtp_code: int) -> None:
@@ -86,17 +76,20 @@ async def mark_sent(conn: Conn, idempotency_key: str, smtp_code: int) -> None:
     )
 
 
-async def mark_retry(conn: Conn, idempotency_key: str, smtp_code: int | None, error: str) -> None:
-    """A transient failure: back to PENDING (nothing was delivered) with the reason, for the next attempt."""
-    await conn.execute(
-        "UPDATE send_ledger SET status = $2, smtp_code = $3, error = $4, updated_at = now()"
-        " WHERE idempotency_key = $1 AND status IN ($2, $5)",
+async def mark_retry(conn: Conn, idempotency_key: str, smtp_code: int | None, error: str) -> int:
+    """A transient failure: back to PENDING (nothing was delivered) with the reason, for the next attempt.
+    Returns how many transient failures this send has had."""
+    n = await conn.fetchval(
+        "UPDATE send_ledger SET status = $2, smtp_code = $3, error = $4, updated_at = now(),"
+        " transient_failures = transient_failures + 1"
+        " WHERE idempotency_key = $1 AND status IN ($2, $5) RETURNING transient_failures",
         idempotency_key,
         P,
         smtp_code,
         error,
         S,
     )
+    return int(n or 0)
 
 
 async def mark_failed(conn: Conn, idempotency_key: str, smtp_code: int | None, error: str) -> None:

@@ -12,6 +12,8 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import random
+import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosmtplib
@@ -19,8 +21,8 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import cap_gate
 from activities.ledger_writes import (
-    claim_for_data,
     insert_pending,
     mark_failed,
     mark_retry,
@@ -30,12 +32,15 @@ from activities.ledger_writes import (
 from activities.message import build_message
 from activities.recipients import choose_recipient
 from activities.smtp_errors import ERR_TRANSIENT, ERROR_TYPES, Outcome, SmtpFailure, Stage, classify
+from warmup import caps
 from warmup.config import Settings
 from warmup.db import Conn
 from warmup.ledger import LedgerRow, ledger_row
 from warmup.mailboxes import MailboxRecord, get_mailbox, pause_mailbox
 from warmup.models import (
     ERR_AUTH,
+    ERR_CAP_DEFERRED,
+    ERR_CAP_WINDOW_CLOSED,
     ERR_CONFIG,
     ERR_POLICY,
     ERR_UNKNOWN_OUTCOME,
@@ -64,7 +69,7 @@ def _scrub(text: str, secret: str) -> str:
 def _recorded_failure(row: LedgerRow) -> tuple[str, str]:
     """(error type, reason) a FAILED row was recorded with; the type is stored as the error's prefix."""
     prefix, _, reason = row.error.partition(": ")
-    if prefix in (ERR_AUTH, ERR_POLICY, ERR_CONFIG):
+    if prefix in (ERR_AUTH, ERR_POLICY, ERR_CONFIG, ERR_CAP_WINDOW_CLOSED, ERR_TRANSIENT):
         return prefix, reason
     return (ERR_AUTH if row.smtp_code == 535 else ERR_POLICY), row.error
 
@@ -76,6 +81,7 @@ class SendActivities:
         self._pool = pool
         self._secrets = secrets
         self._settings = settings
+        self._windows = caps.windows(settings)
 
     @activity.defn(name="send_email")
     async def send_email(self, req: SendRequest) -> SendResult:
@@ -151,6 +157,7 @@ class SendActivities:
             conn,
             idempotency_key=key,
             sender_id=sender.id,
+            user_id=sender.user_id,
             recipient_id=recipient.id,
             day=day,
             slot=req.slot,
@@ -213,6 +220,10 @@ class SendActivities:
         self, req: SendRequest, sender: MailboxRecord, row: LedgerRow, recipient: str, password: str
     ) -> SendResult:
         key = row.idempotency_key
+        async with self._pool.acquire() as conn:
+            early = await cap_gate.peek(conn, sender.user_id, self._windows)
+        if early.binding is not None:
+            raise await self._defer(req, sender, key, early)
         client = self._client(sender)
         stage = Stage.CONNECT
         try:
@@ -231,8 +242,10 @@ class SendActivities:
                 raise await self._failure(sender, row, classify(exc, stage), password) from None
 
             async with self._pool.acquire() as conn:
-                claimed = await claim_for_data(conn, key)
-                if not claimed:
+                decision = await cap_gate.claim(conn, key, sender.user_id, self._windows)
+                if decision.binding is not None:
+                    raise await self._defer(req, sender, key, decision)
+                if not decision.claimed:
                     # Another attempt got to DATA first: never send a second copy. If it is still
                     # under way, a later retry finds its outcome (or SENDING, then UNKNOWN).
                     current = await ledger_row(conn, key)
@@ -259,7 +272,35 @@ class SendActivities:
         finally:
             await _close(client)
         await self._after_delivery(req)
-        return SendResult(SendStatus.SENT, row.recipient_id, row.message_id)
+        return SendResult(SendStatus.SENT, row.recipient_id, row.message_id, binding_cap=row.binding_cap)
+
+    async def _defer(
+        self, req: SendRequest, sender: MailboxRecord, key: str, decision: cap_gate.GateDecision
+    ) -> ApplicationError:
+        """A cap is full: wait in Temporal's retry (no history cost), or give the slot up past its window."""
+        binding = decision.binding
+        assert binding is not None
+        what = f"{binding.name} ({binding.cap}) reached" + (
+            f" for user {sender.user_id}" if binding.scope == "user" else ""
+        )
+        wait = decision.wait_seconds
+        if req.not_after and time.time() + wait > req.not_after:
+            async with self._pool.acquire() as conn:
+                await mark_failed(conn, key, None, f"{ERR_CAP_WINDOW_CLOSED}: {what} until the window closed")
+            log.warning("mailbox %s: %s until its window closed; send %s given up", sender.id, what, key)
+            return ApplicationError(
+                f"mailbox {sender.id}: {what} until the window closed; the cap is binding",
+                type=ERR_CAP_WINDOW_CLOSED,
+                non_retryable=True,
+            )
+        # Spread the waiters of one window a little so they do not all wake in the same instant.
+        delay = wait + random.uniform(0.05, 0.05 + min(5.0, wait * 0.1))
+        log.info("mailbox %s: %s; send %s waits %.1fs", sender.id, what, key, delay)
+        return ApplicationError(
+            f"mailbox {sender.id}: {what}; waiting {delay:.1f}s",
+            type=ERR_CAP_DEFERRED,
+            next_retry_delay=dt.timedelta(seconds=delay),
+        )
 
     async def _failure(
         self, sender: MailboxRecord, row: LedgerRow, failure: SmtpFailure, password: str
@@ -270,9 +311,17 @@ class SendActivities:
         message = f"mailbox {sender.id}: {text}"
         async with self._pool.acquire() as conn:
             if failure.outcome is Outcome.RETRY:
-                await mark_retry(conn, key, failure.code, text)
-                log.warning("%s; send %s will be retried", message, key)
-                return ApplicationError(message, type=ERR_TRANSIENT, non_retryable=False)
+                failures = await mark_retry(conn, key, failure.code, text)
+                # Temporal retries without a limit (waiting for a cap must not use up attempts), so the
+                # SMTP attempts are counted here.
+                if failures < self._settings.SEND_RETRY_MAX_ATTEMPTS:
+                    log.warning("%s; send %s will be retried", message, key)
+                    return ApplicationError(message, type=ERR_TRANSIENT, non_retryable=False)
+                await mark_failed(conn, key, failure.code, f"{ERR_TRANSIENT}: {text}")
+                log.warning("%s; send %s gave up after %d attempts", message, key, failures)
+                return ApplicationError(
+                    f"{message} (gave up after {failures} attempts)", type=ERR_TRANSIENT, non_retryable=True
+                )
             error_type = ERROR_TYPES[failure.outcome]
             if failure.outcome is Outcome.UNKNOWN:
                 await mark_unknown(conn, key, text)

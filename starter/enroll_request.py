@@ -389,7 +389,7 @@ class EnrollRequest(BaseModel):
         """Every schedule field, so a re-enroll replaces the running workflow's settings completely."""
         schedule = self.schedule
         return SettingsUpdate(
-            **{f.name: getattr(schedule, f.name) for f in dataclasses.fields(SettingsUpdate)}
+            **{f.name: getattr(schedule, f.name) for f in dataclasses.fields(ScheduleSettings)}
         )
 
 

@@ -26,12 +26,23 @@ from warmup.config import Settings, load_settings
 from warmup.db import migrate
 from warmup.devstack.postgres import PgServer
 from warmup.devstack.smtp_sink import SmtpSink
-from warmup.devstack.temporal import search_attribute_keys, temporal_cli, test_server_binary
+from warmup.devstack.temporal import (
+    dynamic_config_args,
+    search_attribute_keys,
+    temporal_cli,
+    test_server_binary,
+)
 from warmup.secrets import generate_key
 
 TEMPLATE_DB = "warmup_template"
+LIFTED_CAPS = {
+    "USER_SENDS_PER_MINUTE": 100_000,
+    "USER_SENDS_PER_HOUR": 1_000_000,
+    "GLOBAL_SENDS_PER_MINUTE": 100_000,
+    "GLOBAL_SENDS_PER_HOUR": 1_000_000,
+}
 # Extra flags for the session's dev server (in memory; the search attributes are added separately).
-DEV_SERVER_EXTRA_ARGS: list[str] = []
+DEV_SERVER_EXTRA_ARGS: list[str] = dynamic_config_args()
 
 # Every PgServer a fixture started, so the exit hook can stop any that a failed teardown left behind.
 _live_pg_servers: weakref.WeakSet[PgServer] = weakref.WeakSet()
@@ -124,12 +135,14 @@ def make_settings(db_dsn: str, secret_keys: list[str]) -> Callable[..., Settings
     """`make_settings(SAME_MAILBOX_DELAY_MIN=0.01, ...)`: field names as keys, any value str() accepts.
 
     The process environment is not read, so a developer's WARMUP_* variables cannot leak into tests.
-    One task queue per test: every call in the same test agrees on it.
+    One task queue per test: every call in the same test agrees on it. The send caps are lifted
+    (tests about caps set them): the audit's 5 a minute per user would throttle every other test.
     """
     base = {
         "WARMUP_DATABASE_URL": db_dsn,
         "WARMUP_SECRET_KEYS": ",".join(secret_keys),
         "WARMUP_TASK_QUEUE": f"test-{uuid.uuid4().hex}",
+        **{f"WARMUP_{name}": str(value) for name, value in LIFTED_CAPS.items()},
     }
 
     def make(**overrides: Any) -> Settings:

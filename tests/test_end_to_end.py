@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.conftest import LIFTED_CAPS
 from warmup.config import Settings
 from warmup.devstack.smtp_sink import SmtpSink
 from warmup.devstack.temporal import temporal_cli
@@ -32,6 +33,7 @@ def _env(settings: Settings, temporal_address: str) -> dict[str, str]:
         WARMUP_DATABASE_URL=settings.DATABASE_URL.get_secret_value(),
         WARMUP_SECRET_KEYS=settings.SECRET_KEYS.get_secret_value(),
         WARMUP_TASK_QUEUE=settings.TASK_QUEUE,
+        **{f"WARMUP_{cap}": str(getattr(settings, cap)) for cap in LIFTED_CAPS},
         WARMUP_SAME_MAILBOX_DELAY_MIN="0.02",  # 1.2 s
         WARMUP_SAME_MAILBOX_DELAY_MAX="0.05",  # 3 s
         WARMUP_SEND_WINDOW_START_HOUR="0",

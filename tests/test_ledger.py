@@ -7,8 +7,9 @@ import datetime as dt
 import asyncpg
 import pytest
 
-from activities import ledger_writes
-from warmup import ledger
+from activities import cap_gate, ledger_writes
+from warmup import caps, ledger
+from warmup.config import load_settings
 from warmup.mailboxes import SmtpAccount, upsert_mailbox
 from warmup.models import ScheduleSettings, SendStatus, SmtpSecurity
 
@@ -41,6 +42,7 @@ async def test_a_sent_row_written_by_the_send_path_is_counted_by_every_quota_que
             conn,
             idempotency_key=key,
             sender_id=sender,
+            user_id="alice",
             recipient_id=recipient,
             day=DAY,
             slot=0,
@@ -50,7 +52,7 @@ async def test_a_sent_row_written_by_the_send_path_is_counted_by_every_quota_que
             dispatched_at=NOON,
         )
         assert await ledger.delivered_by_mailbox_on(conn, sender, DAY) == 0, "PENDING is not delivered"
-        assert await ledger_writes.claim_for_data(conn, key)
+        assert (await cap_gate.claim(conn, key, "alice", caps.windows(load_settings({})))).claimed
         await ledger_writes.mark_sent(conn, key, 250)
 
         assert await conn.fetchval("SELECT status::text FROM send_ledger") == SendStatus.SENT.value
@@ -76,8 +78,8 @@ async def test_a_misspelt_status_is_refused_not_silently_uncounted(
         with pytest.raises(asyncpg.InvalidTextRepresentationError):
             await conn.execute(
                 "INSERT INTO send_ledger (idempotency_key, sender_id, recipient_id, day, slot, message_id,"
-                " message, status, planned_at, dispatched_at)"
-                " VALUES ('k', $1, $2, $3, 0, 'm', 'x', $4, now(), now())",
+                " message, status, planned_at, dispatched_at, user_id)"
+                " VALUES ('k', $1, $2, $3, 0, 'm', 'x', $4, now(), now(), 'alice')",
                 sender,
                 recipient,
                 DAY,

@@ -52,6 +52,7 @@ async def start_mailboxes(
                     user_id=user_id,
                     schedule=sched,
                     continue_as_new_after_sends=continue_as_new_after_sends,
+                    search_attributes=False,  # the time-skipping server has none registered
                 ),
                 id=f"{workflow_id_for(mailbox_id)}-{suffix}",
                 task_queue=task_queue,

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     GLOBAL_SENDS_PER_HOUR: int = Field(5000, ge=1, description="cluster-wide cap (issue #3)")
     USER_SENDS_PER_MINUTE: int = Field(5, ge=1, description="per-user cap (issue #3)")
     USER_SENDS_PER_HOUR: int = Field(300, ge=1, description="per-user cap (issue #3)")
+    CAP_HOUR_SECONDS: float = Field(3600, ge=61, le=3600, description="length of the caps' hour window")
+    PLAN_WEIGHTS: str = Field(
+        "free:1,starter:2,pro:3,agency:4", min_length=3, description="plan:weight share of the global cap"
+    )
     SCALE_UP_QUEUE_THRESHOLD: int = Field(1000, ge=1, description="advisory for an autoscaler")
     SCALE_DOWN_IDLE_MINUTES: int = Field(10, ge=1, description="advisory for an autoscaler")
 
@@ -77,11 +81,32 @@ class Settings(BaseSettings):
                 "WARMUP_RAMP_START_VOLUME must not exceed WARMUP_RAMP_CEILING "
                 f"({self.RAMP_START_VOLUME} > {self.RAMP_CEILING})"
             )
+        for item in self.PLAN_WEIGHTS.split(","):
+            name, sep, weight = item.partition(":")
+            try:
+                ok = bool(sep and name.strip()) and float(weight) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"WARMUP_PLAN_WEIGHTS entry {item!r} must look like plan:weight with a weight above 0 "
+                    "(e.g. free:1,pro:3)"
+                )
         if self.SEND_RETRY_INITIAL_SECONDS > self.SEND_RETRY_MAX_SECONDS:
             raise ValueError(
                 "WARMUP_SEND_RETRY_INITIAL_SECONDS must not exceed WARMUP_SEND_RETRY_MAX_SECONDS"
             )
         return self
+
+    def plan_weights(self) -> dict[str, float]:
+        weights = {}
+        for item in self.PLAN_WEIGHTS.split(","):
+            name, _, weight = item.partition(":")
+            weights[name.strip()] = float(weight)
+        return weights
+
+    def plan_weight(self, plan: str) -> float:
+        return self.plan_weights().get(plan, 1.0)
 
     def secret_keys(self) -> list[str]:
         return [k.strip() for k in self.SECRET_KEYS.get_secret_value().split(",") if k.strip()]

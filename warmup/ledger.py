@@ -88,11 +88,12 @@ class LedgerRow:
     planned_at: dt.datetime
     dispatched_at: dt.datetime
     sent_at: dt.datetime | None
+    binding_cap: str = ""  # the cap that last made this send wait
 
 
 _ROW_COLUMNS = (
     "idempotency_key, sender_id, recipient_id, day, slot, message_id, message, status, attempts,"
-    " smtp_code, error, planned_at, dispatched_at, sent_at"
+    " smtp_code, error, planned_at, dispatched_at, sent_at, binding_cap"
 )
 
 
@@ -112,6 +113,7 @@ def _ledger_row(row: asyncpg.Record) -> LedgerRow:
         planned_at=row["planned_at"],
         dispatched_at=row["dispatched_at"],
         sent_at=row["sent_at"],
+        binding_cap=row["binding_cap"],
     )
 
 

@@ -84,6 +84,8 @@ class DayProgress:
     replans: int = 0
     window_end: float = 0.0  # epoch seconds
     capped_reason: str = ""  # set when the window cannot hold the ramp quota
+    binding_cap: str = ""  # the send cap that last made a send of today's wait
+    allowance: int | None = None  # the user's plan share for today, once the parent granted it
 
 
 @dataclass
@@ -109,6 +111,12 @@ class MailboxWorkflowInput:
     state: MailboxWorkflowState | None = None
     # Tests set this to force continue-as-new after N sends; None means "when Temporal suggests".
     continue_as_new_after_sends: int | None = None
+    # The user's plan weight: its share of the global cap when users contend (Temporal fairness).
+    fairness_weight: float = 1.0
+    # Set when a UserWarmupWorkflow with a plan limit owns this mailbox: ask it for each day's share.
+    plan_parent_id: str | None = None
+    # Keep UserId/MailboxId/WarmupStatus current for the Web UI (off where they are not registered).
+    search_attributes: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,11 +130,29 @@ class SettingsUpdate:
     delay_max_minutes: float | None = None
     ramp: RampSettings | None = None
     spread_over_window: bool | None = None
+    fairness_weight: float | None = None  # not a schedule field: the user's plan weight
 
 
 @dataclass(frozen=True)
 class PauseRequest:
     reason: str = "paused by operator"
+
+
+@dataclass(frozen=True)
+class AllowanceRequest:
+    """Mailbox -> user workflow: today's ramp quota, asking for the plan's share."""
+
+    mailbox_id: int
+    day: str
+    wanted: int
+
+
+@dataclass(frozen=True)
+class AllowanceGrant:
+    """User workflow -> mailbox: how many sends the plan allows it on `day`."""
+
+    day: str
+    allowance: int
 
 
 @dataclass(frozen=True)
@@ -136,6 +162,7 @@ class SendRequest:
     slot: int
     planned_at: float  # epoch seconds the plan chose
     dispatched_at: float  # workflow time the send was started
+    not_after: float = 0.0  # the window's end: waiting for a cap past it gives the slot up (0: no limit)
 
     @property
     def idempotency_key(self) -> str:
@@ -149,6 +176,7 @@ class SendResult:
     recipient_id: int
     message_id: str
     already_done: bool = False  # True when a retry found the slot already settled
+    binding_cap: str = ""  # the cap setting that made this send wait, if one did
 
 
 @dataclass(frozen=True)
@@ -168,6 +196,7 @@ class MailboxStatus:
     sent_total: int
     capped_reason: str
     timezone: str
+    binding_cap: str = ""  # e.g. "USER_SENDS_PER_MINUTE": the cap that held sends back today
 
 
 # Error types the activity raises and the workflow reacts to by name (ApplicationError.type).
@@ -175,4 +204,62 @@ ERR_AUTH = "SmtpAuthRejected"  # 535: wrong credentials, pause the mailbox
 ERR_POLICY = "SmtpPolicyRejected"  # 5xx: refused by policy, pause the mailbox
 ERR_UNKNOWN_OUTCOME = "SendOutcomeUnknown"  # no reply after DATA: do not resend
 ERR_CONFIG = "MailboxConfigError"  # missing mailbox, bad key: pause with the reason
+ERR_CAP_DEFERRED = "CapDeferred"  # a cap is full: retried after the window frees a place
+ERR_CAP_WINDOW_CLOSED = "CapWindowClosed"  # the caps kept the slot waiting past its window: given up
 PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG})
+
+
+# --- The per-user parent workflow ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserPlan:
+    plan: str = "free"
+    daily_limit: int | None = None  # sends a day across all the user's mailboxes; None: no limit
+    weight: float = 1.0  # share of the global cap under contention (from WARMUP_PLAN_WEIGHTS)
+
+
+@dataclass(frozen=True)
+class MailboxEnrollment:
+    mailbox_id: int
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    retry: SendRetrySettings = field(default_factory=SendRetrySettings)
+
+
+@dataclass
+class ChildMailbox:
+    mailbox_id: int
+    ramp: RampSettings
+    wanted: int  # the quota it last asked a share for (its start volume before that)
+    wanted_day: str = ""  # the day of that request
+    removed: bool = False
+
+
+@dataclass
+class UserWorkflowState:
+    mailboxes: dict[str, ChildMailbox] = field(default_factory=dict)  # str keys: JSON objects
+    grants: dict[str, dict[str, int]] = field(default_factory=dict)  # day -> mailbox -> allowance
+    paused: bool = False
+    pause_reason: str = ""
+    runs: int = 1
+
+
+@dataclass
+class UserWorkflowInput:
+    user_id: str
+    plan: UserPlan = field(default_factory=UserPlan)
+    search_attributes: bool = True
+    state: UserWorkflowState | None = None
+    continue_as_new_after_events: int | None = None  # tests force continue-as-new; None: when suggested
+
+
+@dataclass(frozen=True)
+class UserStatus:
+    user_id: str
+    plan: str
+    daily_limit: int | None
+    mailbox_ids: list[int]
+    removed_ids: list[int]
+    paused: bool
+    pause_reason: str
+    granted: dict[str, int]  # day -> sends the plan granted that day (recent days)

@@ -45,6 +45,8 @@ class MailboxPlanner:
         day = dt.date.fromisoformat(t.day)
         start, t.window_end = schedule.window_bounds(day, self.settings)
         t.quota = self._ramp_quota(day)
+        if t.allowance is not None:
+            t.quota = min(t.quota, t.allowance)
         t.replans += 1
         self._plan(max(now, start, self.earliest_next_send()))
         self.replan_needed = False
@@ -64,23 +66,36 @@ class MailboxPlanner:
         """Consume the next planned slot: once dispatched, a retry reuses its key, never a new slot."""
         t = self.state.today
         planned_at = t.plan.pop(0)
-        req = SendRequest(self.mailbox_id, t.day, t.slot, planned_at=planned_at, dispatched_at=now)
+        req = SendRequest(
+            self.mailbox_id, t.day, t.slot, planned_at=planned_at, dispatched_at=now, not_after=t.window_end
+        )
         t.slot += 1
         self.state.last_sent_at = now
         return req
 
-    def record_sent(self) -> None:
+    def record_sent(self, now: float, binding_cap: str = "") -> None:
         self.state.today.sent += 1
         self.state.sent_total += 1
-        self._keep_spacing()
+        if binding_cap:
+            self.state.today.binding_cap = binding_cap
+        self._sent_at(now)
 
-    def record_failed(self, error: str, *, unknown: bool = False) -> None:
+    def record_failed(self, now: float, error: str, *, unknown: bool = False) -> None:
         if unknown:
             self.state.today.unknown += 1
         else:
             self.state.today.failed += 1
         self.state.last_error = error
-        self._keep_spacing()
+        self._sent_at(now)
+
+    def limit_quota(self, allowance: int) -> None:
+        """The user's plan grants this mailbox `allowance` sends today: plan no more than that."""
+        t = self.state.today
+        t.allowance = allowance
+        if allowance < t.quota:
+            t.quota = allowance
+            t.capped_reason = f"the user's plan allows {allowance} today"
+            self.replan_needed = True
 
     def earliest_next_send(self) -> float:
         last = self.state.last_sent_at
@@ -88,8 +103,10 @@ class MailboxPlanner:
 
     # --- internals ------------------------------------------------------------------------------
 
-    def _keep_spacing(self) -> None:
-        # A late send (worker outage, long retries) must not squeeze the next one below delay_min.
+    def _sent_at(self, now: float) -> None:
+        # Spacing counts from when the send finished: a send that waited for a cap or a retry
+        # must not be followed by one closer than delay_min.
+        self.state.last_sent_at = now
         plan = self.state.today.plan
         if plan and plan[0] < self.earliest_next_send():
             self.replan_needed = True

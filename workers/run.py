@@ -14,6 +14,7 @@ from activities.send import SendActivities
 from warmup.config import ConfigError, load_settings
 from warmup.db import DatabaseError, connect_pool
 from warmup.secrets import SecretBox, SecretKeyError
+from workers.queue_limits import apply_queue_rate_limit
 from workers.worker import build_worker
 
 log = logging.getLogger("warmup.worker")
@@ -27,6 +28,7 @@ async def serve() -> None:
         settings.DATABASE_URL.get_secret_value(), max_size=settings.WORKER_CONCURRENCY + 2
     )
     try:
+        await apply_queue_rate_limit(client, settings)
         worker = build_worker(client, settings, SendActivities(pool, secrets, settings))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

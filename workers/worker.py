@@ -9,13 +9,14 @@ from activities.send import SendActivities
 from warmup.config import Settings
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
+from workflows.user import UserWarmupWorkflow
 
 
 def build_worker(client: Client, settings: Settings, activities: SendActivities) -> Worker:
     return Worker(
         client,
         task_queue=settings.TASK_QUEUE,
-        workflows=[MailboxWarmupWorkflow],
+        workflows=[MailboxWarmupWorkflow, UserWarmupWorkflow],
         activities=[activities.send_email],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=settings.WORKER_CONCURRENCY,

@@ -12,14 +12,17 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
+    from warmup import search_attributes as sa
     from warmup.models import (
         ERR_UNKNOWN_OUTCOME,
         PAUSING_ERRORS,
+        AllowanceGrant,
+        AllowanceRequest,
         MailboxStatus,
         MailboxWorkflowInput,
         MailboxWorkflowState,
@@ -39,9 +42,14 @@ class MailboxWarmupWorkflow:
         self._day = MailboxPlanner(inp.mailbox_id, inp.schedule, self._s)
         self._wake = False  # set by signals to cut a sleep short
         self._removed = False
+        self._published_status = ""
 
     @workflow.run
     async def run(self, inp: MailboxWorkflowInput) -> None:
+        if inp.search_attributes:
+            workflow.upsert_search_attributes(
+                [sa.USER_ID.value_set(inp.user_id), sa.MAILBOX_ID.value_set(str(inp.mailbox_id))]
+            )
         sends_this_run = 0
         while not self._removed:
             if self._time_to_continue_as_new(sends_this_run):
@@ -59,10 +67,15 @@ class MailboxWarmupWorkflow:
             due = self._day.next_send_at()
             if due is None or due > now:
                 await self._sleep_until(self._day.next_wake(now))
+            elif inp.plan_parent_id and self._s.today.allowance is None:
+                # Asked at the first due send, not at midnight: by then the user's other mailboxes
+                # are known to the parent, so the shares are fair.
+                await self._ask_for_allowance(inp.plan_parent_id)
             else:
                 await self._send()
                 sends_this_run += 1
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._set_status(sa.REMOVED)
         workflow.set_current_details(f"removed after {self._s.sent_total} warmup emails")
 
     # --- signals and query -------------------------------------------------------------------
@@ -91,8 +104,16 @@ class MailboxWarmupWorkflow:
         changes = {k: v for k, v in dataclasses.asdict(update).items() if v is not None}
         if update.ramp is not None:
             changes["ramp"] = update.ramp  # keep the dataclass, not asdict's plain dict
+        if (weight := changes.pop("fairness_weight", None)) is not None:
+            self._inp = dataclasses.replace(self._inp, fairness_weight=weight)
         self._day.settings = dataclasses.replace(self._day.settings, **changes)
         self._day.replan_needed = True
+        self._poke()
+
+    @workflow.signal
+    def grant_allowance(self, grant: AllowanceGrant) -> None:
+        if grant.day == self._s.today.day:
+            self._day.limit_quota(grant.allowance)
         self._poke()
 
     @workflow.query
@@ -115,28 +136,36 @@ class MailboxWarmupWorkflow:
             sent_total=self._s.sent_total,
             capped_reason=t.capped_reason,
             timezone=self._day.settings.timezone,
+            binding_cap=t.binding_cap,
         )
 
     # --- one send -------------------------------------------------------------------------------
 
     async def _send(self) -> None:
-        req = self._day.take_slot(self._now())
+        now = self._now()
+        req = self._day.take_slot(now)
         retry = self._inp.retry
         try:
-            await workflow.execute_activity(
+            result = await workflow.execute_activity(
                 "send_email",
                 req,
                 result_type=SendResult,
                 # Several SMTP round trips, each bounded by the SMTP timeout.
                 start_to_close_timeout=timedelta(seconds=retry.smtp_timeout_seconds * 6 + 10),
+                # Waiting for a cap is a retry too, so attempts are unlimited here; the activity counts
+                # SMTP failures itself, and nothing is retried past the window (plus time to finish).
+                schedule_to_close_timeout=timedelta(seconds=max(req.not_after - now, 0) + 600),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=retry.initial_seconds),
                     backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=retry.max_seconds),
-                    maximum_attempts=retry.max_attempts,
+                    maximum_attempts=0,
                 ),
+                # One fairness key per user: no user's backlog starves another's, and a higher plan's
+                # weight gives it a larger share of the global cap.
+                priority=Priority(fairness_key=self._inp.user_id, fairness_weight=self._inp.fairness_weight),
             )
-            self._day.record_sent()
+            self._day.record_sent(self._now(), result.binding_cap)
         except ActivityError as err:
             self._record_failure(err)
 
@@ -144,14 +173,31 @@ class MailboxWarmupWorkflow:
         cause = err.cause
         kind = cause.type if isinstance(cause, ApplicationError) else None
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-        self._day.record_failed(
-            f"{kind or type(cause).__name__}: {message}", unknown=kind == ERR_UNKNOWN_OUTCOME
-        )
+        error = f"{kind or type(cause).__name__}: {message}"
+        self._day.record_failed(self._now(), error, unknown=kind == ERR_UNKNOWN_OUTCOME)
         if kind in PAUSING_ERRORS:
             self._s.paused, self._s.pause_reason = True, message
             workflow.logger.warning("mailbox %s paused: %s", self._inp.mailbox_id, message)
 
     # --- plumbing -------------------------------------------------------------------------------
+
+    async def _ask_for_allowance(self, parent_id: str) -> None:
+        """The user's plan caps the day across all its mailboxes: ask the parent for today's share."""
+        t = self._s.today
+        parent = workflow.get_external_workflow_handle(parent_id)
+        await parent.signal("request_allowance", AllowanceRequest(self._inp.mailbox_id, t.day, t.quota))
+        self._publish()
+        try:
+            await workflow.wait_condition(lambda: t.allowance is not None, timeout=timedelta(hours=1))
+        except TimeoutError:
+            # A parent that does not answer must not stop warmup for good; the ledger still shows
+            # the user's daily total against the plan.
+            workflow.logger.warning("mailbox %s: no plan allowance from %s", self._inp.mailbox_id, parent_id)
+
+    def _set_status(self, status: str) -> None:
+        if self._inp.search_attributes and status != self._published_status:
+            workflow.upsert_search_attributes([sa.WARMUP_STATUS.value_set(status)])
+            self._published_status = status
 
     async def _sleep_until(self, when: float) -> None:
         """Durable timer to `when`, cut short by any signal."""
@@ -181,15 +227,18 @@ class MailboxWarmupWorkflow:
     def _publish(self) -> None:
         """One line for the Web UI's 'current details'."""
         t, s = self._s.today, self._s
+        due = self._day.next_send_at()
         if s.paused:
             line = f"paused: {s.pause_reason}"
         else:
-            due = self._day.next_send_at()
             nxt = f"next send {_iso(due)}" if due is not None else "done for today"
             line = f"sent {t.sent}/{t.quota} on {t.day}; {nxt}"
+        self._set_status(sa.PAUSED if s.paused else sa.SENDING if due is not None else sa.IDLE)
         line += f"; ramp day {s.ramp_day}"
         if t.capped_reason:
             line += f"; {t.capped_reason}"
+        if t.binding_cap:
+            line += f"; held back by {t.binding_cap}"
         if s.last_error:
             line += f"; last error {s.last_error}"
         workflow.set_current_details(line)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from temporalio.common import SearchAttributeKey
 
+from warmup import search_attributes
 from warmup.devstack.processes import die_with_parent_prefix
 
 # Registered on every server we start, so workflows can upsert them and the Web UI can filter on them.
-SEARCH_ATTRIBUTES = ("UserId", "MailboxId", "WarmupStatus")
+SEARCH_ATTRIBUTES = search_attributes.NAMES
 # Measured: an on-disk dev server is 3-7x slower without these (see docs/temporal-notes).
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 
@@ -56,6 +57,22 @@ def search_attribute_args() -> list[str]:
     args: list[str] = []
     for name in SEARCH_ATTRIBUTES:
         args += ["--search-attribute", f"{name}=Keyword"]
+    return args
+
+
+# Task-queue fairness (a weighted share per user under the global cap) is off by default in the
+# server; one partition makes the queue's rate limit and the weights exact on a single node.
+DYNAMIC_CONFIG = (
+    "matching.enableFairness=true",
+    "matching.numTaskqueueReadPartitions=1",
+    "matching.numTaskqueueWritePartitions=1",
+)
+
+
+def dynamic_config_args() -> list[str]:
+    args: list[str] = []
+    for value in DYNAMIC_CONFIG:
+        args += ["--dynamic-config-value", value]
     return args
 
 
@@ -116,6 +133,7 @@ class DevServer:
             "warn",
             *sqlite_pragma_args(),
             *search_attribute_args(),
+            *dynamic_config_args(),
         ]
 
     def start(self, timeout: float = 60.0) -> None:
