@@ -1,8 +1,9 @@
-"""`starter`: enroll a mailbox, pause or resume its warmup, show its status.
+"""`starter`: enroll mailboxes, list them, watch and control their warmup, report on the fleet.
 
-The starter validates input, stores the mailbox and talks to the mailbox's workflow; what a
-mailbox does each day is the workflow's business. Exit codes: 0 done, 1 the operation failed
-(unreachable service, refused login, unknown mailbox), 2 bad input or configuration.
+The starter validates input, stores mailboxes and talks to their workflows; what a mailbox does
+each day is the workflow's business. Every command prints a table, or JSON with `--json`.
+Exit codes: 0 done, 1 the operation failed (unreachable service, refused login, unknown mailbox,
+a workflow that did not answer), 2 bad input or configuration.
 """
 
 from __future__ import annotations
@@ -10,53 +11,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
-import getpass
 import os
-import re
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import NoReturn, TextIO
-from urllib.parse import urlsplit
 
 import asyncpg
 
-from starter import client as temporal_ops
+from starter import cmd_control, cmd_enroll, cmd_views
 from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
-from starter.enroll_request import (
-    EnrollRequest,
-    EnrollValidationError,
-    normalize_address,
-    parse_enroll_request,
-)
-from starter.output import status_table, table, to_json
-from starter.smtp_check import SmtpCheckError, check_login
+from starter.context import Io, scrub
+from starter.enroll_request import EnrollValidationError
 from warmup.config import ConfigError, Settings, load_settings
-from warmup.db import migrate
-from warmup.mailboxes import MailboxRecord, get_mailbox_by_address, set_state, upsert_mailbox, workflow_id_for
 from warmup.models import MailboxState, PauseRequest, SmtpSecurity
-from warmup.secrets import SecretBox, SecretKeyError
 
-EXIT_OK = 0
-_DB_CONNECT_TIMEOUT = 15.0
-# Where the Temporal Web UI lives when it is not on the dev server's default port next to the server.
-UI_URL_ENV = "WARMUP_TEMPORAL_UI_URL"
 _SECRET_FLAGS = ("--secret-env", "--secret-stdin")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-
-
-@dataclasses.dataclass
-class _Io:
-    env: Mapping[str, str]
-    stdin: TextIO
-    out: TextIO
-    err: TextIO
-
-    def say(self, text: str) -> None:
-        print(text, file=self.out)
-
-    def note(self, text: str) -> None:
-        print(text, file=self.err)
+# Ctrl-C: the shell's convention for "stopped by SIGINT".
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,10 +40,32 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+
+
+def _target(p: argparse.ArgumentParser, what: str) -> None:
+    """--mailbox ADDRESS or --user USER, exactly one."""
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--mailbox", metavar="ADDRESS", help=f"{what} this mailbox")
+    group.add_argument("--user", metavar="USER", help=f"{what} every mailbox of this user")
+
+
+def _schedule_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--window-start", metavar="H", help="local hour the sending window opens (0-23)")
+    group.add_argument("--window-end", metavar="H", help="local hour it closes (1-24)")
+    group.add_argument("--delay-min", metavar="MIN", help="minutes at least between two sends")
+    group.add_argument("--delay-max", metavar="MIN", help="minutes at most between two sends")
+    group.add_argument("--ramp-start", metavar="N", help="emails on the first day")
+    group.add_argument("--ramp-increment", metavar="N", help="emails added each day")
+    group.add_argument("--ramp-ceiling", metavar="N", help="most emails per day")
+    group.add_argument("--ramp-variance", metavar="F", help="daily +/- jitter fraction, 0-0.5")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="starter",
-        description="Enroll mailboxes in email warmup and control their workflows.",
+        description="Enroll mailboxes in email warmup, control their workflows, report on the fleet.",
         allow_abbrev=False,
         epilog="Configuration comes from WARMUP_* variables, TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE.",
     )
@@ -80,24 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     enroll = sub.add_parser(
         "enroll",
-        help="store a mailbox and start (or update) its warmup workflow",
+        help="store a mailbox (or a CSV file of them) and start its warmup workflow",
         allow_abbrev=False,
         description="Store a mailbox and start its warmup workflow; enrolling again updates both. "
-        "The SMTP password is read from an environment variable or standard input, never an argument.",
+        "The SMTP password is read from an environment variable or standard input, never an argument. "
+        "With --csv, every row of the file is one mailbox: each is checked first, a bad row is "
+        "reported and stores nothing, each good row is enrolled on its own.",
         epilog="example: SMTP_PASSWORD=... starter enroll --mailbox alice@example.com --user acme "
         "--smtp-host smtp.example.com --smtp-port 587 --username alice@example.com "
-        "--secret-env SMTP_PASSWORD --timezone Europe/Berlin --check",
+        "--secret-env SMTP_PASSWORD --timezone Europe/Berlin --check. "
+        "CSV columns: mailbox, user, smtp_host, smtp_port, username, timezone, secret (the password) "
+        "or secret_env (a variable's name); optional smtp_security, verify_tls, window_start, window_end, "
+        "delay_min, delay_max, ramp_start, ramp_increment, ramp_ceiling, ramp_variance.",
     )
-    enroll.add_argument("--mailbox", required=True, metavar="ADDRESS", help="the mailbox's email address")
-    enroll.add_argument("--user", required=True, metavar="USER", help="id of the user who owns the mailbox")
-    enroll.add_argument("--smtp-host", required=True, metavar="HOST")
-    enroll.add_argument("--smtp-port", required=True, metavar="PORT", help="465 (tls), 587 or 25 (starttls)")
+    enroll.add_argument("--mailbox", metavar="ADDRESS", help="the mailbox's email address")
+    enroll.add_argument("--user", metavar="USER", help="id of the user who owns the mailbox")
+    enroll.add_argument("--smtp-host", metavar="HOST")
+    enroll.add_argument("--smtp-port", metavar="PORT", help="465 (tls), 587 or 25 (starttls)")
     enroll.add_argument(
         "--smtp-security",
         choices=[s.value for s in SmtpSecurity],
         help="default from the port: 465 -> tls, 587/25 -> starttls; none (clear text) only if chosen",
     )
-    enroll.add_argument("--username", required=True, metavar="NAME", help="SMTP login name")
+    enroll.add_argument("--username", metavar="NAME", help="SMTP login name")
     secret = enroll.add_mutually_exclusive_group()
     secret.add_argument(
         "--secret-env", metavar="VARNAME", help="name of the environment variable with the password"
@@ -105,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument(
         "--secret-stdin", action="store_true", help="read the password as one line from stdin"
     )
-    enroll.add_argument("--timezone", required=True, metavar="IANA_TZ", help="e.g. Europe/Berlin")
+    enroll.add_argument("--timezone", metavar="IANA_TZ", help="e.g. Europe/Berlin")
     enroll.add_argument(
         "--no-verify-tls",
         dest="verify_tls",
@@ -115,27 +113,87 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument(
         "--check", action="store_true", help="log in to the SMTP server before storing anything"
     )
-    schedule = enroll.add_argument_group("schedule (defaults from WARMUP_* settings)")
-    schedule.add_argument("--window-start", metavar="H", help="local hour the sending window opens (0-23)")
-    schedule.add_argument("--window-end", metavar="H", help="local hour it closes (1-24)")
-    schedule.add_argument("--delay-min", metavar="MIN", help="minutes at least between two sends")
-    schedule.add_argument("--delay-max", metavar="MIN", help="minutes at most between two sends")
-    schedule.add_argument("--ramp-start", metavar="N", help="emails on the first day")
-    schedule.add_argument("--ramp-increment", metavar="N", help="emails added each day")
-    schedule.add_argument("--ramp-ceiling", metavar="N", help="most emails per day")
-    schedule.add_argument("--ramp-variance", metavar="F", help="daily +/- jitter fraction, 0-0.5")
-    enroll.add_argument("--json", action="store_true", help="print the result as JSON")
+    enroll.add_argument("--csv", metavar="FILE", help="enroll every row of this CSV file ('-' = stdin)")
+    enroll.add_argument("--dry-run", action="store_true", help="with --csv: check every row, store nothing")
+    _schedule_flags(enroll.add_argument_group("schedule (defaults from WARMUP_* settings)"))
+    _json_flag(enroll)
 
-    pause = sub.add_parser("pause", help="pause a mailbox's warmup", allow_abbrev=False)
-    pause.add_argument("--mailbox", required=True, metavar="ADDRESS")
+    lst = sub.add_parser("list", help="list mailboxes, by user and state", allow_abbrev=False)
+    lst.add_argument("--user", metavar="USER", help="only this user's mailboxes")
+    lst.add_argument("--state", choices=[s.value for s in MailboxState], help="only mailboxes in this state")
+    _json_flag(lst)
+
+    status = sub.add_parser(
+        "status",
+        help="today's progress of a mailbox or of a user's mailboxes",
+        allow_abbrev=False,
+        description="Sent today against today's quota, next send, ramp day, state and reason, last error.",
+    )
+    _target(status, "show")
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C (live progress today)")
+    status.add_argument(
+        "--interval",
+        type=float,
+        metavar="SECONDS",
+        help="with --watch: seconds between refreshes (default 5)",
+    )
+    status.add_argument("--count", type=int, metavar="N", help="with --watch: stop after N refreshes")
+    _json_flag(status)
+
+    pause = sub.add_parser("pause", help="pause a mailbox's (or a user's) warmup", allow_abbrev=False)
+    _target(pause, "pause")
     pause.add_argument("--reason", default=PauseRequest().reason, metavar="TEXT", help="shown in status")
+    _json_flag(pause)
 
-    resume = sub.add_parser("resume", help="resume a paused mailbox", allow_abbrev=False)
-    resume.add_argument("--mailbox", required=True, metavar="ADDRESS")
+    resume = sub.add_parser("resume", help="resume a paused mailbox (or a user's)", allow_abbrev=False)
+    _target(resume, "resume")
+    _json_flag(resume)
 
-    status = sub.add_parser("status", help="show a mailbox's progress today", allow_abbrev=False)
-    status.add_argument("--mailbox", required=True, metavar="ADDRESS")
-    status.add_argument("--json", action="store_true", help="print the MailboxStatus as JSON")
+    update = sub.add_parser(
+        "update",
+        help="change the ramp, window, timezone or spacing of a mailbox (or a user's)",
+        allow_abbrev=False,
+        description="Change schedule settings; a flag left out keeps the mailbox's current value. The "
+        "running workflow re-plans the rest of today at once.",
+    )
+    _target(update, "update")
+    schedule = update.add_argument_group("schedule")
+    schedule.add_argument("--timezone", metavar="IANA_TZ", help="e.g. Europe/Berlin")
+    _schedule_flags(schedule)
+    days = schedule.add_mutually_exclusive_group()
+    days.add_argument(
+        "--weekdays-only", dest="weekdays_only", action="store_const", const=True, help="send Monday-Friday"
+    )
+    days.add_argument(
+        "--all-days", dest="weekdays_only", action="store_const", const=False, help="send every day"
+    )
+    _json_flag(update)
+
+    remove = sub.add_parser(
+        "remove",
+        help="stop a mailbox's (or a user's) warmup for good; the send history is kept",
+        allow_abbrev=False,
+        description="Signal the workflow to finish, mark the mailbox removed (it leaves the recipient "
+        "pool) and keep its ledger. `starter enroll` brings it back.",
+    )
+    _target(remove, "remove")
+    remove.add_argument(
+        "--wait", type=float, default=10.0, metavar="SECONDS", help="wait this long for the workflow to end"
+    )
+    _json_flag(remove)
+
+    report = sub.add_parser(
+        "report",
+        help="under-quota mailboxes, hourly throughput, queue health",
+        allow_abbrev=False,
+        description="The audit's three dashboard queries: mailboxes under quota today with fill %%, "
+        "hourly throughput over the last 24 h, and queue health (Temporal's backlog, workflow states).",
+    )
+    report.add_argument("--user", metavar="USER", help="only this user's mailboxes in the quota section")
+    report.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="rows of the quota table (0 = all; JSON has all)"
+    )
+    _json_flag(report)
     return parser
 
 
@@ -154,238 +212,16 @@ def _secret_argument(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _read_secret(args: argparse.Namespace, io: _Io) -> str | None:
-    """The password from stdin or the named variable; None when absent (the model reports it)."""
-    if args.secret_stdin:
-        if io.stdin is sys.stdin and sys.stdin.isatty():
-            return getpass.getpass("SMTP password: ")
-        return io.stdin.readline().strip()
-    if args.secret_env is not None:
-        name: str = args.secret_env
-        value = io.env.get(name)
-        if not value:
-            # Show the name only when it looks like one: a mistyped password must not be echoed.
-            shown = name if _ENV_NAME.fullmatch(name) else "(name not shown)"
-            state = "is empty" if value == "" else "is not set"
-            raise EnrollValidationError(
-                [
-                    f"--secret-env: the environment variable {shown} {state}; export it with the SMTP "
-                    "password (e.g. `read -rs SMTP_PASSWORD; export SMTP_PASSWORD`) or use --secret-stdin"
-                ]
-            )
-        return value
-    return None
-
-
-def _scrub(message: str, settings: Settings | None) -> str:
-    """Belt and braces: no secret from the settings may reach the terminal."""
-    if settings is None:
-        return message
-    secrets = settings.secret_keys()
-    try:
-        dsn_password = urlsplit(settings.DATABASE_URL.get_secret_value()).password
-    except ValueError:
-        dsn_password = None
-    if dsn_password:
-        secrets.append(dsn_password)
-    for value in secrets:
-        message = message.replace(value, "***")
-    return message
-
-
-@contextlib.asynccontextmanager
-async def _database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    """One connection on a migrated database (the starter needs no pool)."""
-    try:
-        async with asyncio.timeout(_DB_CONNECT_TIMEOUT):
-            conn = await asyncpg.connect(settings.DATABASE_URL.get_secret_value())
-    except TimeoutError:
-        raise StarterError(
-            f"cannot connect to PostgreSQL (no answer within {_DB_CONNECT_TIMEOUT:g}s); "
-            "check WARMUP_DATABASE_URL"
-        ) from None
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise StarterError(
-            f"cannot connect to PostgreSQL ({type(exc).__name__}: {exc}); check WARMUP_DATABASE_URL"
-        ) from None
-    except Exception as exc:  # e.g. a malformed DSN: its text may hold the password, so only the type
-        raise StarterError(
-            f"cannot connect to PostgreSQL ({type(exc).__name__}); check WARMUP_DATABASE_URL"
-        ) from None
-    try:
-        await migrate(conn)
-        yield conn
-    finally:
-        await conn.close()
-
-
-def _address(raw: str) -> str:
-    try:
-        return normalize_address(raw)
-    except ValueError as exc:
-        raise StarterError(str(exc), EXIT_USAGE) from None
-
-
-async def _find_mailbox(conn: asyncpg.Connection, address: str) -> MailboxRecord:
-    record = await get_mailbox_by_address(conn, address)
-    if record is None:
-        raise StarterError(
-            f"--mailbox {address}: no such mailbox is enrolled; "
-            "check the address or enroll it with `starter enroll`"
-        )
-    return record
-
-
-def _ui_link(settings: Settings, workflow_id: str, io: _Io) -> str:
-    return temporal_ops.web_ui_url(settings, workflow_id, io.env.get(UI_URL_ENV))
-
-
-async def _enroll(args: argparse.Namespace, settings: Settings, io: _Io) -> int:
-    raw: dict[str, object] = {
-        "address": args.mailbox,
-        "user_id": args.user,
-        "smtp_host": args.smtp_host,
-        "smtp_port": args.smtp_port,
-        "smtp_security": args.smtp_security,
-        "username": args.username,
-        "secret": None,
-        "timezone": args.timezone,
-        "verify_tls": args.verify_tls,
-        "window_start_hour": args.window_start,
-        "window_end_hour": args.window_end,
-        "delay_min_minutes": args.delay_min,
-        "delay_max_minutes": args.delay_max,
-        "ramp_start": args.ramp_start,
-        "ramp_increment": args.ramp_increment,
-        "ramp_ceiling": args.ramp_ceiling,
-        "ramp_variance": args.ramp_variance,
-    }
-    # Read the secret first but report its problem together with every other one.
-    secret_problems: list[str] = []
-    try:
-        raw["secret"] = _read_secret(args, io)
-    except EnrollValidationError as exc:
-        secret_problems, raw["secret"] = exc.problems, "unused placeholder"
-    try:
-        req: EnrollRequest = parse_enroll_request(raw, settings.default_schedule("UTC"))
-    except EnrollValidationError as exc:
-        raise EnrollValidationError(secret_problems + exc.problems) from None
-    if secret_problems:
-        raise EnrollValidationError(secret_problems)
-    try:
-        box = SecretBox(settings.secret_keys())
-        ciphertext = box.encrypt(req.password)
-    except SecretKeyError as exc:
-        raise StarterError(str(exc), EXIT_USAGE) from None
-
-    if args.check:
-        try:
-            reply = await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
-        except SmtpCheckError as exc:
-            raise StarterError(f"--check: {exc}; nothing was stored") from None
-        io.note(f"SMTP login OK at {req.smtp_host}:{req.smtp_port}: {reply}")
-
-    # Temporal first: if it is unreachable, nothing has been written yet.
-    client = await temporal_ops.connect_temporal(settings)
-    async with _database(settings) as conn:
-        try:
-            async with conn.transaction():
-                existing = await get_mailbox_by_address(conn, req.address)
-                try:
-                    record = await upsert_mailbox(
-                        conn,
-                        user_id=req.user_id,
-                        address=req.address,
-                        smtp=req.smtp,
-                        secret_ciphertext=ciphertext,
-                        schedule=req.schedule,
-                    )
-                except PermissionError:
-                    raise StarterError(
-                        f"--mailbox {req.address} is already enrolled under another user, not --user "
-                        f"{req.user_id}; enroll it under its owner or remove it there first"
-                    ) from None
-                # The row commits only once Temporal has accepted the workflow (or the update).
-                await temporal_ops.start_or_update(
-                    client, record, req.schedule, req.settings_update(), settings
-                )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise StarterError(
-                f"database error while enrolling ({type(exc).__name__}: {exc}); run the same enroll again"
-            ) from None
-
-    workflow_id = workflow_id_for(record.id)
-    link = _ui_link(settings, workflow_id, io)
-    if args.json:
-        io.say(
-            to_json(
-                {
-                    "mailbox_id": record.id,
-                    "workflow_id": workflow_id,
-                    "address": record.address,
-                    "user_id": record.user_id,
-                    "created": existing is None,
-                    "state": record.state.value,
-                    "smtp_security": record.smtp.security.value,
-                    "schedule": dataclasses.asdict(req.schedule),
-                    "web_ui": link,
-                }
-            )
-        )
-    else:
-        verb = "Enrolled" if existing is None else "Updated"
-        io.say(f"{verb} {record.address} for user {record.user_id}")
-        io.say(
-            table(
-                [
-                    ("Mailbox id", str(record.id)),
-                    ("Workflow id", workflow_id),
-                    ("State", record.state.value),
-                    ("Web UI", link),
-                ]
-            )
-        )
-    return EXIT_OK
-
-
-async def _pause(args: argparse.Namespace, settings: Settings, io: _Io) -> int:
-    address = _address(args.mailbox)
-    client = await temporal_ops.connect_temporal(settings)
-    async with _database(settings) as conn:
-        record = await _find_mailbox(conn, address)
-        await temporal_ops.pause(client, record.id, args.reason, settings)
-        # Mirrors the workflow, written only once the signal was accepted.
-        await set_state(conn, record.id, MailboxState.PAUSED, args.reason)
-    io.say(f"Paused {record.address} ({workflow_id_for(record.id)}): {args.reason}")
-    return EXIT_OK
-
-
-async def _resume(args: argparse.Namespace, settings: Settings, io: _Io) -> int:
-    address = _address(args.mailbox)
-    client = await temporal_ops.connect_temporal(settings)
-    async with _database(settings) as conn:
-        record = await _find_mailbox(conn, address)
-        await temporal_ops.resume(client, record.id, settings)
-        await set_state(conn, record.id, MailboxState.ACTIVE, "")
-    io.say(f"Resumed {record.address} ({workflow_id_for(record.id)})")
-    return EXIT_OK
-
-
-async def _status(args: argparse.Namespace, settings: Settings, io: _Io) -> int:
-    address = _address(args.mailbox)
-    client = await temporal_ops.connect_temporal(settings)
-    async with _database(settings) as conn:
-        record = await _find_mailbox(conn, address)
-    status = await temporal_ops.status(client, record.id, settings)
-    if args.json:
-        io.say(to_json(status))
-    else:
-        io.say(status_table(status, record.address, workflow_id_for(record.id), record.state))
-        io.say(f"{'Web UI'.ljust(14)}  {_ui_link(settings, workflow_id_for(record.id), io)}")
-    return EXIT_OK
-
-
-_COMMANDS = {"enroll": _enroll, "pause": _pause, "resume": _resume, "status": _status}
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Io], Awaitable[int]]] = {
+    "enroll": cmd_enroll.enroll,
+    "list": cmd_views.list_mailboxes,
+    "status": cmd_views.status,
+    "pause": cmd_control.pause,
+    "resume": cmd_control.resume,
+    "update": cmd_control.update,
+    "remove": cmd_control.remove,
+    "report": cmd_views.report,
+}
 
 
 async def run(
@@ -397,7 +233,7 @@ async def run(
     stderr: TextIO | None = None,
 ) -> int:
     """The whole command, in the caller's event loop; returns the exit code instead of exiting."""
-    io = _Io(
+    io = Io(
         env=dict(os.environ) if env is None else env,
         stdin=stdin or sys.stdin,
         out=stdout or sys.stdout,
@@ -429,24 +265,28 @@ async def run(
         io.note(f"starter: {exc}")
         return EXIT_USAGE
     except EnrollValidationError as exc:
-        io.note(f"starter {args.command}: invalid input, nothing was stored:")
+        done = "stored" if args.command == "enroll" else "changed"
+        io.note(f"starter {args.command}: invalid input, nothing was {done}:")
         for problem in exc.problems:
-            io.note(f"  {_scrub(problem, settings)}")
+            io.note(f"  {scrub(problem, settings)}")
         return EXIT_USAGE
     except StarterError as exc:
-        io.note(f"starter {args.command}: {_scrub(str(exc), settings)}")
+        io.note(f"starter {args.command}: {scrub(str(exc), settings)}")
         return exc.exit_code
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         io.note(
             f"starter {args.command}: database error ({type(exc).__name__}: "
-            f"{_scrub(str(exc), settings)}); check WARMUP_DATABASE_URL"
+            f"{scrub(str(exc), settings)}); check WARMUP_DATABASE_URL"
         )
         return EXIT_FAILURE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (`starter`, `python -m starter`); with `argv` given, returns the exit code."""
-    code = asyncio.run(run(argv))
+    try:
+        code = asyncio.run(run(argv))
+    except KeyboardInterrupt:  # Ctrl-C, e.g. to end `status --watch`
+        code = EXIT_INTERRUPTED
     if argv is None:
         # Run as a program: temporalio 1.35 can abort during interpreter teardown after all work is
         # done (sdk-python #300), turning a success into exit 134. Output is flushed; skip the teardown.

@@ -6,20 +6,35 @@ no business logic lives here, only the calls the workflow's interface defines.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote
 
+import asyncpg
 from temporalio.client import (
     Client,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from starter.enroll_request import EnrollRequest
+from warmup import fleet
 from warmup.config import Settings
-from warmup.mailboxes import MailboxRecord, workflow_id_for
-from warmup.models import MailboxStatus, MailboxWorkflowInput, PauseRequest, ScheduleSettings, SettingsUpdate
+from warmup.db import Conn
+from warmup.mailboxes import MailboxRecord, get_mailbox_by_address, set_state, upsert_mailbox, workflow_id_for
+from warmup.models import (
+    MailboxState,
+    MailboxStatus,
+    MailboxWorkflowInput,
+    PauseRequest,
+    ScheduleSettings,
+    SettingsUpdate,
+)
 from workflows.mailbox import MailboxWarmupWorkflow
 
 EXIT_FAILURE = 1
@@ -134,3 +149,155 @@ def web_ui_url(settings: Settings, workflow_id: str, ui_base: str | None = None)
         ui_base = f"http://{host}:{DEFAULT_UI_PORT}"
     namespace = quote(settings.TEMPORAL_NAMESPACE, safe="")
     return f"{ui_base.rstrip('/')}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"
+
+
+async def update(client: Client, mailbox_id: int, update: SettingsUpdate, settings: Settings) -> None:
+    workflow_id = workflow_id_for(mailbox_id)
+    handle = client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id)
+    try:
+        await handle.signal(MailboxWarmupWorkflow.update_settings, update, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _rpc_failure("update", workflow_id, exc, settings) from None
+
+
+async def remove(client: Client, mailbox_id: int, settings: Settings) -> bool:
+    """Ask the workflow to finish; False when none was running (already removed, or never started)."""
+    workflow_id = workflow_id_for(mailbox_id)
+    handle = client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id)
+    try:
+        await handle.signal(MailboxWarmupWorkflow.remove, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND and "namespace" not in exc.message.lower():
+            return False
+        raise _rpc_failure("remove", workflow_id, exc, settings) from None
+    return True
+
+
+async def wait_closed(client: Client, mailbox_id: int, seconds: float) -> bool:
+    """True once the workflow (following continue-as-new) has closed, False if still open after `seconds`."""
+    if seconds <= 0:
+        return False
+    handle = client.get_workflow_handle(workflow_id_for(mailbox_id))
+    try:
+        async with asyncio.timeout(seconds):
+            await handle.result()
+    except TimeoutError:
+        return False
+    except WorkflowFailureError:
+        pass  # failed or terminated: closed all the same
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise StarterError(f"cannot follow {handle.id}: {_one_line(exc.message)}") from None
+    return True
+
+
+# --- a whole user -----------------------------------------------------------------------------------
+# Today these go mailbox by mailbox (the database lists the user's mailboxes, each workflow gets the
+# signal); they are the one place to route through a per-user workflow once there is one.
+
+
+@dataclass(frozen=True)
+class MailboxOutcome:
+    mailbox_id: int
+    address: str
+    ok: bool
+    detail: str  # what happened, or why it did not
+
+    @property
+    def workflow_id(self) -> str:
+        return workflow_id_for(self.mailbox_id)
+
+
+async def _user_mailboxes(conn: Conn, user_id: str) -> list[fleet.MailboxRow]:
+    rows = [
+        m for m in await fleet.list_mailboxes(conn, user_id=user_id) if m.state is not MailboxState.REMOVED
+    ]
+    if not rows:
+        raise StarterError(
+            f"--user {user_id}: no enrolled mailboxes (removed ones do not count); "
+            "`starter list` shows the users and their mailboxes"
+        )
+    return rows
+
+
+async def _each(
+    rows: list[fleet.MailboxRow], call: Callable[[fleet.MailboxRow], Awaitable[str]]
+) -> list[MailboxOutcome]:
+    async def one(m: fleet.MailboxRow) -> MailboxOutcome:
+        try:
+            return MailboxOutcome(m.id, m.address, True, await call(m))
+        except StarterError as exc:
+            return MailboxOutcome(m.id, m.address, False, str(exc))
+
+    return await fleet.bounded_gather(rows, one)
+
+
+async def pause_user(
+    client: Client, conn: Conn, user_id: str, reason: str, settings: Settings
+) -> list[MailboxOutcome]:
+    """Pause every mailbox of the user; the database follows each workflow that took the signal."""
+    rows = await _user_mailboxes(conn, user_id)
+
+    async def one(m: fleet.MailboxRow) -> str:
+        await pause(client, m.id, reason, settings)
+        return "paused"
+
+    outcomes = await _each(rows, one)
+    for o in outcomes:
+        if o.ok:
+            await set_state(conn, o.mailbox_id, MailboxState.PAUSED, reason)
+    return outcomes
+
+
+async def resume_user(client: Client, conn: Conn, user_id: str, settings: Settings) -> list[MailboxOutcome]:
+    rows = await _user_mailboxes(conn, user_id)
+
+    async def one(m: fleet.MailboxRow) -> str:
+        await resume(client, m.id, settings)
+        return "resumed"
+
+    outcomes = await _each(rows, one)
+    for o in outcomes:
+        if o.ok:
+            await set_state(conn, o.mailbox_id, MailboxState.ACTIVE, "")
+    return outcomes
+
+
+async def user_status(client: Client, conn: Conn, user_id: str) -> list[fleet.MailboxDay]:
+    """Today's status of each of the user's mailboxes (removed ones included, marked so)."""
+    rows = await fleet.list_mailboxes(conn, user_id=user_id)
+    if not rows:
+        raise StarterError(f"--user {user_id}: no such user has mailboxes; `starter list` shows the users")
+    return await fleet.mailbox_days(client, conn, rows, rpc_seconds=_RPC_TIMEOUT.total_seconds())
+
+
+async def enroll(
+    client: Client, conn: Conn, req: EnrollRequest, ciphertext: str, settings: Settings
+) -> tuple[MailboxRecord, bool]:
+    """Store the mailbox and start (or update) its workflow, all or nothing; True when it is new.
+
+    The row commits only once Temporal has accepted the workflow (or the update).
+    """
+    try:
+        async with conn.transaction():
+            existing = await get_mailbox_by_address(conn, req.address)
+            try:
+                record = await upsert_mailbox(
+                    conn,
+                    user_id=req.user_id,
+                    address=req.address,
+                    smtp=req.smtp,
+                    secret_ciphertext=ciphertext,
+                    schedule=req.schedule,
+                )
+            except PermissionError:
+                raise StarterError(
+                    f"--mailbox {req.address} is already enrolled under another user, not --user "
+                    f"{req.user_id}; enroll it under its owner or remove it there first"
+                ) from None
+            await start_or_update(client, record, req.schedule, req.settings_update(), settings)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise StarterError(
+            f"database error while enrolling ({type(exc).__name__}: {exc}); run the same enroll again"
+        ) from None
+    return record, existing is None

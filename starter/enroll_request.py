@@ -116,7 +116,103 @@ def normalize_address(value: str) -> str:
     return address.lower()
 
 
-class EnrollRequest(BaseModel):
+class ScheduleFields(BaseModel):
+    """The schedule flags `enroll` and `update` share, each field checked the same way for both."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+    timezone: str
+    window_start_hour: int
+    window_end_hour: int
+    delay_min_minutes: float
+    delay_max_minutes: float
+    ramp_start: int
+    ramp_increment: int
+    ramp_ceiling: int
+    ramp_variance: float
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if is_valid_timezone(value):
+            return value
+        close = difflib.get_close_matches(value, sorted(_zones()), n=3, cutoff=0.6)
+        suggestion = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"--timezone {value!r} is not an IANA time zone: use a name such as Europe/Berlin, "
+            f"America/New_York or UTC.{suggestion}"
+        )
+
+    @field_validator("window_start_hour")
+    @classmethod
+    def _window_start(cls, value: int) -> int:
+        if not 0 <= value <= 23:
+            raise ValueError(f"--window-start must be {_EXPECTED['window_start_hour']}, got {value}")
+        return value
+
+    @field_validator("window_end_hour")
+    @classmethod
+    def _window_end(cls, value: int) -> int:
+        if not 1 <= value <= 24:
+            raise ValueError(f"--window-end must be {_EXPECTED['window_end_hour']}, got {value}")
+        return value
+
+    @field_validator("delay_min_minutes", "delay_max_minutes")
+    @classmethod
+    def _delay(cls, value: float, info: ValidationInfo) -> float:
+        if not (0 < value <= _MAX_DELAY_MINUTES) or math.isnan(value):
+            flag = FLAGS[str(info.field_name)]
+            raise ValueError(f"{flag} must be {_EXPECTED[str(info.field_name)]}, got {value}")
+        return value
+
+    @field_validator("ramp_start", "ramp_increment", "ramp_ceiling")
+    @classmethod
+    def _ramp(cls, value: int, info: ValidationInfo) -> int:
+        if not 0 <= value <= _MAX_RAMP:
+            flag = FLAGS[str(info.field_name)]
+            raise ValueError(f"{flag} must be {_EXPECTED[str(info.field_name)]}, got {value}")
+        return value
+
+    @field_validator("ramp_variance")
+    @classmethod
+    def _variance(cls, value: float) -> float:
+        if not 0 <= value <= _MAX_VARIANCE:
+            raise ValueError(f"--ramp-variance must be {_EXPECTED['ramp_variance']}, got {value}")
+        return value
+
+    def schedule_problems(self, *, window: str, delay: str, ramp: str) -> list[str]:
+        """Checks across schedule fields; each message ends with its `window`/`delay`/`ramp` hint,
+        which says where a value the user did not type came from."""
+        problems: list[str] = []
+        if self.window_start_hour >= self.window_end_hour:
+            problems.append(
+                f"--window-start ({self.window_start_hour}) must be before --window-end "
+                f"({self.window_end_hour}): e.g. --window-start 8 --window-end 20, or 0 and 24 for all day "
+                + window
+            )
+        if self.delay_min_minutes > self.delay_max_minutes:
+            problems.append(
+                f"--delay-min ({self.delay_min_minutes:g}) must not exceed --delay-max "
+                f"({self.delay_max_minutes:g}) " + delay
+            )
+        if self.ramp_start > self.ramp_ceiling:
+            problems.append(
+                f"--ramp-start ({self.ramp_start}) must not exceed --ramp-ceiling ({self.ramp_ceiling}) "
+                + ramp
+            )
+        return problems
+
+    @property
+    def ramp(self) -> RampSettings:
+        return RampSettings(
+            start_volume=self.ramp_start,
+            daily_increment=self.ramp_increment,
+            ceiling=self.ramp_ceiling,
+            daily_variance=self.ramp_variance,
+        )
+
+
+class EnrollRequest(ScheduleFields):
     """A validated enrollment. Schedule fields left out come from the context's `defaults`."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
@@ -128,16 +224,7 @@ class EnrollRequest(BaseModel):
     smtp_security: SmtpSecurity | None = None  # None on input: derived from the port
     username: str
     secret: SecretStr | None = None
-    timezone: str
     verify_tls: bool = True
-    window_start_hour: int
-    window_end_hour: int
-    delay_min_minutes: float
-    delay_max_minutes: float
-    ramp_start: int
-    ramp_increment: int
-    ramp_ceiling: int
-    ramp_variance: float
 
     # The defaults the request was validated against: schedule fields it has no flag for come from here.
     _defaults: ScheduleSettings = PrivateAttr(default_factory=ScheduleSettings)
@@ -247,55 +334,6 @@ class EnrollRequest(BaseModel):
             )
         return raw
 
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str) -> str:
-        if is_valid_timezone(value):
-            return value
-        close = difflib.get_close_matches(value, sorted(_zones()), n=3, cutoff=0.6)
-        suggestion = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"--timezone {value!r} is not an IANA time zone: use a name such as Europe/Berlin, "
-            f"America/New_York or UTC.{suggestion}"
-        )
-
-    @field_validator("window_start_hour")
-    @classmethod
-    def _window_start(cls, value: int) -> int:
-        if not 0 <= value <= 23:
-            raise ValueError(f"--window-start must be {_EXPECTED['window_start_hour']}, got {value}")
-        return value
-
-    @field_validator("window_end_hour")
-    @classmethod
-    def _window_end(cls, value: int) -> int:
-        if not 1 <= value <= 24:
-            raise ValueError(f"--window-end must be {_EXPECTED['window_end_hour']}, got {value}")
-        return value
-
-    @field_validator("delay_min_minutes", "delay_max_minutes")
-    @classmethod
-    def _delay(cls, value: float, info: ValidationInfo) -> float:
-        if not (0 < value <= _MAX_DELAY_MINUTES) or math.isnan(value):
-            flag = FLAGS[str(info.field_name)]
-            raise ValueError(f"{flag} must be {_EXPECTED[str(info.field_name)]}, got {value}")
-        return value
-
-    @field_validator("ramp_start", "ramp_increment", "ramp_ceiling")
-    @classmethod
-    def _ramp(cls, value: int, info: ValidationInfo) -> int:
-        if not 0 <= value <= _MAX_RAMP:
-            flag = FLAGS[str(info.field_name)]
-            raise ValueError(f"{flag} must be {_EXPECTED[str(info.field_name)]}, got {value}")
-        return value
-
-    @field_validator("ramp_variance")
-    @classmethod
-    def _variance(cls, value: float) -> float:
-        if not 0 <= value <= _MAX_VARIANCE:
-            raise ValueError(f"--ramp-variance must be {_EXPECTED['ramp_variance']}, got {value}")
-        return value
-
     # ---- across fields --------------------------------------------------------------------------
 
     @model_validator(mode="after")
@@ -322,22 +360,11 @@ class EnrollRequest(BaseModel):
                 "--smtp-port 587 expects STARTTLS, not implicit TLS: pass --smtp-security starttls "
                 "(or leave --smtp-security out), or use port 465 for TLS"
             )
-        if self.window_start_hour >= self.window_end_hour:
-            problems.append(
-                f"--window-start ({self.window_start_hour}) must be before --window-end "
-                f"({self.window_end_hour}): e.g. --window-start 8 --window-end 20, or 0 and 24 for all day "
-                "(defaults come from WARMUP_SEND_WINDOW_START_HOUR/_END_HOUR)"
-            )
-        if self.delay_min_minutes > self.delay_max_minutes:
-            problems.append(
-                f"--delay-min ({self.delay_min_minutes:g}) must not exceed --delay-max "
-                f"({self.delay_max_minutes:g}) (defaults come from WARMUP_SAME_MAILBOX_DELAY_MIN/_MAX)"
-            )
-        if self.ramp_start > self.ramp_ceiling:
-            problems.append(
-                f"--ramp-start ({self.ramp_start}) must not exceed --ramp-ceiling ({self.ramp_ceiling}) "
-                "(defaults come from WARMUP_RAMP_START_VOLUME/WARMUP_RAMP_CEILING)"
-            )
+        problems += self.schedule_problems(
+            window="(defaults come from WARMUP_SEND_WINDOW_START_HOUR/_END_HOUR)",
+            delay="(defaults come from WARMUP_SAME_MAILBOX_DELAY_MIN/_MAX)",
+            ramp="(defaults come from WARMUP_RAMP_START_VOLUME/WARMUP_RAMP_CEILING)",
+        )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -362,15 +389,6 @@ class EnrollRequest(BaseModel):
             security=self.security,
             username=self.username,
             verify_tls=self.verify_tls,
-        )
-
-    @property
-    def ramp(self) -> RampSettings:
-        return RampSettings(
-            start_volume=self.ramp_start,
-            daily_increment=self.ramp_increment,
-            ceiling=self.ramp_ceiling,
-            daily_variance=self.ramp_variance,
         )
 
     @property
@@ -419,9 +437,14 @@ def parse_enroll_request(
     try:
         return EnrollRequest.model_validate(values, context={"defaults": defaults or ScheduleSettings()})
     except ValidationError as exc:
-        problems: list[str] = []
-        for err in exc.errors(include_input=True, include_url=False):
-            for line in _describe(err).splitlines():
-                if line not in problems:
-                    problems.append(line)
-        raise EnrollValidationError(problems) from None
+        raise EnrollValidationError(validation_problems(exc)) from None
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """One line per problem, each naming its flag (never showing the password), without repeats."""
+    problems: list[str] = []
+    for err in exc.errors(include_input=True, include_url=False):
+        for line in _describe(err).splitlines():
+            if line not in problems:
+                problems.append(line)
+    return problems

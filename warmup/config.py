@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     TEMPORAL_ADDRESS: str = Field("localhost:7233", min_length=3, description="host:port of Temporal")
     TEMPORAL_NAMESPACE: str = Field("default", min_length=1, description="Temporal namespace")
 
+    # --- Metrics (each worker serves Prometheus on its own port; see README "Metrics") ---
+    METRICS_PORT: int = Field(0, ge=0, le=65_535, description="Prometheus port per worker; 0 = off")
+    METRICS_HOST: str = Field("0.0.0.0", min_length=1, description="address the metrics port listens on")
+    METRICS_INTERVAL_SECONDS: float = Field(
+        30, gt=0, le=3600, description="how often the fleet gauges are recomputed"
+    )
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         if self.SAME_MAILBOX_DELAY_MIN > self.SAME_MAILBOX_DELAY_MAX:

@@ -1,0 +1,173 @@
+"""`starter enroll --csv FILE`: many mailboxes from one CSV file.
+
+Every row is checked exactly like a single `enroll` (same model, same messages, naming the row's
+line and column) before anything is written. A bad row is reported and writes nothing; each good
+row is stored and started on its own, all or nothing, so running the fixed file again is safe
+(enrolling an address again updates it).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from starter.enroll_request import FLAGS, EnrollRequest, EnrollValidationError, parse_enroll_request
+from warmup.models import ScheduleSettings
+
+# Column -> EnrollRequest field. Headers are matched case-insensitively, '-' and '_' alike.
+COLUMNS: dict[str, str] = {
+    "mailbox": "address",
+    "user": "user_id",
+    "smtp_host": "smtp_host",
+    "smtp_port": "smtp_port",
+    "smtp_security": "smtp_security",
+    "username": "username",
+    "timezone": "timezone",
+    "verify_tls": "verify_tls",
+    "window_start": "window_start_hour",
+    "window_end": "window_end_hour",
+    "delay_min": "delay_min_minutes",
+    "delay_max": "delay_max_minutes",
+    "ramp_start": "ramp_start",
+    "ramp_increment": "ramp_increment",
+    "ramp_ceiling": "ramp_ceiling",
+    "ramp_variance": "ramp_variance",
+}
+SECRET_COLUMNS = ("secret", "secret_env")  # the password itself, or the name of a variable holding it
+REQUIRED = ("mailbox", "user", "smtp_host", "smtp_port", "username", "timezone")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+# The enroll model's messages name flags; in a file the user wrote columns.
+_FLAG_TO_COLUMN = sorted(
+    [(FLAGS[f], c) for c, f in COLUMNS.items() if f != "verify_tls"] + [("--no-verify-tls", "verify_tls")],
+    key=lambda pair: -len(pair[0]),
+)
+
+
+class CsvFileError(Exception):
+    """The file as a whole cannot be used (unreadable, unknown or missing columns): nothing is written."""
+
+
+@dataclass
+class RowResult:
+    line: int  # line number in the file (the header is line 1)
+    mailbox: str
+    status: str  # invalid | valid (dry run) | enrolled | updated | failed
+    problems: list[str] = field(default_factory=list)
+    mailbox_id: int | None = None
+    workflow_id: str | None = None
+
+
+@dataclass
+class ParsedRow:
+    result: RowResult
+    request: EnrollRequest
+
+
+def _header(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def _in_columns(message: str) -> str:
+    for flag, column in _FLAG_TO_COLUMN:
+        message = message.replace(flag, column)
+    return message
+
+
+def _secret(row: Mapping[str, str], env: Mapping[str, str]) -> tuple[str | None, list[str]]:
+    """The row's password and the problems finding it; the value itself never enters a message."""
+    inline = (row.get("secret") or "").strip()
+    var = (row.get("secret_env") or "").strip()
+    if inline and var:
+        return None, ["secret and secret_env are both set: give the password in one of them only"]
+    if inline:
+        return inline, []
+    if var:
+        shown = var if _ENV_NAME.fullmatch(var) else "(name not shown)"
+        value = env.get(var)
+        if not value:
+            state = "is empty" if value == "" else "is not set"
+            return None, [
+                f"secret_env: the environment variable {shown} {state}; export it before the import"
+            ]
+        return value, []
+    return None, [
+        "no SMTP password: fill the secret column (the password) or secret_env (the name of an "
+        "environment variable holding it)"
+    ]
+
+
+def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> list[RowResult | ParsedRow]:
+    """Each data row validated: a RowResult (status invalid, with problems) or a ParsedRow."""
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
+    if not reader.fieldnames:
+        raise CsvFileError(
+            "the file is empty: the first line must name the columns, e.g. " + ",".join(REQUIRED)
+        )
+    headers = [_header(h or "") for h in reader.fieldnames]
+    known = set(COLUMNS) | set(SECRET_COLUMNS)
+    unknown = [h for h in headers if h not in known]
+    if unknown:
+        raise CsvFileError(
+            f"unknown column(s) {', '.join(repr(h) for h in unknown)}; the columns are "
+            f"{', '.join([*COLUMNS, *SECRET_COLUMNS])}"
+        )
+    missing = [c for c in REQUIRED if c not in headers]
+    if missing:
+        raise CsvFileError(f"missing column(s) {', '.join(missing)}: every row needs them")
+    if not any(c in headers for c in SECRET_COLUMNS):
+        raise CsvFileError("no password column: add secret (the password) or secret_env (a variable's name)")
+    if len(set(headers)) != len(headers):
+        raise CsvFileError("a column appears twice in the header")
+    reader.fieldnames = headers
+
+    results: list[RowResult | ParsedRow] = []
+    first_line: dict[str, int] = {}
+    for raw_row in reader:
+        line = reader.line_num
+        if None in raw_row:
+            results.append(RowResult(line, "", "invalid", ["more cells than columns in the header"]))
+            continue
+        row = {k: (v or "").strip() for k, v in raw_row.items()}
+        if not any(row.values()):
+            continue
+        values: dict[str, object] = {COLUMNS[c]: (row.get(c) or None) for c in COLUMNS}
+        secret, problems = _secret(row, env)
+        values["secret"] = secret if secret is not None else "unused placeholder"
+        if values.get("verify_tls") is None:
+            values["verify_tls"] = True
+        try:
+            req = parse_enroll_request(values, defaults)
+        except EnrollValidationError as exc:
+            problems += [_in_columns(p) for p in exc.problems]
+            results.append(RowResult(line, row.get("mailbox", ""), "invalid", problems))
+            continue
+        if problems:
+            results.append(RowResult(line, req.address, "invalid", problems))
+            continue
+        if req.address in first_line:
+            results.append(
+                RowResult(
+                    line,
+                    req.address,
+                    "invalid",
+                    [
+                        f"mailbox {req.address} is also on line {first_line[req.address]}: "
+                        "list each mailbox once"
+                    ],
+                )
+            )
+            continue
+        first_line[req.address] = line
+        results.append(ParsedRow(RowResult(line, req.address, "valid"), req))
+    if not results:
+        raise CsvFileError("the file has a header but no rows")
+    return results
+
+
+def counts(results: list[RowResult]) -> dict[str, int]:
+    names = ("enrolled", "updated", "valid", "invalid", "failed")
+    return {n: sum(1 for r in results if r.status == n) for n in names}

@@ -1,0 +1,268 @@
+"""`starter pause`, `resume`, `update`, `remove`: signals to a mailbox's workflow, or to each of a
+user's, with the mailboxes table kept in step (written only once Temporal accepted the signal)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import asyncpg
+
+from starter import client as temporal_ops
+from starter.client import EXIT_FAILURE, EXIT_USAGE, MailboxOutcome, StarterError
+from starter.context import EXIT_OK, Io, address, database, find_mailbox
+from starter.enroll_request import EnrollValidationError
+from starter.mailbox_store import ledger_rows_of, update_schedule
+from starter.update_request import ScheduleUpdate, parse_schedule_change
+from starter.views import outcomes_json, outcomes_view
+from warmup import fleet
+from warmup.config import Settings
+from warmup.mailboxes import MailboxRecord, get_mailbox, set_state, workflow_id_for
+from warmup.models import MailboxState, SettingsUpdate
+
+
+def _finish_user(
+    verb: str, user_id: str, outcomes: list[MailboxOutcome], args: argparse.Namespace, io: Io
+) -> int:
+    if args.json:
+        io.json(outcomes_json(user_id, outcomes))
+    else:
+        io.show(outcomes_view(verb, user_id, outcomes))
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        io.note(
+            f"starter {args.command}: {len(failed)} mailbox(es) failed; run the same command again for them"
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _mailbox_json(record: MailboxRecord, **extra: object) -> dict[str, object]:
+    return {
+        "mailbox_id": record.id,
+        "address": record.address,
+        "workflow_id": workflow_id_for(record.id),
+        **extra,
+    }
+
+
+def _refuse_removed(record: MailboxRecord, command: str) -> None:
+    if record.state is MailboxState.REMOVED:
+        raise StarterError(
+            f"--mailbox {record.address} was removed; `starter enroll` it again before `starter {command}`"
+        )
+
+
+async def pause(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    client = await temporal_ops.connect_temporal(settings)
+    async with database(settings) as conn:
+        if args.user is not None:
+            outcomes = await temporal_ops.pause_user(client, conn, args.user, args.reason, settings)
+            return _finish_user("Paused", args.user, outcomes, args, io)
+        record = await find_mailbox(conn, address(args.mailbox))
+        _refuse_removed(record, "pause")
+        await temporal_ops.pause(client, record.id, args.reason, settings)
+        # Mirrors the workflow, written only once the signal was accepted.
+        await set_state(conn, record.id, MailboxState.PAUSED, args.reason)
+    if args.json:
+        io.json(_mailbox_json(record, state=MailboxState.PAUSED.value, reason=args.reason))
+    else:
+        io.say(f"Paused {record.address} ({workflow_id_for(record.id)}): {args.reason}")
+    return EXIT_OK
+
+
+async def resume(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    client = await temporal_ops.connect_temporal(settings)
+    async with database(settings) as conn:
+        if args.user is not None:
+            outcomes = await temporal_ops.resume_user(client, conn, args.user, settings)
+            return _finish_user("Resumed", args.user, outcomes, args, io)
+        record = await find_mailbox(conn, address(args.mailbox))
+        _refuse_removed(record, "resume")
+        await temporal_ops.resume(client, record.id, settings)
+        await set_state(conn, record.id, MailboxState.ACTIVE, "")
+    if args.json:
+        io.json(_mailbox_json(record, state=MailboxState.ACTIVE.value))
+    else:
+        io.say(f"Resumed {record.address} ({workflow_id_for(record.id)})")
+    return EXIT_OK
+
+
+# --- update -------------------------------------------------------------------------------------------
+
+# (argparse dest, ScheduleFields name, flag)
+UPDATE_FLAGS = (
+    ("timezone", "timezone", "--timezone"),
+    ("window_start", "window_start_hour", "--window-start"),
+    ("window_end", "window_end_hour", "--window-end"),
+    ("delay_min", "delay_min_minutes", "--delay-min"),
+    ("delay_max", "delay_max_minutes", "--delay-max"),
+    ("ramp_start", "ramp_start", "--ramp-start"),
+    ("ramp_increment", "ramp_increment", "--ramp-increment"),
+    ("ramp_ceiling", "ramp_ceiling", "--ramp-ceiling"),
+    ("ramp_variance", "ramp_variance", "--ramp-variance"),
+)
+
+
+def weekdays_supported() -> bool:
+    """Weekday-only sending needs the workflow to know the setting (SettingsUpdate.weekdays_only)."""
+    return "weekdays_only" in {f.name for f in dataclasses.fields(SettingsUpdate)}
+
+
+async def _targets(conn: asyncpg.Connection, args: argparse.Namespace, command: str) -> list[MailboxRecord]:
+    """The mailbox named by --mailbox, or every mailbox of --user that is not removed."""
+    if args.user is None:
+        record = await find_mailbox(conn, address(args.mailbox))
+        _refuse_removed(record, command)
+        return [record]
+    rows = await fleet.list_mailboxes(conn, user_id=args.user)
+    records = [r for m in rows if m.state is not MailboxState.REMOVED if (r := await get_mailbox(conn, m.id))]
+    if not records:
+        raise StarterError(
+            f"--user {args.user}: no enrolled mailboxes (removed ones do not count); "
+            "`starter list` shows the users and their mailboxes"
+        )
+    return records
+
+
+def _changes(update: ScheduleUpdate, before: MailboxRecord) -> dict[str, list[object]]:
+    old = dataclasses.asdict(before.schedule)
+    new = dataclasses.asdict(update.schedule)
+    flat_old = {
+        **{k: v for k, v in old.items() if k != "ramp"},
+        **{f"ramp_{k}": v for k, v in old["ramp"].items()},
+    }
+    flat_new = {
+        **{k: v for k, v in new.items() if k != "ramp"},
+        **{f"ramp_{k}": v for k, v in new["ramp"].items()},
+    }
+    return {k: [flat_old[k], flat_new[k]] for k in flat_new if flat_old.get(k) != flat_new[k]}
+
+
+async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    if args.weekdays_only is not None and not weekdays_supported():
+        raise StarterError(
+            "--weekdays-only/--all-days: the mailbox workflow cannot skip weekends yet (it needs a "
+            "weekdays_only schedule setting); nothing was changed",
+            EXIT_USAGE,
+        )
+    raw = {name: getattr(args, dest) for dest, name, _ in UPDATE_FLAGS}
+    if all(v is None for v in raw.values()) and args.weekdays_only is None:
+        flags = ", ".join(flag for _, _, flag in UPDATE_FLAGS)
+        raise StarterError(f"nothing to update: give at least one of {flags}", EXIT_USAGE)
+
+    client = await temporal_ops.connect_temporal(settings)
+    async with database(settings) as conn:
+        records = await _targets(conn, args, "update")
+        # Check every mailbox first: one that would end up invalid stops the whole update.
+        plans: list[tuple[MailboxRecord, ScheduleUpdate]] = []
+        problems: list[str] = []
+        for record in records:
+            try:
+                plan = parse_schedule_change(record.schedule, raw)
+            except EnrollValidationError as exc:
+                prefix = f"{record.address}: " if args.user is not None else ""
+                problems += [prefix + p for p in exc.problems]
+                continue
+            if args.weekdays_only is not None:
+                signal = dataclasses.replace(plan.signal, **{"weekdays_only": args.weekdays_only})
+                plan = dataclasses.replace(plan, signal=signal)
+            plans.append((record, plan))
+        if problems:
+            raise EnrollValidationError(problems)
+
+        outcomes: list[MailboxOutcome] = []
+        changes: dict[int, dict[str, list[object]]] = {}
+        for record, plan in plans:
+            try:
+                async with conn.transaction():
+                    await update_schedule(conn, record.id, plan.schedule)
+                    # The row commits only once the workflow accepted the new settings.
+                    await temporal_ops.update(client, record.id, plan.signal, settings)
+            except StarterError as exc:
+                if args.user is None:
+                    raise
+                outcomes.append(MailboxOutcome(record.id, record.address, False, str(exc)))
+                continue
+            changes[record.id] = _changes(plan, record)
+            described = (
+                ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes[record.id].items()) or "no change"
+            )
+            outcomes.append(MailboxOutcome(record.id, record.address, True, described))
+
+    if args.user is not None:
+        return _finish_user("Updated", args.user, outcomes, args, io)
+    record, plan = plans[0]
+    if args.json:
+        io.json(_mailbox_json(record, changed=changes[record.id], schedule=dataclasses.asdict(plan.schedule)))
+    else:
+        io.say(f"Updated {record.address} ({workflow_id_for(record.id)}): {outcomes[0].detail}")
+    return EXIT_OK
+
+
+# --- remove -------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Removal:
+    mailbox_id: int
+    address: str
+    workflow_id: str
+    ok: bool
+    detail: str = ""
+    was_running: bool = False  # a running workflow took the remove signal
+    stopped: bool = False  # the workflow has closed (or none was running)
+    ledger_rows_kept: int = 0
+
+
+async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    if args.wait < 0:
+        raise StarterError(f"--wait must be 0 or more seconds, got {args.wait:g}", EXIT_USAGE)
+    client = await temporal_ops.connect_temporal(settings)
+    removals: list[Removal] = []
+    async with database(settings) as conn:
+        if args.user is None:
+            records = [await find_mailbox(conn, address(args.mailbox))]  # removing twice is fine
+        else:
+            records = await _targets(conn, args, "remove")
+        for record in records:
+            r = Removal(record.id, record.address, workflow_id_for(record.id), ok=True)
+            try:
+                r.was_running = await temporal_ops.remove(client, record.id, settings)
+            except StarterError as exc:
+                if args.user is None:
+                    raise
+                r.ok, r.detail = False, str(exc)
+                removals.append(r)
+                continue
+            # Out of the recipient pool at once; the ledger keeps every send the mailbox made.
+            await set_state(conn, record.id, MailboxState.REMOVED, "removed by operator")
+            r.ledger_rows_kept = await ledger_rows_of(conn, record.id)
+            removals.append(r)
+
+    async def settle(r: Removal) -> None:
+        r.stopped = (not r.was_running) or await temporal_ops.wait_closed(client, r.mailbox_id, args.wait)
+        r.detail = (
+            "workflow finished"
+            if r.stopped
+            else f"stop requested; not finished within --wait {args.wait:g}s, it ends when a worker runs it"
+        )
+
+    await fleet.bounded_gather([r for r in removals if r.ok], settle)
+    if args.json:
+        items = [dataclasses.asdict(r) for r in removals]
+        io.json(items[0] if args.user is None else {"user_id": args.user, "mailboxes": items})
+    else:
+        for r in removals:
+            if r.ok:
+                io.say(
+                    f"Removed {r.address} ({r.workflow_id}): {r.detail}; "
+                    f"{r.ledger_rows_kept} sends kept in the ledger"
+                )
+            else:
+                io.say(f"NOT removed {r.address} ({r.workflow_id}): {r.detail}")
+    failed = [r for r in removals if not r.ok]
+    if failed:
+        io.note(f"starter remove: {len(failed)} mailbox(es) failed; run the same command again for them")
+        return EXIT_FAILURE
+    return EXIT_OK

@@ -1,0 +1,248 @@
+"""`starter enroll`: one mailbox from flags, or many from `--csv FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import getpass
+import re
+import stat
+import sys
+from pathlib import Path
+
+from starter import client as temporal_ops
+from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, parse_csv
+from starter.bulk_enroll import counts as row_counts
+from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
+from starter.context import EXIT_OK, Io, database, ui_link
+from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
+from starter.output import table
+from starter.smtp_check import SmtpCheckError, check_login
+from starter.views import bulk_view
+from warmup.config import Settings
+from warmup.mailboxes import workflow_id_for
+from warmup.secrets import SecretBox, SecretKeyError
+
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+# Flags of a single enrollment (dest, flag); `--csv` takes all of them from the file instead.
+SINGLE_FLAGS = (
+    ("mailbox", "--mailbox"),
+    ("user", "--user"),
+    ("smtp_host", "--smtp-host"),
+    ("smtp_port", "--smtp-port"),
+    ("smtp_security", "--smtp-security"),
+    ("username", "--username"),
+    ("secret_env", "--secret-env"),
+    ("timezone", "--timezone"),
+    ("window_start", "--window-start"),
+    ("window_end", "--window-end"),
+    ("delay_min", "--delay-min"),
+    ("delay_max", "--delay-max"),
+    ("ramp_start", "--ramp-start"),
+    ("ramp_increment", "--ramp-increment"),
+    ("ramp_ceiling", "--ramp-ceiling"),
+    ("ramp_variance", "--ramp-variance"),
+)
+REQUIRED_SINGLE = ("--mailbox", "--user", "--smtp-host", "--smtp-port", "--username", "--timezone")
+
+
+def read_secret(args: argparse.Namespace, io: Io) -> str | None:
+    """The password from stdin or the named variable; None when absent (the model reports it)."""
+    if args.secret_stdin:
+        if io.stdin is sys.stdin and sys.stdin.isatty():
+            return getpass.getpass("SMTP password: ")
+        return io.stdin.readline().strip()
+    if args.secret_env is not None:
+        name: str = args.secret_env
+        value = io.env.get(name)
+        if not value:
+            # Show the name only when it looks like one: a mistyped password must not be echoed.
+            shown = name if _ENV_NAME.fullmatch(name) else "(name not shown)"
+            state = "is empty" if value == "" else "is not set"
+            raise EnrollValidationError(
+                [
+                    f"--secret-env: the environment variable {shown} {state}; export it with the SMTP "
+                    "password (e.g. `read -rs SMTP_PASSWORD; export SMTP_PASSWORD`) or use --secret-stdin"
+                ]
+            )
+        return value
+    return None
+
+
+def _secret_box(settings: Settings) -> SecretBox:
+    try:
+        return SecretBox(settings.secret_keys())
+    except SecretKeyError as exc:
+        raise StarterError(str(exc), EXIT_USAGE) from None
+
+
+async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    if args.csv is not None:
+        return await enroll_csv(args, settings, io)
+    missing = [flag for dest, flag in SINGLE_FLAGS if flag in REQUIRED_SINGLE and getattr(args, dest) is None]
+    if missing:
+        raise StarterError(
+            f"the following arguments are required: {', '.join(missing)} (or --csv FILE to enroll many)",
+            EXIT_USAGE,
+        )
+    raw: dict[str, object] = {
+        "address": args.mailbox,
+        "user_id": args.user,
+        "smtp_host": args.smtp_host,
+        "smtp_port": args.smtp_port,
+        "smtp_security": args.smtp_security,
+        "username": args.username,
+        "secret": None,
+        "timezone": args.timezone,
+        "verify_tls": args.verify_tls,
+        "window_start_hour": args.window_start,
+        "window_end_hour": args.window_end,
+        "delay_min_minutes": args.delay_min,
+        "delay_max_minutes": args.delay_max,
+        "ramp_start": args.ramp_start,
+        "ramp_increment": args.ramp_increment,
+        "ramp_ceiling": args.ramp_ceiling,
+        "ramp_variance": args.ramp_variance,
+    }
+    # Read the secret first but report its problem together with every other one.
+    secret_problems: list[str] = []
+    try:
+        raw["secret"] = read_secret(args, io)
+    except EnrollValidationError as exc:
+        secret_problems, raw["secret"] = exc.problems, "unused placeholder"
+    try:
+        req: EnrollRequest = parse_enroll_request(raw, settings.default_schedule("UTC"))
+    except EnrollValidationError as exc:
+        raise EnrollValidationError(secret_problems + exc.problems) from None
+    if secret_problems:
+        raise EnrollValidationError(secret_problems)
+    try:
+        ciphertext = _secret_box(settings).encrypt(req.password)
+    except SecretKeyError as exc:
+        raise StarterError(str(exc), EXIT_USAGE) from None
+
+    if args.check:
+        try:
+            reply = await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
+        except SmtpCheckError as exc:
+            raise StarterError(f"--check: {exc}; nothing was stored") from None
+        io.note(f"SMTP login OK at {req.smtp_host}:{req.smtp_port}: {reply}")
+
+    # Temporal first: if it is unreachable, nothing has been written yet.
+    client = await temporal_ops.connect_temporal(settings)
+    async with database(settings) as conn:
+        record, created = await temporal_ops.enroll(client, conn, req, ciphertext, settings)
+
+    workflow_id = workflow_id_for(record.id)
+    link = ui_link(settings, workflow_id, io)
+    if args.json:
+        io.json(
+            {
+                "mailbox_id": record.id,
+                "workflow_id": workflow_id,
+                "address": record.address,
+                "user_id": record.user_id,
+                "created": created,
+                "state": record.state.value,
+                "smtp_security": record.smtp.security.value,
+                "schedule": dataclasses.asdict(req.schedule),
+                "web_ui": link,
+            }
+        )
+    else:
+        verb = "Enrolled" if created else "Updated"
+        io.say(f"{verb} {record.address} for user {record.user_id}")
+        io.say(
+            table(
+                [
+                    ("Mailbox id", str(record.id)),
+                    ("Workflow id", workflow_id),
+                    ("State", record.state.value),
+                    ("Web UI", link),
+                ]
+            )
+        )
+    return EXIT_OK
+
+
+# --- many from a CSV file ---------------------------------------------------------------------------
+
+
+def _read_csv(path: str, io: Io) -> str:
+    if path == "-":
+        return io.stdin.read()
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+        mode = file.stat().st_mode
+    except OSError as exc:
+        raise StarterError(f"--csv {path}: cannot read it ({exc.strerror or exc})", EXIT_USAGE) from None
+    except UnicodeDecodeError:
+        raise StarterError(f"--csv {path}: not UTF-8 text; save it as UTF-8 CSV", EXIT_USAGE) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and "secret" in text.split("\n", 1)[0].lower():
+        io.note(
+            f"warning: {path} may hold SMTP passwords and other users can read it; "
+            f"`chmod 600 {path}`, or delete it once imported"
+        )
+    return text
+
+
+async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    given = [flag for dest, flag in SINGLE_FLAGS if getattr(args, dest) is not None]
+    given += ["--secret-stdin"] if args.secret_stdin else []
+    given += ["--no-verify-tls"] if not args.verify_tls else []
+    if given:
+        raise StarterError(
+            f"--csv takes every mailbox setting from the file; leave out {', '.join(given)} "
+            "(columns: mailbox, user, smtp_host, smtp_port, username, timezone, secret or secret_env, ...)",
+            EXIT_USAGE,
+        )
+    text = _read_csv(args.csv, io)
+    try:
+        parsed = parse_csv(text, io.env, settings.default_schedule("UTC"))
+    except CsvFileError as exc:
+        raise StarterError(f"--csv {args.csv}: {exc}; nothing was stored", EXIT_USAGE) from None
+    box = _secret_box(settings)
+    results: list[RowResult] = [p.result if isinstance(p, ParsedRow) else p for p in parsed]
+    good = [p for p in parsed if isinstance(p, ParsedRow)]
+
+    if args.check:
+        for row in good:
+            req = row.request
+            try:
+                await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
+            except SmtpCheckError as exc:
+                row.result.status, row.result.problems = "failed", [f"--check: {exc}"]
+        good = [row for row in good if row.result.status == "valid"]
+
+    if good and not args.dry_run:
+        client = await temporal_ops.connect_temporal(settings)
+        async with database(settings) as conn:
+            for row in good:
+                req = row.request
+                try:
+                    record, created = await temporal_ops.enroll(
+                        client, conn, req, box.encrypt(req.password), settings
+                    )
+                except StarterError as exc:
+                    row.result.status, row.result.problems = "failed", [str(exc)]
+                    continue
+                row.result.status = "enrolled" if created else "updated"
+                row.result.mailbox_id, row.result.workflow_id = record.id, workflow_id_for(record.id)
+
+    if args.json:
+        io.json(
+            {
+                "file": args.csv,
+                "dry_run": args.dry_run,
+                "counts": row_counts(results),
+                "rows": [dataclasses.asdict(r) for r in results],
+            }
+        )
+    else:
+        io.show(bulk_view(results, args.dry_run))
+    c = row_counts(results)
+    if c["invalid"]:
+        return EXIT_USAGE
+    return EXIT_FAILURE if c["failed"] else EXIT_OK

@@ -1,0 +1,144 @@
+"""`starter list`, `status` (one mailbox or a user, once or `--watch`) and `report`: read-only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.text import Text
+from temporalio.client import Client
+
+from starter import client as temporal_ops
+from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
+from starter.context import EXIT_OK, Io, address, database, find_mailbox, ui_link
+from starter.output import bar, console, status_table
+from starter.report import build_report
+from starter.views import list_json, list_table, report_view, user_status_json, user_status_view
+from warmup import fleet
+from warmup.config import Settings
+from warmup.mailboxes import MailboxRecord, workflow_id_for
+from warmup.models import MailboxState
+
+DEFAULT_WATCH_INTERVAL = 5.0
+
+
+async def list_mailboxes(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    state = None if args.state is None else MailboxState(args.state)
+    async with database(settings) as conn:
+        rows = await fleet.list_mailboxes(conn, user_id=args.user, state=state)
+    if args.json:
+        io.json(list_json(rows))
+    else:
+        io.show(list_table(rows))
+    return EXIT_OK
+
+
+async def report(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    if args.limit < 0:
+        raise StarterError(f"--limit must be 0 (all) or more, got {args.limit}", EXIT_USAGE)
+    client = await temporal_ops.connect_temporal(settings)
+    async with database(settings) as conn:
+        result = await build_report(client, conn, settings, args.user)
+    if args.json:
+        io.json(result)
+    else:
+        io.show(report_view(result, args.limit))
+    return EXIT_OK
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+class _Snapshot:
+    """One look at the target: what to print as a table and as JSON, and whether all of it answered."""
+
+    def __init__(self, view: RenderableType, data: object, complete: bool) -> None:
+        self.view, self.data, self.complete = view, data, complete
+
+
+async def _mailbox_snapshot(
+    client: Client, record: MailboxRecord, settings: Settings, io: Io, watching: bool
+) -> _Snapshot:
+    workflow_id = workflow_id_for(record.id)
+    status = await temporal_ops.status(client, record.id, settings)
+    text = status_table(status, record.address, workflow_id, record.state)
+    text += f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"
+    if not watching:
+        return _Snapshot(Text(text), status, True)
+    now = dt.datetime.now(dt.UTC)
+    head = Text(f"{record.address} at {now:%H:%M:%S} UTC (Ctrl-C stops)")
+    return _Snapshot(Group(head, bar(status.sent_today, status.quota_today, 40), Text(text)), status, True)
+
+
+async def _user_snapshot(client: Client, conn: asyncpg.Connection, user_id: str, watching: bool) -> _Snapshot:
+    days = await temporal_ops.user_status(client, conn, user_id)
+    now = dt.datetime.now(dt.UTC) if watching else None
+    complete = all(d.status is not None or d.mailbox.state is MailboxState.REMOVED for d in days)
+    return _Snapshot(user_status_view(user_id, days, now), user_status_json(user_id, days), complete)
+
+
+async def status(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    if (args.count is not None or args.interval is not None) and not args.watch:
+        raise StarterError("--interval and --count only apply with --watch", EXIT_USAGE)
+    if args.interval is None:
+        args.interval = DEFAULT_WATCH_INTERVAL
+    if args.interval <= 0:
+        raise StarterError(f"--interval must be above 0 seconds, got {args.interval:g}", EXIT_USAGE)
+    if args.count is not None and args.count < 1:
+        raise StarterError(f"--count must be 1 or more, got {args.count}", EXIT_USAGE)
+    client = await temporal_ops.connect_temporal(settings)
+    async with database(settings) as conn:
+        record = None if args.user is not None else await find_mailbox(conn, address(args.mailbox))
+
+        async def look() -> _Snapshot:
+            if record is not None:
+                return await _mailbox_snapshot(client, record, settings, io, args.watch)
+            return await _user_snapshot(client, conn, args.user, args.watch)
+
+        if not args.watch:
+            snap = await look()
+            if args.json:
+                io.json(snap.data)
+            else:
+                io.show(snap.view)
+            if not snap.complete:
+                io.note("starter status: some mailbox workflows did not answer (see the table)")
+                return EXIT_FAILURE
+            return EXIT_OK
+        return await _watch(look, args, io)
+
+
+async def _watch(look: Callable[[], Awaitable[_Snapshot]], args: argparse.Namespace, io: Io) -> int:
+    """Refresh every --interval seconds: a live table on a terminal, one JSON line each with --json,
+    a new table each time into a pipe. A failed look is shown and the watch goes on."""
+    terminal = io.out.isatty() and not args.json
+    live = Live(console=console(io.out), auto_refresh=False, transient=False) if terminal else None
+    shown = 0
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            try:
+                snap = await look()
+                view, data = snap.view, snap.data
+            except StarterError as exc:
+                view, data = Text(f"no answer: {exc}"), {"error": str(exc)}
+            if args.json:
+                io.json(data, compact=True)
+            elif live is not None:
+                live.update(view, refresh=True)
+            else:
+                io.show(view)
+                io.out.flush()
+            shown += 1
+            if args.count is not None and shown >= args.count:
+                return EXIT_OK
+            await asyncio.sleep(args.interval)
+    finally:
+        if live is not None:
+            live.stop()

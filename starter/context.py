@@ -1,0 +1,110 @@
+"""What every starter command shares: its streams and environment, the database connection,
+mailbox lookup by address, and the scrubbing that keeps configured secrets off the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from typing import TextIO
+from urllib.parse import urlsplit
+
+import asyncpg
+from rich.console import RenderableType
+
+from starter import client as temporal_ops
+from starter.client import EXIT_USAGE, StarterError
+from starter.enroll_request import normalize_address
+from starter.output import render, to_json
+from warmup.config import Settings
+from warmup.db import migrate
+from warmup.mailboxes import MailboxRecord, get_mailbox_by_address
+
+EXIT_OK = 0
+_DB_CONNECT_TIMEOUT = 15.0
+# Where the Temporal Web UI lives when it is not on the dev server's default port next to the server.
+UI_URL_ENV = "WARMUP_TEMPORAL_UI_URL"
+
+
+@dataclasses.dataclass
+class Io:
+    env: Mapping[str, str]
+    stdin: TextIO
+    out: TextIO
+    err: TextIO
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out)
+
+    def note(self, text: str) -> None:
+        print(text, file=self.err)
+
+    def show(self, *items: RenderableType) -> None:
+        render(self.out, *items)
+
+    def json(self, value: object, *, compact: bool = False) -> None:
+        print(to_json(value, compact=compact), file=self.out, flush=compact)
+
+
+def scrub(message: str, settings: Settings | None) -> str:
+    """Belt and braces: no secret from the settings may reach the terminal."""
+    if settings is None:
+        return message
+    secrets = settings.secret_keys()
+    try:
+        dsn_password = urlsplit(settings.DATABASE_URL.get_secret_value()).password
+    except ValueError:
+        dsn_password = None
+    if dsn_password:
+        secrets.append(dsn_password)
+    for value in secrets:
+        message = message.replace(value, "***")
+    return message
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """One connection on a migrated database (the starter needs no pool)."""
+    try:
+        async with asyncio.timeout(_DB_CONNECT_TIMEOUT):
+            conn = await asyncpg.connect(settings.DATABASE_URL.get_secret_value())
+    except TimeoutError:
+        raise StarterError(
+            f"cannot connect to PostgreSQL (no answer within {_DB_CONNECT_TIMEOUT:g}s); "
+            "check WARMUP_DATABASE_URL"
+        ) from None
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StarterError(
+            f"cannot connect to PostgreSQL ({type(exc).__name__}: {exc}); check WARMUP_DATABASE_URL"
+        ) from None
+    except Exception as exc:  # e.g. a malformed DSN: its text may hold the password, so only the type
+        raise StarterError(
+            f"cannot connect to PostgreSQL ({type(exc).__name__}); check WARMUP_DATABASE_URL"
+        ) from None
+    try:
+        await migrate(conn)
+        yield conn
+    finally:
+        await conn.close()
+
+
+def address(raw: str) -> str:
+    try:
+        return normalize_address(raw)
+    except ValueError as exc:
+        raise StarterError(str(exc), EXIT_USAGE) from None
+
+
+async def find_mailbox(conn: asyncpg.Connection, address: str) -> MailboxRecord:
+    record = await get_mailbox_by_address(conn, address)
+    if record is None:
+        raise StarterError(
+            f"--mailbox {address}: no such mailbox is enrolled; "
+            "check the address or enroll it with `starter enroll`"
+        )
+    return record
+
+
+def ui_link(settings: Settings, workflow_id: str, io: Io) -> str:
+    return temporal_ops.web_ui_url(settings, workflow_id, io.env.get(UI_URL_ENV))

@@ -1,0 +1,128 @@
+"""`starter report`: the audit's three dashboard queries, answered by this system's sources.
+
+1. Mailboxes under quota today, with fill %: each workflow's quota for its local day (status query)
+   against what the ledger says it delivered that day.
+2. Hourly throughput over the last 24 hours: the send ledger.
+3. Queue health: there is no job table; Temporal's task-queue backlog, the mailbox workflows by
+   execution state (and by WarmupStatus where workflows set it), mailbox states in PostgreSQL, and
+   the ledger's sends of the last 24 hours by status and age.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from warmup import fleet
+from warmup.config import Settings
+from warmup.db import Conn
+from warmup.models import MailboxState
+
+# WarmupStatus values of running workflows (warmup.search_attributes, set by the mailbox workflow).
+WARMUP_STATUSES = ("sending", "idle", "paused")
+
+
+@dataclass(frozen=True)
+class UnderQuota:
+    mailbox_id: int
+    address: str
+    user_id: str
+    day: str
+    delivered: int
+    quota: int
+    fill: float
+    state: str  # active, or paused with the reason
+    next_send_at: str | None
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    mailbox_id: int
+    address: str
+    error: str
+
+
+@dataclass(frozen=True)
+class QueueHealth:
+    task_queue: str
+    backlog: list[fleet.Backlog]
+    workflows: dict[str, int]  # execution status -> count
+    warmup_status: dict[str, int]  # WarmupStatus -> count of running workflows ({} where not set)
+    mailbox_states: dict[str, int]
+    ledger_last_24h: list[fleet.LedgerStatusAge]
+
+
+@dataclass(frozen=True)
+class Report:
+    generated_at: dt.datetime
+    under_quota: list[UnderQuota]
+    unanswered: list[Unanswered]
+    hourly: list[fleet.HourRow]
+    queue: QueueHealth
+    mailboxes_checked: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def under_quota(days: list[fleet.MailboxDay]) -> tuple[list[UnderQuota], list[Unanswered]]:
+    rows: list[UnderQuota] = []
+    unanswered: list[Unanswered] = []
+    for d in days:
+        m = d.mailbox
+        if m.state is MailboxState.REMOVED:
+            continue
+        if d.status is None:
+            unanswered.append(Unanswered(m.id, m.address, d.error))
+            continue
+        fill = d.fill
+        if fill is None or d.delivered >= d.quota:
+            continue
+        s = d.status
+        state = f"paused ({s.pause_reason})" if s.paused else "active"
+        rows.append(
+            UnderQuota(m.id, m.address, m.user_id, s.day, d.delivered, d.quota, fill, state, s.next_send_at)
+        )
+    rows.sort(key=lambda r: (r.fill, r.address))
+    return rows, unanswered
+
+
+async def _warmup_status_counts(client: Client, task_queue: str) -> dict[str, int]:
+    base = (
+        f"WorkflowType = '{fleet.MAILBOX_WORKFLOW_TYPE}' AND TaskQueue = '{fleet.quote_literal(task_queue)}'"
+        " AND ExecutionStatus = 'Running'"
+    )
+    counts: dict[str, int] = {}
+    try:
+        for value in WARMUP_STATUSES:
+            counts[value] = (await client.count_workflows(f"{base} AND WarmupStatus = '{value}'")).count
+    except RPCError:
+        return {}  # the search attribute is not registered on this server
+    return counts
+
+
+async def build_report(client: Client, conn: Conn, settings: Settings, user_id: str | None = None) -> Report:
+    mailboxes = await fleet.list_mailboxes(conn, user_id=user_id)
+    days = await fleet.mailbox_days(client, conn, mailboxes)
+    rows, unanswered = under_quota(days)
+    queue = QueueHealth(
+        task_queue=settings.TASK_QUEUE,
+        backlog=await fleet.task_queue_backlog(client, settings.TASK_QUEUE),
+        workflows=await fleet.workflow_counts(client, settings.TASK_QUEUE),
+        warmup_status=await _warmup_status_counts(client, settings.TASK_QUEUE),
+        mailbox_states={k.value: v for k, v in (await fleet.mailbox_state_counts(conn)).items()},
+        ledger_last_24h=await fleet.ledger_last_day(conn),
+    )
+    notes = []
+    if user_id is not None:
+        notes.append(f"quota rows for user {user_id} only; throughput and queue health cover every user")
+    return Report(
+        generated_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+        under_quota=rows,
+        unanswered=unanswered,
+        hourly=await fleet.hourly_throughput(conn),
+        queue=queue,
+        mailboxes_checked=sum(1 for m in mailboxes if m.state is not MailboxState.REMOVED),
+        notes=notes,
+    )

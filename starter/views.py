@@ -1,0 +1,251 @@
+"""The tables people read: `list`, `status --user`, `report`, a CSV import and user-wide signals.
+
+Each function turns data into rich renderables or JSON-ready dicts; none of them fetches anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+
+from starter.bulk_enroll import RowResult, counts
+from starter.client import MailboxOutcome
+from starter.output import bar, grid, percent, state_text
+from starter.report import Report
+from warmup.fleet import MailboxDay, MailboxRow
+
+
+def list_table(rows: Sequence[MailboxRow]) -> RenderableType:
+    if not rows:
+        return Text("No mailboxes match.")
+    return grid(
+        None,
+        ["ID", "MAILBOX", "USER", "STATE", "SENT TODAY", "TIMEZONE", "WINDOW", "RAMP", "REASON"],
+        [
+            [
+                str(m.id),
+                m.address,
+                m.user_id,
+                m.state.value,
+                str(m.delivered_today),
+                m.timezone,
+                f"{m.window_start_hour:02d}-{m.window_end_hour:02d}h",
+                f"{m.ramp_start}+{m.ramp_increment}/day, max {m.ramp_ceiling}",
+                m.pause_reason,
+            ]
+            for m in rows
+        ],
+    )
+
+
+def list_json(rows: Sequence[MailboxRow]) -> list[dict[str, object]]:
+    return [
+        {
+            "mailbox_id": m.id,
+            "workflow_id": m.workflow_id,
+            "address": m.address,
+            "user_id": m.user_id,
+            "state": m.state.value,
+            "pause_reason": m.pause_reason,
+            "delivered_today": m.delivered_today,
+            "timezone": m.timezone,
+            "window_start_hour": m.window_start_hour,
+            "window_end_hour": m.window_end_hour,
+            "ramp_start": m.ramp_start,
+            "ramp_increment": m.ramp_increment,
+            "ramp_ceiling": m.ramp_ceiling,
+        }
+        for m in rows
+    ]
+
+
+def user_totals(days: Sequence[MailboxDay]) -> dict[str, int]:
+    live = [d for d in days if d.status is not None]
+    return {
+        "mailboxes": len(days),
+        "delivered_today": sum(d.delivered for d in live),
+        "quota_today": sum(d.quota for d in live),
+        "paused": sum(1 for d in live if d.status is not None and d.status.paused),
+        "unanswered": sum(1 for d in days if d.status is None and d.mailbox.state.value != "removed"),
+    }
+
+
+def user_status_json(user_id: str, days: Sequence[MailboxDay]) -> dict[str, object]:
+    return {
+        "user_id": user_id,
+        "totals": user_totals(days),
+        "mailboxes": [
+            {
+                "mailbox_id": d.mailbox.id,
+                "address": d.mailbox.address,
+                "workflow_id": d.mailbox.workflow_id,
+                "database_state": d.mailbox.state.value,
+                "delivered_today": d.delivered,
+                "fill": d.fill,
+                "status": d.status,
+                "error": d.error,
+            }
+            for d in days
+        ],
+    }
+
+
+def user_status_view(
+    user_id: str, days: Sequence[MailboxDay], now: dt.datetime | None = None
+) -> RenderableType:
+    rows: list[list[RenderableType]] = []
+    for d in days:
+        m, s = d.mailbox, d.status
+        if s is None:
+            rows.append([m.address, m.state.value, "-", "-", "-", "-", d.error])
+            continue
+        # The reason a failure paused the mailbox is its last error too: say it once.
+        error = "" if s.paused and s.pause_reason and s.pause_reason in s.last_error else s.last_error
+        nxt = "-" if s.paused else s.next_send_at or "done for today"
+        rows.append(
+            [
+                m.address,
+                state_text(s),
+                bar(d.delivered, s.quota_today),
+                nxt,
+                str(s.ramp_day),
+                f"{s.day} {s.timezone}",
+                error or s.capped_reason,
+            ]
+        )
+    t = user_totals(days)
+    title = (
+        f"User {user_id}: {t['delivered_today']} of {t['quota_today']} sent today across "
+        f"{t['mailboxes']} mailboxes ({t['paused']} paused)"
+    )
+    if now is not None:
+        title += f" at {now.astimezone(dt.UTC):%H:%M:%S} UTC"
+    return grid(title, ["MAILBOX", "STATE", "SENT/QUOTA", "NEXT SEND", "RAMP DAY", "DAY", "LAST ERROR"], rows)
+
+
+def outcomes_view(verb: str, user_id: str, outcomes: Sequence[MailboxOutcome]) -> RenderableType:
+    done = sum(1 for o in outcomes if o.ok)
+    return grid(
+        f"{verb} {done} of {len(outcomes)} mailboxes of user {user_id}",
+        ["MAILBOX", "WORKFLOW", "RESULT"],
+        [[o.address, o.workflow_id, o.detail if o.ok else f"FAILED: {o.detail}"] for o in outcomes],
+    )
+
+
+def outcomes_json(user_id: str, outcomes: Sequence[MailboxOutcome]) -> dict[str, object]:
+    return {
+        "user_id": user_id,
+        "mailboxes": [
+            {
+                "mailbox_id": o.mailbox_id,
+                "address": o.address,
+                "workflow_id": o.workflow_id,
+                "ok": o.ok,
+                "detail": o.detail,
+            }
+            for o in outcomes
+        ],
+    }
+
+
+def bulk_view(results: Sequence[RowResult], dry_run: bool) -> RenderableType:
+    rows = []
+    for r in results:
+        detail = "; ".join(r.problems) if r.problems else (r.workflow_id or "")
+        rows.append([str(r.line), r.mailbox, r.status, detail])
+    c = counts(list(results))
+    if dry_run:
+        summary = f"Dry run: {c['valid']} valid, {c['invalid']} invalid; nothing was stored"
+    else:
+        summary = (
+            f"{c['enrolled']} enrolled, {c['updated']} updated, {c['invalid']} invalid and "
+            f"{c['failed']} failed (nothing was stored for those)"
+        )
+    return Group(grid(None, ["LINE", "MAILBOX", "RESULT", "DETAIL"], rows), Text(summary))
+
+
+def report_view(report: Report, limit: int) -> RenderableType:
+    parts: list[RenderableType] = [Text(f"Warmup report at {report.generated_at.isoformat()}")]
+    for note in report.notes:
+        parts.append(Text(f"({note})"))
+    shown = report.under_quota[:limit] if limit > 0 else report.under_quota
+    title = (
+        f"1. Under quota today: {len(report.under_quota)} of {report.mailboxes_checked} mailboxes "
+        "(lowest fill first)"
+    )
+    if len(shown) < len(report.under_quota):
+        title += f", first {len(shown)} shown (--limit)"
+    parts.append(
+        grid(
+            title,
+            ["MAILBOX", "USER", "DAY", "SENT", "QUOTA", "FILL", "NEXT SEND", "STATE"],
+            [
+                [
+                    r.address,
+                    r.user_id,
+                    r.day,
+                    str(r.delivered),
+                    str(r.quota),
+                    percent(r.fill),
+                    r.next_send_at or "-",
+                    r.state,
+                ]
+                for r in shown
+            ],
+        )
+    )
+    if report.unanswered:
+        parts.append(
+            grid(
+                f"   {len(report.unanswered)} mailbox workflow(s) did not answer",
+                ["MAILBOX", "WHY"],
+                [[u.address, u.error] for u in report.unanswered],
+            )
+        )
+    parts.append(
+        grid(
+            "2. Hourly throughput, last 24 h (UTC)",
+            ["HOUR", "DELIVERED", "ACTIVE MAILBOXES", "FAILED"],
+            [
+                [f"{h.hour:%Y-%m-%d %H:00}", str(h.delivered), str(h.active_mailboxes), str(h.failed)]
+                for h in report.hourly
+            ],
+        )
+    )
+    q = report.queue
+    parts.append(
+        grid(
+            f"3. Queue health: Temporal task queue {q.task_queue!r}",
+            ["TASKS", "BACKLOG", "OLDEST WAITING", "ADDED/S", "DISPATCHED/S", "POLLERS"],
+            [
+                [
+                    b.task_queue_type,
+                    str(b.count),
+                    f"{b.age_seconds:.0f}s",
+                    f"{b.add_rate:.2f}",
+                    f"{b.dispatch_rate:.2f}",
+                    str(b.pollers),
+                ]
+                for b in q.backlog
+            ],
+        )
+    )
+    states = ", ".join(f"{k} {v}" for k, v in sorted(q.workflows.items())) or "none"
+    lines = [f"   Mailbox workflows: {states}"]
+    if q.warmup_status:
+        lines.append(
+            "   Running by WarmupStatus: " + ", ".join(f"{k} {v}" for k, v in q.warmup_status.items())
+        )
+    lines.append("   Mailboxes stored: " + ", ".join(f"{k} {v}" for k, v in q.mailbox_states.items()))
+    parts.append(Text("\n".join(lines)))
+    parts.append(
+        grid(
+            "   Sends recorded in the last 24 h (the ledger)",
+            ["STATUS", "COUNT", "AVG AGE"],
+            [[s.status.value, str(s.count), f"{s.avg_age_minutes:.0f} min"] for s in q.ledger_last_24h],
+        )
+    )
+    return Group(*parts)
