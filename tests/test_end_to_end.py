@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,33 +16,13 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import LIFTED_CAPS
+from tests.stack_support import Workers, worker_env
 from warmup.config import Settings
 from warmup.devstack.smtp_sink import SmtpSink
 from warmup.devstack.temporal import temporal_cli
 
 MAILBOXES = [f"e2e{i}@flow.test" for i in range(4)]
 BAD_LOGIN = "locked@flow.test"
-
-
-def _env(settings: Settings, temporal_address: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMUP_")}
-    env.update(
-        TEMPORAL_ADDRESS=temporal_address,
-        WARMUP_DATABASE_URL=settings.DATABASE_URL.get_secret_value(),
-        WARMUP_SECRET_KEYS=settings.SECRET_KEYS.get_secret_value(),
-        WARMUP_TASK_QUEUE=settings.TASK_QUEUE,
-        **{f"WARMUP_{cap}": str(getattr(settings, cap)) for cap in LIFTED_CAPS},
-        WARMUP_SAME_MAILBOX_DELAY_MIN="0.02",  # 1.2 s
-        WARMUP_SAME_MAILBOX_DELAY_MAX="0.05",  # 3 s
-        WARMUP_SEND_WINDOW_START_HOUR="0",
-        WARMUP_SEND_WINDOW_END_HOUR="24",
-        WARMUP_SPREAD_OVER_WINDOW="false",
-        WARMUP_RAMP_START_VOLUME="6",
-        WARMUP_SEND_RETRY_INITIAL_SECONDS="0.5",
-        WARMUP_SMTP_TIMEOUT_SECONDS="5",
-    )
-    return env
 
 
 def _run(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -61,25 +40,15 @@ async def stack(
     make_settings: Callable[..., Settings],
     tmp_path: Path,
 ) -> AsyncIterator[tuple[dict[str, str], list[subprocess.Popen[bytes]]]]:
-    settings = make_settings()
-    env = _env(settings, temporal_env.client.service_client.config.target_host)
+    address = temporal_env.client.service_client.config.target_host
+    env = worker_env(make_settings(), address, RAMP_START_VOLUME="6")
     smtp_sink.credentials.update({m: "right" for m in [*MAILBOXES, BAD_LOGIN]})
-    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
-    workers = [_spawn_worker(env, log) for log in logs]
+    workers = Workers(env, tmp_path)
+    workers.start(2)
     try:
-        yield env, workers
+        yield env, workers.procs
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-            w.wait()
-        for log in logs:  # shown by pytest only when the test failed
-            print(f"--- {log.name}\n{log.read_text()[-4000:]}")
-
-
-def _spawn_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "workers.run"], env=env, stdout=out, stderr=out)
+        workers.stop_all()
 
 
 async def _enroll(env: dict[str, str], address: str, secret: str, *extra: str) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
 from warmup.config import load_settings
-from warmup.models import SettingsUpdate, SmtpSecurity
+from warmup.models import ScheduleSettings, SmtpSecurity
 
 PASSWORD = "Pw-7f3c9b1e-do-not-print"
 ZONES = sorted(zoneinfo.available_timezones())
@@ -221,7 +221,8 @@ def test_schedule_defaults_come_from_the_warmup_environment() -> None:
 
 def test_the_settings_update_carries_every_schedule_field() -> None:
     update = parse_enroll_request(good(timezone="Asia/Tokyo", ramp_variance="0.1")).settings_update()
-    assert all(getattr(update, f.name) is not None for f in dataclasses.fields(SettingsUpdate))
+    # Every schedule field; the plan fields (weight, parent) belong to the user workflow.
+    assert all(getattr(update, f.name) is not None for f in dataclasses.fields(ScheduleSettings))
     assert update.timezone == "Asia/Tokyo"
     assert update.ramp is not None and update.ramp.daily_variance == 0.1
 

@@ -131,6 +131,7 @@ class SettingsUpdate:
     ramp: RampSettings | None = None
     spread_over_window: bool | None = None
     fairness_weight: float | None = None  # not a schedule field: the user's plan weight
+    plan_parent_id: str | None = None  # not a schedule field: "" stops asking a parent for allowances
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,10 @@ class MailboxWarmupWorkflow:
             due = self._day.next_send_at()
             if due is None or due > now:
                 await self._sleep_until(self._day.next_wake(now))
-            elif inp.plan_parent_id and self._s.today.allowance is None:
+            elif self._inp.plan_parent_id and self._s.today.allowance is None:
                 # Asked at the first due send, not at midnight: by then the user's other mailboxes
                 # are known to the parent, so the shares are fair.
-                await self._ask_for_allowance(inp.plan_parent_id)
+                await self._ask_for_allowance(self._inp.plan_parent_id)
             else:
                 await self._send()
                 sends_this_run += 1
@@ -106,6 +106,8 @@ class MailboxWarmupWorkflow:
             changes["ramp"] = update.ramp  # keep the dataclass, not asdict's plain dict
         if (weight := changes.pop("fairness_weight", None)) is not None:
             self._inp = dataclasses.replace(self._inp, fairness_weight=weight)
+        if (parent := changes.pop("plan_parent_id", None)) is not None:
+            self._inp = dataclasses.replace(self._inp, plan_parent_id=parent or None)
         self._day.settings = dataclasses.replace(self._day.settings, **changes)
         self._day.replan_needed = True
         self._poke()

@@ -96,13 +96,11 @@ class UserWarmupWorkflow:
 
     @workflow.signal
     def set_plan(self, plan: UserPlan) -> None:
-        weight_changed = plan.weight != self._plan.weight
-        self._plan = plan
-        if weight_changed:
+        old, self._plan = self._plan, plan
+        if plan.weight != old.weight or (plan.daily_limit is None) != (old.daily_limit is None):
+            update = SettingsUpdate(fairness_weight=plan.weight, plan_parent_id=self._parent_id() or "")
             for mailbox_id in self._active_ids():
-                self._outbox.append(
-                    (mailbox_id, "update_settings", SettingsUpdate(fairness_weight=plan.weight))
-                )
+                self._outbox.append((mailbox_id, "update_settings", update))
 
     @workflow.signal
     def request_allowance(self, req: AllowanceRequest) -> None:
@@ -148,7 +146,7 @@ class UserWarmupWorkflow:
             schedule=e.schedule,
             retry=e.retry,
             fairness_weight=self._plan.weight,
-            plan_parent_id=workflow.info().workflow_id,
+            plan_parent_id=self._parent_id(),
             search_attributes=self._inp.search_attributes,
         )
         try:
@@ -166,9 +164,10 @@ class UserWarmupWorkflow:
             # Re-enrolled (or enrolled before this user workflow existed): update it in place.
             fields = dataclasses.asdict(e.schedule)
             fields["ramp"] = e.schedule.ramp
-            self._outbox.append(
-                (e.mailbox_id, "update_settings", SettingsUpdate(**fields, fairness_weight=self._plan.weight))
+            update = SettingsUpdate(
+                **fields, fairness_weight=self._plan.weight, plan_parent_id=self._parent_id() or ""
             )
+            self._outbox.append((e.mailbox_id, "update_settings", update))
         if self._s.paused:
             self._outbox.append((e.mailbox_id, "pause", PauseRequest(self._s.pause_reason)))
 
@@ -177,6 +176,11 @@ class UserWarmupWorkflow:
         if child.wanted_day == day or not child.wanted_day:
             return child.wanted
         return min(child.ramp.ceiling, child.wanted + child.ramp.daily_increment)
+
+    def _parent_id(self) -> str | None:
+        # Mailboxes ask for a daily allowance only while the plan limits the day: the round trip
+        # costs history events an unlimited plan does not need.
+        return workflow.info().workflow_id if self._plan.daily_limit is not None else None
 
     def _active_ids(self) -> list[int]:
         return sorted(int(k) for k, c in self._s.mailboxes.items() if not c.removed)
