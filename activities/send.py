@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosmtplib
 import asyncpg
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import cap_gate
 from activities.ledger_writes import (
@@ -300,6 +300,8 @@ class SendActivities:
             f"mailbox {sender.id}: {what}; waiting {delay:.1f}s",
             type=ERR_CAP_DEFERRED,
             next_retry_delay=dt.timedelta(seconds=delay),
+            # Waiting for a cap is the system working: DEBUG, not a warning with a traceback per wait.
+            category=ApplicationErrorCategory.BENIGN,
         )
 
     async def _failure(

@@ -18,7 +18,7 @@ from typing import NoReturn, TextIO
 
 import asyncpg
 
-from starter import cmd_control, cmd_enroll, cmd_views
+from starter import cmd_control, cmd_enroll, cmd_plan, cmd_views
 from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
 from starter.context import Io, scrub
 from starter.enroll_request import EnrollValidationError
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _json_flag(remove)
 
+    cmd_plan.add_parser(sub)
+
     report = sub.add_parser(
         "report",
         help="under-quota mailboxes, hourly throughput, queue health",
@@ -221,6 +223,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Io], Awaitable[int]
     "update": cmd_control.update,
     "remove": cmd_control.remove,
     "report": cmd_views.report,
+    "plan": cmd_plan.set_plan,
 }
 
 

@@ -7,7 +7,6 @@ no business logic lives here, only the calls the workflow's interface defines.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote
@@ -28,14 +27,18 @@ from warmup.config import Settings
 from warmup.db import Conn
 from warmup.mailboxes import MailboxRecord, get_mailbox_by_address, set_state, upsert_mailbox, workflow_id_for
 from warmup.models import (
+    MailboxEnrollment,
     MailboxState,
     MailboxStatus,
     MailboxWorkflowInput,
     PauseRequest,
     ScheduleSettings,
     SettingsUpdate,
+    UserPlan,
+    UserWorkflowInput,
 )
 from workflows.mailbox import MailboxWarmupWorkflow
+from workflows.user import UserWarmupWorkflow, user_workflow_id
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -81,22 +84,32 @@ def _rpc_failure(action: str, workflow_id: str, exc: RPCError, settings: Setting
     return StarterError(f"Temporal refused to {action} {workflow_id}: {_one_line(exc.message)}")
 
 
+async def user_plan(conn: Conn, user_id: str, settings: Settings) -> UserPlan:
+    """The user's plan as stored, with its weight from WARMUP_PLAN_WEIGHTS."""
+    row = await conn.fetchrow("SELECT plan, plan_daily_limit FROM users WHERE id = $1", user_id)
+    plan = row["plan"] if row else "free"
+    limit = row["plan_daily_limit"] if row else None
+    return UserPlan(plan, limit, settings.plan_weight(plan))
+
+
 async def start_or_update(
     client: Client,
     record: MailboxRecord,
     schedule: ScheduleSettings,
     update: SettingsUpdate,
+    plan: UserPlan,
     settings: Settings,
 ) -> WorkflowHandle[MailboxWarmupWorkflow, None]:
-    """Signal-with-start: a running workflow gets the new settings, otherwise one starts with them.
-
-    The workflow id is the mailbox's, so enrolling twice can never make a second workflow.
-    """
+    """Start the mailbox's workflow (or update the running one: signal-with-start, so enrolling
+    twice never makes a second workflow), then enroll it with its user's workflow, which adopts
+    it: the plan's daily share, user-wide pause and removal go through there."""
     workflow_id = workflow_id_for(record.id)
     try:
-        return await client.start_workflow(
+        handle = await client.start_workflow(
             MailboxWarmupWorkflow.run,
-            MailboxWorkflowInput(record.id, record.user_id, schedule, settings.send_retry()),
+            MailboxWorkflowInput(
+                record.id, record.user_id, schedule, settings.send_retry(), fairness_weight=plan.weight
+            ),
             id=workflow_id,
             task_queue=settings.TASK_QUEUE,
             start_signal="update_settings",
@@ -105,6 +118,56 @@ async def start_or_update(
         )
     except RPCError as exc:
         raise _rpc_failure("start or update", workflow_id, exc, settings) from None
+    user_id = user_workflow_id(record.user_id)
+    try:
+        await client.start_workflow(
+            UserWarmupWorkflow.run,
+            UserWorkflowInput(record.user_id, plan),
+            id=user_id,
+            task_queue=settings.TASK_QUEUE,
+            start_signal="enroll",
+            start_signal_args=[MailboxEnrollment(record.id, schedule, settings.send_retry())],
+            rpc_timeout=_RPC_TIMEOUT,
+        )
+    except RPCError as exc:
+        raise _rpc_failure("enroll through", user_id, exc, settings) from None
+    return handle
+
+
+async def store_plan(conn: Conn, user_id: str, plan: str, limit: int | None, settings: Settings) -> UserPlan:
+    await conn.execute(
+        "INSERT INTO users (id, plan, plan_daily_limit) VALUES ($1, $2, $3)"
+        " ON CONFLICT (id) DO UPDATE SET plan = EXCLUDED.plan, plan_daily_limit = EXCLUDED.plan_daily_limit",
+        user_id,
+        plan,
+        limit,
+    )
+    return UserPlan(plan, limit, settings.plan_weight(plan))
+
+
+async def send_plan(client: Client, user_id: str, plan: UserPlan, settings: Settings) -> bool:
+    """Give the user's running workflow its new plan; False when it has none yet (no mailbox)."""
+    workflow_id = user_workflow_id(user_id)
+    try:
+        await client.get_workflow_handle(workflow_id).signal("set_plan", plan, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND and "namespace" not in exc.message.lower():
+            return False
+        raise _rpc_failure("set the plan of", workflow_id, exc, settings) from None
+    return True
+
+
+async def signal_user(client: Client, user_id: str, name: str, arg: object, settings: Settings) -> None:
+    """A signal to the user's workflow, which passes it on to each of its mailboxes."""
+    workflow_id = user_workflow_id(user_id)
+    handle = client.get_workflow_handle(workflow_id)
+    try:
+        if arg is None:
+            await handle.signal(name, rpc_timeout=_RPC_TIMEOUT)
+        else:
+            await handle.signal(name, arg, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError as exc:
+        raise _rpc_failure(name, workflow_id, exc, settings) from None
 
 
 async def pause(client: Client, mailbox_id: int, reason: str, settings: Settings) -> None:
@@ -160,8 +223,15 @@ async def update(client: Client, mailbox_id: int, update: SettingsUpdate, settin
         raise _rpc_failure("update", workflow_id, exc, settings) from None
 
 
-async def remove(client: Client, mailbox_id: int, settings: Settings) -> bool:
-    """Ask the workflow to finish; False when none was running (already removed, or never started)."""
+async def remove(client: Client, mailbox_id: int, user_id: str, settings: Settings) -> bool:
+    """Ask the workflow to finish; False when none was running (already removed, or never started).
+
+    The user's workflow hears of it first, so the plan's daily share no longer counts this mailbox.
+    """
+    try:
+        await signal_user(client, user_id, "remove_mailbox", mailbox_id, settings)
+    except StarterError:
+        pass  # no user workflow (enrolled before there was one): the mailbox's own signal suffices
     workflow_id = workflow_id_for(mailbox_id)
     handle = client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id)
     try:
@@ -220,47 +290,24 @@ async def _user_mailboxes(conn: Conn, user_id: str) -> list[fleet.MailboxRow]:
     return rows
 
 
-async def _each(
-    rows: list[fleet.MailboxRow], call: Callable[[fleet.MailboxRow], Awaitable[str]]
-) -> list[MailboxOutcome]:
-    async def one(m: fleet.MailboxRow) -> MailboxOutcome:
-        try:
-            return MailboxOutcome(m.id, m.address, True, await call(m))
-        except StarterError as exc:
-            return MailboxOutcome(m.id, m.address, False, str(exc))
-
-    return await fleet.bounded_gather(rows, one)
-
-
 async def pause_user(
     client: Client, conn: Conn, user_id: str, reason: str, settings: Settings
 ) -> list[MailboxOutcome]:
-    """Pause every mailbox of the user; the database follows each workflow that took the signal."""
+    """Pause the user through its workflow, which pauses every mailbox and keeps later enrollments
+    paused too; the database follows once Temporal accepted the signal."""
     rows = await _user_mailboxes(conn, user_id)
-
-    async def one(m: fleet.MailboxRow) -> str:
-        await pause(client, m.id, reason, settings)
-        return "paused"
-
-    outcomes = await _each(rows, one)
-    for o in outcomes:
-        if o.ok:
-            await set_state(conn, o.mailbox_id, MailboxState.PAUSED, reason)
-    return outcomes
+    await signal_user(client, user_id, "pause", PauseRequest(reason), settings)
+    for m in rows:
+        await set_state(conn, m.id, MailboxState.PAUSED, reason)
+    return [MailboxOutcome(m.id, m.address, True, "paused") for m in rows]
 
 
 async def resume_user(client: Client, conn: Conn, user_id: str, settings: Settings) -> list[MailboxOutcome]:
     rows = await _user_mailboxes(conn, user_id)
-
-    async def one(m: fleet.MailboxRow) -> str:
-        await resume(client, m.id, settings)
-        return "resumed"
-
-    outcomes = await _each(rows, one)
-    for o in outcomes:
-        if o.ok:
-            await set_state(conn, o.mailbox_id, MailboxState.ACTIVE, "")
-    return outcomes
+    await signal_user(client, user_id, "resume", None, settings)
+    for m in rows:
+        await set_state(conn, m.id, MailboxState.ACTIVE, "")
+    return [MailboxOutcome(m.id, m.address, True, "resumed") for m in rows]
 
 
 async def user_status(client: Client, conn: Conn, user_id: str) -> list[fleet.MailboxDay]:
@@ -295,7 +342,8 @@ async def enroll(
                     f"--mailbox {req.address} is already enrolled under another user, not --user "
                     f"{req.user_id}; enroll it under its owner or remove it there first"
                 ) from None
-            await start_or_update(client, record, req.schedule, req.settings_update(), settings)
+            plan = await user_plan(conn, req.user_id, settings)
+            await start_or_update(client, record, req.schedule, req.settings_update(), plan, settings)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise StarterError(
             f"database error while enrolling ({type(exc).__name__}: {exc}); run the same enroll again"

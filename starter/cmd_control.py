@@ -228,7 +228,7 @@ async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         for record in records:
             r = Removal(record.id, record.address, workflow_id_for(record.id), ok=True)
             try:
-                r.was_running = await temporal_ops.remove(client, record.id, settings)
+                r.was_running = await temporal_ops.remove(client, record.id, record.user_id, settings)
             except StarterError as exc:
                 if args.user is None:
                     raise

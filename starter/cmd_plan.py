@@ -1,0 +1,60 @@
+"""`starter plan`: a user's plan (its weight under the global caps) and its daily limit."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from starter import client as temporal_ops
+from starter.client import EXIT_USAGE, StarterError
+from starter.context import EXIT_OK, Io, database
+from warmup.config import Settings
+
+_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def add_parser(sub: Any) -> None:  # argparse's private _SubParsersAction type
+    plan = sub.add_parser(
+        "plan",
+        help="set a user's plan and daily limit",
+        description="The plan's weight (WARMUP_PLAN_WEIGHTS) is its share of the global caps when users "
+        "contend; the daily limit caps the user's warmup emails a day across all its mailboxes.",
+        allow_abbrev=False,
+    )
+    plan.add_argument("--user", required=True, metavar="USER")
+    plan.add_argument("--plan", required=True, metavar="NAME", help="a plan named in WARMUP_PLAN_WEIGHTS")
+    limit = plan.add_mutually_exclusive_group(required=True)
+    limit.add_argument(
+        "--daily-limit", type=int, metavar="N", help="emails a day across the user's mailboxes"
+    )
+    limit.add_argument("--no-limit", action="store_true", help="no daily limit: every mailbox fills its ramp")
+    plan.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+async def set_plan(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    if not _USER.match(args.user):
+        raise StarterError(
+            f"--user {args.user!r}: use letters, digits, '.', '_' or '-' (64 at most)", EXIT_USAGE
+        )
+    weights = settings.plan_weights()
+    if args.plan not in weights:
+        known = ", ".join(sorted(weights))
+        raise StarterError(
+            f"--plan {args.plan!r} is not in WARMUP_PLAN_WEIGHTS ({known}); add it there first", EXIT_USAGE
+        )
+    if args.daily_limit is not None and args.daily_limit < 0:
+        raise StarterError(f"--daily-limit must be 0 or more, got {args.daily_limit}", EXIT_USAGE)
+    limit = None if args.no_limit else args.daily_limit
+    client = await temporal_ops.connect_temporal(settings)
+    async with database(settings) as conn, conn.transaction():
+        plan = await temporal_ops.store_plan(conn, args.user, args.plan, limit, settings)
+        # Committed only once the user's workflow (if it runs yet) has the new plan.
+        reached = await temporal_ops.send_plan(client, args.user, plan, settings)
+    if args.json:
+        io.json({"user": args.user, "plan": plan.plan, "daily_limit": limit, "weight": plan.weight})
+    else:
+        where = "its workflow updated" if reached else "used when its first mailbox is enrolled"
+        shown = "no daily limit" if limit is None else f"{limit} emails a day"
+        io.say(f"User {args.user}: plan {plan.plan} (weight {plan.weight:g}), {shown}; {where}")
+    return EXIT_OK

@@ -1,0 +1,216 @@
+"""Issue #3: the caps hold cluster-wide, counted where it matters: at the receiving SMTP server.
+
+Real Temporal dev server, real PostgreSQL, real aiosmtpd, and two or three `python -m workers.run`
+processes, one of them killed with SIGKILL mid-run. Mailboxes send every 1-3 s (compressed
+time), far more than the caps allow, so the caps bind all the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from tests.stack_support import FAST_TIMING, Workers, worker_env
+from warmup.config import Settings
+from warmup.devstack.smtp_sink import ReceivedMessage, SmtpSink
+from warmup.mailboxes import SmtpAccount, upsert_mailbox
+from warmup.models import MailboxEnrollment, SmtpSecurity, UserPlan, UserWorkflowInput
+from warmup.secrets import SecretBox
+from workflows.user import UserWarmupWorkflow, user_workflow_id
+
+
+def max_in_window(times: Iterable[float], seconds: float) -> int:
+    """The most events any half-open window [t, t + seconds) holds."""
+    ts = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(ts):
+        while ts[j] <= t - seconds:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+async def _enroll_users(
+    conn: asyncpg.pool.PoolConnectionProxy,
+    client: Client,
+    settings: Settings,
+    sink: SmtpSink,
+    users: dict[str, tuple[int, UserPlan]],
+) -> dict[str, str]:
+    """Store the mailboxes and enroll each through its user's workflow; returns address -> user."""
+    box = SecretBox(settings.secret_keys())
+    owner: dict[str, str] = {}
+    for user, (count, plan) in users.items():
+        for i in range(count):
+            address = f"{user}{i}@{user}.test"
+            schedule = settings.default_schedule("UTC")
+            rec = await upsert_mailbox(
+                conn,
+                user_id=user,
+                address=address,
+                smtp=SmtpAccount(sink.host, sink.port, SmtpSecurity.NONE, address),
+                secret_ciphertext=box.encrypt("pw"),
+                schedule=schedule,
+            )
+            await client.start_workflow(
+                UserWarmupWorkflow.run,
+                UserWorkflowInput(user, plan),
+                id=user_workflow_id(user),
+                task_queue=settings.TASK_QUEUE,
+                start_signal="enroll",
+                start_signal_args=[MailboxEnrollment(rec.id, schedule, settings.send_retry())],
+            )
+            owner[address] = user
+    return owner
+
+
+async def _stop_everything(client: Client, users: Iterable[str], ids: Iterable[int]) -> None:
+    for wid in [*(user_workflow_id(u) for u in users), *(f"mailbox-{m}" for m in ids)]:
+        try:
+            await client.get_workflow_handle(wid).terminate()
+        except Exception:  # already gone
+            pass
+
+
+def _by(messages: list[ReceivedMessage], owner: dict[str, str]) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {}
+    for m in messages:
+        times.setdefault(owner[m.mail_from], []).append(m.received_at)
+    return times
+
+
+async def test_user_and_global_caps_hold_across_workers_and_a_sigkill(
+    temporal_env: WorkflowEnvironment,
+    db_pool: asyncpg.Pool,
+    smtp_sink: SmtpSink,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    # The user caps bind (every user wants far more); the global ones are checked but loose here.
+    caps = dict(
+        USER_SENDS_PER_MINUTE=5,
+        USER_SENDS_PER_HOUR=7,
+        GLOBAL_SENDS_PER_MINUTE=30,
+        GLOBAL_SENDS_PER_HOUR=40,
+        CAP_HOUR_SECONDS=90,  # the "hour" compressed to 90 s so the hourly caps bind in a test
+        RAMP_START_VOLUME=40,
+    )
+    settings = make_settings(**caps, **FAST_TIMING)
+    client = temporal_env.client
+    workers = Workers(worker_env(settings, client.service_client.config.target_host), tmp_path)
+    workers.start(2)
+    users = {"big": (20, UserPlan()), "small": (3, UserPlan()), "tiny": (3, UserPlan())}
+    try:
+        async with db_pool.acquire() as conn:
+            owner = await _enroll_users(conn, client, settings, smtp_sink, users)
+        await asyncio.sleep(35)
+        workers.procs[0].send_signal(signal.SIGKILL)  # mid-run, possibly mid-send
+        workers.start(1)
+        await asyncio.sleep(70)
+        for p in workers.procs[1:]:
+            p.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(lambda: [p.wait(30) for p in workers.procs])
+    finally:
+        workers.stop_all()
+        ids = [r["id"] for r in await db_pool.fetch("SELECT id FROM mailboxes")]
+        await _stop_everything(client, users, ids)
+
+    messages = list(smtp_sink.messages)
+    per_user = _by(messages, owner)
+    all_times = [m.received_at for m in messages]
+    worst = {
+        "user/minute": max(max_in_window(t, 60) for t in per_user.values()),
+        "user/hour": max(max_in_window(t, 90) for t in per_user.values()),
+        "global/minute": max_in_window(all_times, 60),
+        "global/hour": max_in_window(all_times, 90),
+    }
+    by_user = Counter(owner[m.mail_from] for m in messages)
+    print(f"\n{len(messages)} delivered; busiest windows: {worst}; per user: {dict(by_user)}")
+    assert worst["user/minute"] <= 5 and worst["user/hour"] <= 7, worst
+    assert worst["global/minute"] <= 30 and worst["global/hour"] <= 40, worst
+    assert worst["user/hour"] == 7, "the user caps never bound: the test proves nothing"
+    assert max(Counter(m.message_id for m in messages).values()) == 1, "an email arrived twice"
+    sent = await db_pool.fetchval("SELECT count(*) FROM send_ledger WHERE status = 'SENT'")
+    assert sent == len(messages), "the ledger and the SMTP server disagree"
+    assert len(per_user) == 3, "a user never got a send through"
+
+
+async def test_a_killed_worker_loses_and_repeats_nothing_and_the_day_fills(
+    temporal_env: WorkflowEnvironment,
+    db_pool: asyncpg.Pool,
+    smtp_sink: SmtpSink,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        USER_SENDS_PER_MINUTE=40, GLOBAL_SENDS_PER_MINUTE=40, RAMP_START_VOLUME=4, **FAST_TIMING
+    )
+    client = temporal_env.client
+    workers = Workers(worker_env(settings, client.service_client.config.target_host), tmp_path)
+    workers.start(2)
+    users = {"steady": (6, UserPlan())}
+    try:
+        async with db_pool.acquire() as conn:
+            await _enroll_users(conn, client, settings, smtp_sink, users)
+        await smtp_sink.wait_for(6, timeout=60)
+        workers.procs[0].send_signal(signal.SIGKILL)
+        workers.start(1)
+        await smtp_sink.wait_for(24, timeout=120)
+        await asyncio.sleep(3)  # room for a duplicate to show itself
+    finally:
+        workers.stop_all()
+        ids = [r["id"] for r in await db_pool.fetch("SELECT id FROM mailboxes")]
+        await _stop_everything(client, users, ids)
+    counts = Counter(m.message_id for m in smtp_sink.messages)
+    statuses = Counter(r["status"] for r in await db_pool.fetch("SELECT status::text FROM send_ledger"))
+    print(f"\ndelivered {len(counts)} of 24; ledger {dict(statuses)}")
+    assert max(counts.values()) == 1, "an email arrived twice"
+    # A kill between the permit and the server's reply leaves the outcome UNKNOWN (never resent).
+    assert statuses["SENT"] + statuses["UNKNOWN"] == 24 and statuses["UNKNOWN"] <= 1, statuses
+    assert len(counts) == statuses["SENT"]
+
+
+async def test_a_higher_plan_gets_a_larger_share_and_a_lower_plan_still_sends(
+    temporal_env: WorkflowEnvironment,
+    db_pool: asyncpg.Pool,
+    smtp_sink: SmtpSink,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    # Both global windows bind; the users' own caps are loose.
+    settings = make_settings(
+        GLOBAL_SENDS_PER_MINUTE=24,
+        GLOBAL_SENDS_PER_HOUR=32,
+        CAP_HOUR_SECONDS=90,
+        USER_SENDS_PER_MINUTE=60,
+        USER_SENDS_PER_HOUR=90,
+        RAMP_START_VOLUME=40,
+        **FAST_TIMING,
+    )
+    client = temporal_env.client
+    workers = Workers(worker_env(settings, client.service_client.config.target_host), tmp_path)
+    workers.start(2)
+    users = {"gold": (5, UserPlan("pro", weight=3.0)), "free": (5, UserPlan("free", weight=1.0))}
+    try:
+        async with db_pool.acquire() as conn:
+            owner = await _enroll_users(conn, client, settings, smtp_sink, users)
+        await asyncio.sleep(75)
+    finally:
+        workers.stop_all()
+        ids = [r["id"] for r in await db_pool.fetch("SELECT id FROM mailboxes")]
+        await _stop_everything(client, users, ids)
+    share = Counter(owner[m.mail_from] for m in smtp_sink.messages)
+    times = [m.received_at for m in smtp_sink.messages]
+    worst = {"global/minute": max_in_window(times, 60), "global/hour": max_in_window(times, 90)}
+    print(f"\nunder 24/min and 32/90s global caps: {dict(share)}; busiest windows: {worst}")
+    assert worst["global/minute"] <= 24 and worst["global/hour"] <= 32, worst
+    # Weights 3:1 share the global cap about 3:1; the margins absorb a short run's noise.
+    assert share["gold"] >= 1.5 * share["free"], share
+    assert share["free"] >= 3, "the lower plan was starved"
