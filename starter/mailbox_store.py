@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from warmup.db import Conn
+from warmup.mailboxes import schedule_values
 from warmup.models import ScheduleSettings
 
 
 async def update_schedule(conn: Conn, mailbox_id: int, schedule: ScheduleSettings) -> None:
     """Store a mailbox's new schedule (the columns `starter update` can change)."""
-    ramp = schedule.ramp
     await conn.execute(
         """
         UPDATE mailboxes SET timezone = $2, window_start_hour = $3, window_end_hour = $4,
@@ -17,15 +17,7 @@ async def update_schedule(conn: Conn, mailbox_id: int, schedule: ScheduleSetting
         WHERE id = $1
         """,
         mailbox_id,
-        schedule.timezone,
-        schedule.window_start_hour,
-        schedule.window_end_hour,
-        schedule.delay_min_minutes,
-        schedule.delay_max_minutes,
-        ramp.start_volume,
-        ramp.daily_increment,
-        ramp.ceiling,
-        ramp.daily_variance,
+        *schedule_values(schedule),
     )
 
 

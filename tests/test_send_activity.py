@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -13,10 +12,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from temporalio import activity, workflow
 from temporalio.client import WorkflowFailureError
 from temporalio.common import RetryPolicy
@@ -29,6 +24,7 @@ from activities.send import SendActivities
 from activities.smtp_errors import ERR_TRANSIENT
 from warmup.config import Settings
 from warmup.devstack.smtp_sink import SmtpSink
+from warmup.devstack.tls import self_signed_server_context
 from warmup.ledger import LedgerRow, ledger_row
 from warmup.mailboxes import MailboxRecord, SmtpAccount, get_mailbox, set_state, upsert_mailbox
 from warmup.models import (
@@ -360,37 +356,12 @@ async def test_starttls_is_required_never_a_silent_clear_text_fallback(
         assert (await mailbox_of(db_pool, sender.id)).state is MailboxState.PAUSED
 
 
-def _self_signed(tmp_path: Path) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sink.warmup.test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    return ctx
-
-
 @pytest.mark.parametrize("security", [SmtpSecurity.STARTTLS, SmtpSecurity.TLS])
 async def test_tls_modes_deliver_and_an_untrusted_certificate_is_refused(
     db_pool: asyncpg.Pool, box: SecretBox, settings: Settings, tmp_path: Path, security: SmtpSecurity
 ) -> None:
     implicit = security is SmtpSecurity.TLS
-    async with SmtpSink(tls_context=_self_signed(tmp_path), implicit_tls=implicit) as tls_sink:
+    async with SmtpSink(tls_context=self_signed_server_context(tmp_path), implicit_tls=implicit) as tls_sink:
         trusting = await add_mailbox(db_pool, box, tls_sink, "ann@one.example", security=security)
         checking = await add_mailbox(
             db_pool, box, tls_sink, "bea@two.example", security=security, verify_tls=True

@@ -6,13 +6,11 @@ Each test runs the CLI in-process (`starter.cli.run`) with its own environment a
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import io
 import itertools
 import json
 import random
 import socket
-import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -21,10 +19,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
@@ -33,6 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from starter import cli
 from warmup.config import Settings
 from warmup.devstack.smtp_sink import SmtpSink
+from warmup.devstack.tls import self_signed_server_context
 from warmup.mailboxes import workflow_id_for
 from warmup.secrets import SecretBox
 
@@ -334,37 +329,11 @@ async def test_check_refuses_a_server_without_starttls(ctx: Ctx, smtp_sink: Smtp
     await ctx.assert_nothing_written()
 
 
-def self_signed_context(tmp_path: Path) -> ssl.SSLContext:
-    """A server context with a certificate no client trusts."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sink.warmup.test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    return context
-
-
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 async def test_check_validates_certificates_unless_told_not_to(
     ctx: Ctx, tmp_path: Path, security: str
 ) -> None:
-    tls = self_signed_context(tmp_path)
+    tls = self_signed_server_context(tmp_path)
     async with SmtpSink(
         credentials={ADDRESS: PASSWORD}, tls_context=tls, implicit_tls=security == "tls"
     ) as sink:

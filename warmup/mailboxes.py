@@ -82,6 +82,22 @@ def _record(row: asyncpg.Record) -> MailboxRecord:
     )
 
 
+def schedule_values(s: ScheduleSettings) -> tuple[str, int, int, float, float, int, int, int, float]:
+    """The schedule's columns in table order, timezone to ramp_variance: one list for every writer."""
+    r = s.ramp
+    return (
+        s.timezone,
+        s.window_start_hour,
+        s.window_end_hour,
+        s.delay_min_minutes,
+        s.delay_max_minutes,
+        r.start_volume,
+        r.daily_increment,
+        r.ceiling,
+        r.daily_variance,
+    )
+
+
 async def get_mailbox(conn: Conn, mailbox_id: int) -> MailboxRecord | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM mailboxes WHERE id = $1", mailbox_id)
     return _record(row) if row else None
@@ -107,7 +123,6 @@ async def upsert_mailbox(
 ) -> MailboxRecord:
     """Insert or update by address; re-enrolling re-activates a removed mailbox. Returns the stored row."""
     await ensure_user(conn, user_id)
-    ramp = schedule.ramp
     row = await conn.fetchrow(
         f"""
         INSERT INTO mailboxes (user_id, address, smtp_host, smtp_port, smtp_security, smtp_username,
@@ -138,15 +153,7 @@ async def upsert_mailbox(
         smtp.username,
         secret_ciphertext,
         smtp.verify_tls,
-        schedule.timezone,
-        schedule.window_start_hour,
-        schedule.window_end_hour,
-        schedule.delay_min_minutes,
-        schedule.delay_max_minutes,
-        ramp.start_volume,
-        ramp.daily_increment,
-        ramp.ceiling,
-        ramp.daily_variance,
+        *schedule_values(schedule),
         schedule.spread_over_window,
     )
     if row is None:
