@@ -172,9 +172,10 @@ async def test_a_killed_worker_loses_and_repeats_nothing_and_the_day_fills(
     statuses = Counter(r["status"] for r in await db_pool.fetch("SELECT status::text FROM send_ledger"))
     print(f"\ndelivered {len(counts)} of 24; ledger {dict(statuses)}")
     assert max(counts.values()) == 1, "an email arrived twice"
-    # A kill between the permit and the server's reply leaves the outcome UNKNOWN (never resent).
+    # The kill lands right after a message arrived: often between the server's 250 and the ledger's
+    # SENT. That send is then UNKNOWN: delivered, but the worker never learned it, so never resent.
     assert statuses["SENT"] + statuses["UNKNOWN"] == 24 and statuses["UNKNOWN"] <= 1, statuses
-    assert len(counts) == statuses["SENT"]
+    assert statuses["SENT"] <= len(counts) <= statuses["SENT"] + statuses["UNKNOWN"]
 
 
 async def test_a_higher_plan_gets_a_larger_share_and_a_lower_plan_still_sends(
