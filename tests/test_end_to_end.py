@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from tests.operator_support import unique_mailbox_ids
 from tests.stack_support import Workers, worker_env
 from warmup.config import Settings
 from warmup.devstack.smtp_sink import SmtpSink
@@ -38,8 +39,10 @@ async def stack(
     temporal_env: WorkflowEnvironment,
     smtp_sink: SmtpSink,
     make_settings: Callable[..., Settings],
+    db_dsn: str,
     tmp_path: Path,
 ) -> AsyncIterator[tuple[dict[str, str], list[subprocess.Popen[bytes]]]]:
+    await unique_mailbox_ids(db_dsn)  # the dev server is shared: no other test's mailbox-<id>
     address = temporal_env.client.service_client.config.target_host
     env = worker_env(make_settings(), address, RAMP_START_VOLUME="6")
     smtp_sink.credentials.update({m: "right" for m in [*MAILBOXES, BAD_LOGIN]})

@@ -157,3 +157,36 @@ async def test_continue_as_new_keeps_mailboxes_and_todays_grants(rig: Rig) -> No
     for m in ids:
         await env.client.get_workflow_handle(workflow_id_for(m)).terminate()
     await h.terminate()
+
+
+async def test_a_vanished_mailbox_does_not_fail_its_user(rig: Rig) -> None:
+    env, _, queue = rig
+    user = f"gone-{uuid.uuid4().hex[:6]}"
+    ids = [9500, 9501]
+    for m in ids:
+        h = await _enroll(env.client, queue, user, m)
+    await env.sleep(dt.timedelta(minutes=1))
+    await env.client.get_workflow_handle(workflow_id_for(ids[0])).terminate("operator cleanup")
+    await h.signal(UserWarmupWorkflow.pause, PauseRequest("holiday"))
+    await env.sleep(dt.timedelta(minutes=1))
+    st = await h.query(UserWarmupWorkflow.status)  # a failed user workflow would not answer
+    assert (st.mailbox_ids, st.removed_ids, st.paused) == ([ids[1]], [ids[0]], True)
+    live = await env.client.get_workflow_handle(workflow_id_for(ids[1])).query(MailboxWarmupWorkflow.status)
+    assert live.paused
+    await env.client.get_workflow_handle(workflow_id_for(ids[1])).terminate()
+    await h.terminate()
+
+
+async def test_a_plan_limited_mailbox_keeps_warming_when_its_user_workflow_is_gone(rig: Rig) -> None:
+    env, rec, queue = rig
+    user = f"orphan-{uuid.uuid4().hex[:6]}"
+    h = await _enroll(env.client, queue, user, 9600, plan=UserPlan(daily_limit=4))
+    await env.sleep(dt.timedelta(hours=23))
+    assert _sent_per_mailbox(rec)[9600] == 4, "the plan's allowance was not applied"
+    await h.terminate("user workflow lost")
+    await env.sleep(dt.timedelta(hours=24))
+    child = env.client.get_workflow_handle(workflow_id_for(9600))
+    st = await child.query(MailboxWarmupWorkflow.status)  # still running, not failed
+    assert _sent_per_mailbox(rec)[9600] == 4 + 10, "without its parent the mailbox follows its ramp"
+    assert st.sent_today == 10
+    await child.terminate()

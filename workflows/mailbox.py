@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
@@ -187,14 +187,20 @@ class MailboxWarmupWorkflow:
         """The user's plan caps the day across all its mailboxes: ask the parent for today's share."""
         t = self._s.today
         parent = workflow.get_external_workflow_handle(parent_id)
-        await parent.signal("request_allowance", AllowanceRequest(self._inp.mailbox_id, t.day, t.quota))
-        self._publish()
         try:
+            await parent.signal("request_allowance", AllowanceRequest(self._inp.mailbox_id, t.day, t.quota))
+            self._publish()
             await workflow.wait_condition(lambda: t.allowance is not None, timeout=timedelta(hours=1))
-        except TimeoutError:
-            # A parent that does not answer must not stop warmup for good; the ledger still shows
-            # the user's daily total against the plan.
-            workflow.logger.warning("mailbox %s: no plan allowance from %s", self._inp.mailbox_id, parent_id)
+        except (FailureError, TimeoutError) as err:
+            # A user workflow that is gone or silent must not stop warmup: today goes by the ramp
+            # alone (asked again tomorrow), and the ledger still shows the user's total per day.
+            workflow.logger.warning(
+                "mailbox %s: no plan allowance from %s (%s); using the ramp quota today",
+                self._inp.mailbox_id,
+                parent_id,
+                err,
+            )
+            self._day.limit_quota(t.quota)
 
     def _set_status(self, status: str) -> None:
         if self._inp.search_attributes and status != self._published_status:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from temporalio import workflow
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -60,9 +60,7 @@ class UserWarmupWorkflow:
             while self._enrollments:
                 await self._start_or_update(self._enrollments.pop(0))
             while self._outbox:
-                mailbox_id, name, arg = self._outbox.pop(0)
-                handle = workflow.get_external_workflow_handle(workflow_id_for(mailbox_id))
-                await handle.signal(name, arg) if arg is not None else await handle.signal(name)
+                await self._deliver(*self._outbox.pop(0))
             if self._time_to_continue_as_new() and not (self._enrollments or self._outbox):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._s.runs += 1
@@ -136,6 +134,18 @@ class UserWarmupWorkflow:
         )
 
     # --- internals -------------------------------------------------------------------------------
+
+    async def _deliver(self, mailbox_id: int, name: str, arg: object) -> None:
+        handle = workflow.get_external_workflow_handle(workflow_id_for(mailbox_id))
+        try:
+            await handle.signal(name, arg) if arg is not None else await handle.signal(name)
+        except FailureError as err:
+            # The mailbox's workflow is gone (terminated, or removed meanwhile): stop counting it in
+            # the plan's shares rather than failing every other mailbox of the user.
+            child = self._s.mailboxes.get(str(mailbox_id))
+            if child is not None:
+                child.removed = True
+            workflow.logger.warning("%s to mailbox %s failed (%s); marked removed", name, mailbox_id, err)
 
     async def _start_or_update(self, e: MailboxEnrollment) -> None:
         key = str(e.mailbox_id)
