@@ -18,7 +18,7 @@ from typing import NoReturn, TextIO
 
 import asyncpg
 
-from starter import cmd_control, cmd_enroll, cmd_plan, cmd_views
+from starter import cmd_control, cmd_enroll, cmd_plan, cmd_rotate_key, cmd_views
 from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
 from starter.context import Io, scrub
 from starter.enroll_request import EnrollValidationError
@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(remove)
 
     cmd_plan.add_parser(sub)
+    cmd_rotate_key.add_parser(sub)
 
     report = sub.add_parser(
         "report",
@@ -224,6 +225,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Io], Awaitable[int]
     "remove": cmd_control.remove,
     "report": cmd_views.report,
     "plan": cmd_plan.set_plan,
+    "rotate-key": cmd_rotate_key.rotate_key,
 }
 
 

@@ -1,0 +1,140 @@
+"""`starter rotate-key`: re-encrypt every stored SMTP secret with the first key of WARMUP_SECRET_KEYS.
+
+Workers open a secret with any key in the list, so rotation needs no downtime: prepend the new key
+everywhere, restart the workers, run this, then drop the old key. Each batch of rows is one
+transaction; a row the first key already opens is left alone, so running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from cryptography.fernet import Fernet, InvalidToken
+
+from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
+from starter.context import EXIT_OK, Io, database
+from warmup.config import Settings
+from warmup.secrets import SecretBox, SecretKeyError
+
+DEFAULT_BATCH = 500
+
+
+def add_parser(sub: Any) -> None:  # argparse's private _SubParsersAction type
+    p = sub.add_parser(
+        "rotate-key",
+        help="re-encrypt every stored SMTP secret with the first key of WARMUP_SECRET_KEYS",
+        allow_abbrev=False,
+        description="Re-encrypts each mailbox's stored secret with the first key of WARMUP_SECRET_KEYS, "
+        "in batches, each batch in one transaction; rows already under that key are left alone, so it "
+        "can be run again safely. Workers keep sending throughout: they open a secret with any listed "
+        "key. Procedure: prepend the new key to WARMUP_SECRET_KEYS everywhere, restart the workers, run "
+        "this, then remove the old key.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would be re-encrypted; change nothing")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH,
+        metavar="N",
+        help=f"rows per transaction ({DEFAULT_BATCH})",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+@dataclass
+class Rotation:
+    rotated: int = 0
+    already_current: int = 0
+    unreadable: list[tuple[int, str]] = field(default_factory=list)  # (mailbox id, address)
+
+
+async def rotate_key(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    if args.batch_size < 1:
+        raise StarterError(f"--batch-size must be 1 or more, got {args.batch_size}", EXIT_USAGE)
+    keys = settings.secret_keys()
+    try:
+        box = SecretBox(keys)
+    except SecretKeyError as exc:
+        raise StarterError(str(exc), EXIT_USAGE) from None
+    primary = Fernet(keys[0].encode("ascii"))  # SecretBox accepted it, so it is a valid key
+    result = Rotation()
+    async with database(settings) as conn:
+        last_id = 0
+        while True:
+            async with conn.transaction():
+                last_id = await _batch(conn, box, primary, last_id, args.batch_size, args.dry_run, result)
+            if last_id < 0:
+                break
+    _report(io, result, args, len(keys))
+    return EXIT_FAILURE if result.unreadable else EXIT_OK
+
+
+async def _batch(
+    conn: asyncpg.Connection,
+    box: SecretBox,
+    primary: Fernet,
+    after_id: int,
+    size: int,
+    dry_run: bool,
+    result: Rotation,
+) -> int:
+    """One transaction's worth of rows after `after_id`; returns the last id seen, or -1 when done."""
+    # FOR UPDATE: an enroll that re-writes a secret meanwhile waits for this batch, and is not undone.
+    rows = await conn.fetch(
+        "SELECT id, address, secret_ciphertext FROM mailboxes WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE",
+        after_id,
+        size,
+    )
+    updates: list[tuple[int, str]] = []
+    for row in rows:
+        token = row["secret_ciphertext"]
+        if _opens(primary, token):
+            result.already_current += 1
+            continue
+        try:
+            updates.append((int(row["id"]), box.rotate(token)))
+        except InvalidToken:
+            result.unreadable.append((int(row["id"]), row["address"]))
+    result.rotated += len(updates)
+    if updates and not dry_run:
+        await conn.executemany("UPDATE mailboxes SET secret_ciphertext = $2 WHERE id = $1", updates)
+    return int(rows[-1]["id"]) if rows else -1
+
+
+def _opens(fernet: Fernet, token: str) -> bool:
+    try:
+        fernet.decrypt(token.encode("ascii"))
+    except (InvalidToken, UnicodeEncodeError):
+        return False
+    return True
+
+
+def _report(io: Io, r: Rotation, args: argparse.Namespace, key_count: int) -> None:
+    for mailbox_id, address in r.unreadable:
+        io.note(
+            f"starter rotate-key: mailbox {mailbox_id} ({address}): no key in WARMUP_SECRET_KEYS opens its "
+            "stored secret; it was left unchanged. Add the key it was encrypted with to WARMUP_SECRET_KEYS, "
+            "or re-enroll the mailbox with its password"
+        )
+    if args.json:
+        io.json(
+            {
+                "dry_run": args.dry_run,
+                "rotated": r.rotated,
+                "already_current": r.already_current,
+                "unreadable_mailbox_ids": [m for m, _ in r.unreadable],
+            }
+        )
+        return
+    verb = "Would re-encrypt" if args.dry_run else "Re-encrypted"
+    io.say(
+        f"{verb} {r.rotated} secret(s) with the first key of WARMUP_SECRET_KEYS; "
+        f"{r.already_current} already used it; {len(r.unreadable)} could not be opened."
+    )
+    if key_count == 1 and not r.unreadable:
+        io.say("Only one key is configured: nothing to rotate from. Prepend the new key first.")
+    elif not args.dry_run and not r.unreadable:
+        io.say("Every stored secret now uses the first key: the other keys can be removed.")

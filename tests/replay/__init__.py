@@ -1,0 +1,1 @@
+"""Recorded workflow histories and the script that records them (see docs/versioning.md)."""

@@ -1,0 +1,244 @@
+"""Record real workflow histories for the replay test: `python -m tests.replay.record`.
+
+Each scenario drives MailboxWarmupWorkflow or UserWarmupWorkflow on the time-skipping server with
+the Recorder activity (as in test_mailbox_workflow.py) and saves every history it produced to
+tests/replay/histories/<name>.json. Re-record only deliberately: a new history captures the code as
+it is now, so re-recording after an incompatible change would hide the very break the replay test
+exists to catch (docs/versioning.md says when to re-record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests.test_mailbox_workflow import UTC_DAY, Recorder
+from tests.test_user_workflow import FIXED_TEN, _enroll
+from tests.workflow_support import skip_to, start_mailboxes
+from warmup.devstack.temporal import (
+    dynamic_config_args,
+    search_attribute_keys,
+    temporal_cli,
+    test_server_binary,
+)
+from warmup.mailboxes import workflow_id_for
+from warmup.models import (
+    ERR_AUTH,
+    MailboxEnrollment,
+    PauseRequest,
+    RampSettings,
+    ScheduleSettings,
+    SettingsUpdate,
+    UserPlan,
+    UserWorkflowInput,
+)
+from workers.sandbox import workflow_runner
+from workflows.mailbox import MailboxWarmupWorkflow
+from workflows.user import UserWarmupWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+HOUR = dt.timedelta(hours=1)
+
+Histories = dict[str, str]  # file stem -> history JSON
+Scenario = Callable[[WorkflowEnvironment, Recorder], Awaitable[Histories]]
+
+
+async def _history(client: Client, workflow_id: str, run_id: str | None = None) -> str:
+    return (await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()).to_json()
+
+
+async def _remove(handle: WorkflowHandle[MailboxWarmupWorkflow, None]) -> None:
+    await handle.signal(MailboxWarmupWorkflow.remove)
+    await handle.result()
+
+
+async def mailbox_day(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    (h,) = await start_mailboxes(env.client, _queue(), [(101, UTC_DAY)])
+    await env.sleep(23 * HOUR)
+    await _remove(h)
+    return {"mailbox_day_with_sends": await _history(env.client, h.id)}
+
+
+async def mailbox_pause_resume(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    (h,) = await start_mailboxes(env.client, _queue(), [(102, UTC_DAY)])
+    await env.sleep(7 * HOUR)
+    await h.signal(MailboxWarmupWorkflow.pause, PauseRequest("holiday"))
+    await env.sleep(4 * HOUR)
+    await h.signal(MailboxWarmupWorkflow.resume)
+    await env.sleep(10 * HOUR)
+    await _remove(h)
+    return {"mailbox_pause_resume": await _history(env.client, h.id)}
+
+
+async def mailbox_settings_update(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    (h,) = await start_mailboxes(env.client, _queue(), [(103, UTC_DAY)])
+    await env.sleep(7 * HOUR)
+    update = SettingsUpdate(window_start_hour=9, window_end_hour=12, ramp=RampSettings(12, 0, 12))
+    await h.signal(MailboxWarmupWorkflow.update_settings, update)
+    await env.sleep(16 * HOUR)
+    await _remove(h)
+    return {"mailbox_settings_update": await _history(env.client, h.id)}
+
+
+async def mailbox_continue_as_new(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    (h,) = await start_mailboxes(env.client, _queue(), [(104, UTC_DAY)], continue_as_new_after_sends=3)
+    await env.sleep(23 * HOUR)
+    await _remove(h)
+    assert h.first_execution_run_id is not None
+    return {
+        # The first run ends in continue-as-new; the last starts from carried-over state.
+        "mailbox_continue_as_new_first_run": await _history(env.client, h.id, h.first_execution_run_id),
+        "mailbox_continue_as_new_last_run": await _history(env.client, h.id),
+    }
+
+
+async def mailbox_auth_failure(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    rec.fail[2] = ERR_AUTH
+    (h,) = await start_mailboxes(env.client, _queue(), [(105, UTC_DAY)])
+    await env.sleep(23 * HOUR)
+    await _remove(h)
+    return {"mailbox_auth_failure_pauses": await _history(env.client, h.id)}
+
+
+async def user_lifecycle(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    queue, user, ids = _queue(), f"replay-{uuid.uuid4().hex[:6]}", [201, 202, 203]
+    for m in ids:
+        h = await _enroll(env.client, queue, user, m, plan=UserPlan("starter", daily_limit=24))
+    await _enroll(
+        env.client, queue, user, ids[0], plan=UserPlan("starter", daily_limit=24), schedule=FIXED_TEN
+    )
+    await env.sleep(9 * HOUR)
+    await h.signal(UserWarmupWorkflow.pause, PauseRequest("user on holiday"))
+    await env.sleep(2 * HOUR)
+    await h.signal(UserWarmupWorkflow.resume)
+    await h.signal(UserWarmupWorkflow.remove_mailbox, ids[2])
+    await h.signal(UserWarmupWorkflow.set_plan, UserPlan("pro", daily_limit=None, weight=2.0))
+    await env.sleep(12 * HOUR)
+    out = {
+        "user_lifecycle": await _history(env.client, h.id),
+        "user_lifecycle_child_mailbox": await _history(env.client, workflow_id_for(ids[0])),
+        "user_lifecycle_removed_mailbox": await _history(env.client, workflow_id_for(ids[2])),
+    }
+    for m in ids[:2]:
+        await env.client.get_workflow_handle(workflow_id_for(m)).terminate("recorded")
+    await h.terminate("recorded")
+    return out
+
+
+SCENARIOS: list[Scenario] = [
+    mailbox_day,
+    mailbox_pause_resume,
+    mailbox_settings_update,
+    mailbox_continue_as_new,
+    mailbox_auth_failure,
+    user_lifecycle,
+]
+
+_QUEUE = f"replay-{uuid.uuid4().hex[:8]}"
+
+
+def _queue() -> str:
+    return _QUEUE
+
+
+# Real time on the dev server: a sub-minute cadence, all day, so a few sends take seconds.
+FAST = ScheduleSettings(
+    timezone="UTC",
+    window_start_hour=0,
+    window_end_hour=24,
+    delay_min_minutes=0.01,
+    delay_max_minutes=0.02,
+    spread_over_window=False,
+    ramp=RampSettings(start_volume=6, daily_increment=0, ceiling=6),
+)
+
+
+async def _until(check: Callable[[], bool], what: str) -> None:
+    for _ in range(300):
+        if check():
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"recording stalled waiting for {what}")
+
+
+async def with_search_attributes(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    """Production runs upsert UserId/MailboxId/WarmupStatus: those commands are in history too."""
+    queue, user, mailbox = _queue(), f"sa-{uuid.uuid4().hex[:6]}", 301
+    h = await env.client.start_workflow(
+        UserWarmupWorkflow.run,
+        UserWorkflowInput(user, UserPlan(daily_limit=20), search_attributes=True),
+        id=f"user-{user}",
+        task_queue=queue,
+        start_signal="enroll",
+        start_signal_args=[MailboxEnrollment(mailbox, FAST)],
+    )
+    await _until(lambda: len(rec.requests) >= 2, "two sends")
+    await h.signal(UserWarmupWorkflow.pause, PauseRequest("paused while recording"))
+    await asyncio.sleep(1)
+    await h.signal(UserWarmupWorkflow.resume)
+    await _until(lambda: len(rec.requests) >= 6, "the day's quota")
+    await h.signal(UserWarmupWorkflow.remove_mailbox, mailbox)
+    await env.client.get_workflow_handle(workflow_id_for(mailbox)).result()
+    out = {
+        "search_attributes_user": await _history(env.client, h.id),
+        "search_attributes_mailbox": await _history(env.client, workflow_id_for(mailbox)),
+    }
+    await h.terminate("recorded")
+    return out
+
+
+async def _run_scenario(env: WorkflowEnvironment, scenario: Scenario, *, skip_to_midnight: bool) -> Histories:
+    rec = Recorder()
+    async with Worker(
+        env.client,
+        task_queue=_queue(),
+        workflows=[MailboxWarmupWorkflow, UserWarmupWorkflow],
+        activities=[rec.send_email],
+        workflow_runner=workflow_runner(),
+    ):
+        if skip_to_midnight:
+            # Each scenario starts at a UTC midnight, so the day's window is all ahead of it.
+            now = await env.get_current_time()
+            await skip_to(env, dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC))
+        return await scenario(env, rec)
+
+
+async def record() -> Histories:
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=test_server_binary())
+    out: Histories = {}
+    try:
+        for scenario in SCENARIOS:
+            out |= await _run_scenario(env, scenario, skip_to_midnight=True)
+    finally:
+        await env.shutdown()
+    # The time-skipping server has no search attributes registered; the dev server does.
+    dev = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=search_attribute_keys(),
+        dev_server_extra_args=dynamic_config_args(),
+        dev_server_log_level="error",
+    )
+    try:
+        out |= await _run_scenario(dev, with_search_attributes, skip_to_midnight=False)
+    finally:
+        await dev.shutdown()
+    return out
+
+
+def main() -> None:
+    histories = asyncio.run(record())
+    HISTORIES.mkdir(exist_ok=True)
+    for name, text in sorted(histories.items()):
+        (HISTORIES / f"{name}.json").write_text(text + "\n")
+        print(f"recorded {name}.json ({len(text)} bytes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Secrets never leak: after a real run, no SMTP password, Fernet key or DSN password is anywhere an
+operator or the Temporal server can see it — histories, search attributes, memos, worker logs, the
+starter's output, or any database column but the ciphertext."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from google.protobuf.json_format import MessageToDict
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from tests.operator_support import unique_mailbox_ids
+from tests.stack_support import Workers, worker_env
+from warmup.config import Settings
+from warmup.devstack.smtp_sink import SmtpSink
+from warmup.secrets import SecretBox
+
+GOOD = ["audit-a@leak.test", "audit-b@leak.test"]
+LOCKED = "audit-locked@leak.test"
+QUOTA = 3
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, plus the decoded form of any that is base64 (Temporal payloads)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _texts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _texts(v)
+    elif isinstance(value, str):
+        yield value
+        try:
+            yield base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            pass
+
+
+def _leaks(secrets: dict[str, str], where: str, texts: Iterator[str] | list[str]) -> list[str]:
+    found = []
+    for text in texts:
+        found += [f"{name} in {where}" for name, value in secrets.items() if value in text]
+    return found
+
+
+def _worker_logs(log_dir: Path) -> list[tuple[str, str]]:
+    logs = [(log.name, log.read_text(errors="replace")) for log in sorted(log_dir.glob("worker*.log"))]
+    assert logs and any(text for _, text in logs), "the workers wrote no log: nothing was audited there"
+    return logs
+
+
+class Run:
+    """The starter as an operator runs it; everything it printed is kept for the audit."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.output: list[str] = []
+
+    async def starter(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> int:
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "starter", *args],
+            env=env or self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.output += [proc.stdout, proc.stderr]
+        return proc.returncode
+
+    async def enroll(self, address: str, port: int, *extra: str, secret: str, via_env: bool = False) -> int:
+        args = ["enroll", "--mailbox", address, "--user", self.env["AUDIT_USER"], "--smtp-host", "127.0.0.1"]
+        args += ["--smtp-port", str(port), "--smtp-security", "none", "--username", address]
+        args += ["--timezone", "UTC", *extra]
+        if via_env:
+            return await self.starter(*args, "--secret-env", "AUDIT_PW", env={**self.env, "AUDIT_PW": secret})
+        return await self.starter(*args, "--secret-stdin", stdin=secret + "\n")
+
+    async def status(self, address: str) -> dict[str, Any]:
+        before = len(self.output)
+        assert await self.starter("status", "--mailbox", address, "--json") == 0, self.output[-1]
+        data = json.loads(self.output[before])
+        assert isinstance(data, dict)
+        return data
+
+
+async def _histories_and_descriptions(client: Client, queue: str, expected: int) -> list[Any]:
+    """Every run of every workflow on the test's task queue: its history and its description."""
+    for _ in range(100):  # visibility lags the server by a moment
+        runs = [wf async for wf in client.list_workflows(f"TaskQueue = '{queue}'")]
+        if len({wf.id for wf in runs}) >= expected:
+            break
+        await asyncio.sleep(0.2)
+    assert len({wf.id for wf in runs}) >= expected, [wf.id for wf in runs]
+    dumps: list[Any] = []
+    for wf in runs:
+        handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
+        dumps.append(json.loads((await handle.fetch_history()).to_json()))
+        dumps.append(MessageToDict((await handle.describe()).raw_description))
+    return dumps
+
+
+async def terminate_queue(client: Client, queue: str) -> None:
+    """The dev server outlives the test: end its workflows so nothing keeps polling for them."""
+    async for wf in client.list_workflows(f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"):
+        await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("test finished")
+
+
+async def _database_rows(dsn: str) -> tuple[list[str], dict[str, str]]:
+    """Every row of every table as JSON text, without secret_ciphertext; and the ciphertexts by address."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+        rows: list[str] = []
+        for t in tables:
+            name = t["table_name"]
+            rows += [
+                r["j"]
+                for r in await conn.fetch(
+                    f"SELECT (to_jsonb(t) - 'secret_ciphertext')::text AS j FROM \"{name}\" t"
+                )
+            ]
+        stored = await conn.fetch("SELECT address, secret_ciphertext FROM mailboxes")
+    finally:
+        await conn.close()
+    return rows, {r["address"]: r["secret_ciphertext"] for r in stored}
+
+
+async def test_no_secret_reaches_histories_logs_output_or_plain_columns(
+    temporal_env: WorkflowEnvironment,
+    smtp_sink: SmtpSink,
+    make_settings: Callable[..., Settings],
+    db_dsn: str,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings()
+    await unique_mailbox_ids(db_dsn)
+    passwords = {a: f"Pw{uuid.uuid4().hex}" for a in [*GOOD, LOCKED]}
+    wrong = f"Wrong{uuid.uuid4().hex}"
+    smtp_sink.credentials.update(passwords)  # the locked mailbox is enrolled with `wrong`: a real 535
+    secrets = {f"password of {a}": p for a, p in passwords.items()} | {"the wrong password": wrong}
+    secrets |= {f"Fernet key {i}": k for i, k in enumerate(settings.secret_keys())}
+    if dsn_password := urlsplit(db_dsn).password:
+        secrets["the DSN password"] = dsn_password
+
+    address = temporal_env.client.service_client.config.target_host
+    env = worker_env(settings, address, RAMP_START_VOLUME=str(QUOTA), RAMP_CEILING=str(QUOTA))
+    env["AUDIT_USER"] = f"audit{uuid.uuid4().hex[:8]}"
+    run = Run(env)
+    workers = Workers(env, tmp_path)
+    workers.start(1)
+    try:
+        assert await run.enroll(GOOD[0], smtp_sink.port, secret=passwords[GOOD[0]]) == 0, run.output[-1]
+        assert await run.enroll(GOOD[1], smtp_sink.port, secret=passwords[GOOD[1]], via_env=True) == 0
+        # --check logs in first: the starter itself meets the 535 and must report it without the secret.
+        assert await run.enroll(LOCKED, smtp_sink.port, "--check", secret=wrong) == 1
+        assert "535" in run.output[-1], run.output[-1]
+        assert await run.enroll(LOCKED, smtp_sink.port, secret=wrong) == 0, run.output[-1]
+
+        await smtp_sink.wait_for(QUOTA * len(GOOD), timeout=90)
+        for _ in range(150):
+            locked = await run.status(LOCKED)
+            if locked["paused"]:
+                break
+            await asyncio.sleep(0.2)
+        assert locked["paused"] and "535" in str(locked["pause_reason"]), locked
+        for a in GOOD:
+            await run.status(a)
+        assert await run.starter("list", "--json") == 0
+        dumps = await _histories_and_descriptions(
+            temporal_env.client, settings.TASK_QUEUE, expected=1 + len(passwords)
+        )
+    finally:
+        workers.stop_all()
+        await terminate_queue(temporal_env.client, settings.TASK_QUEUE)
+
+    leaks: list[str] = []
+    for dump in dumps:
+        leaks += _leaks(secrets, "a workflow history or description", _texts(dump))
+    leaks += _leaks(secrets, "the starter's output", run.output)
+    for name, text in _worker_logs(tmp_path):
+        leaks += _leaks(secrets, name, [text])
+    rows, ciphertexts = await _database_rows(db_dsn)
+    leaks += _leaks(secrets, "a database row", rows)
+    assert not leaks, sorted(set(leaks))
+
+    # The ciphertext is where the password is, and only in encrypted form.
+    box = SecretBox(settings.secret_keys())
+    assert box.decrypt(ciphertexts[GOOD[0]]) == passwords[GOOD[0]]
+    assert box.decrypt(ciphertexts[LOCKED]) == wrong
+    assert not _leaks(secrets, "a ciphertext", list(ciphertexts.values()))
+    # The audit looked where the secrets would be: the 535 and the sends are in what it read.
+    assert any("535" in t for d in dumps for t in _texts(d)), "no history recorded the refused login"
