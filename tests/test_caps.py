@@ -75,7 +75,18 @@ async def _enroll_users(
     return owner
 
 
-async def _stop_everything(client: Client, users: Iterable[str], ids: Iterable[int]) -> None:
+def _start_workers(env: WorkflowEnvironment, settings: Settings, log_dir: Path, count: int = 2) -> Workers:
+    workers = Workers(worker_env(settings, env.client.service_client.config.target_host), log_dir)
+    workers.start(count)
+    return workers
+
+
+async def _stop_everything(
+    client: Client, workers: Workers, pool: asyncpg.Pool, users: Iterable[str]
+) -> None:
+    """Workers first, then every workflow this test started: the dev server is shared by the session."""
+    workers.stop_all()
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM mailboxes")]
     for wid in [*(user_workflow_id(u) for u in users), *(f"mailbox-{m}" for m in ids)]:
         try:
             await client.get_workflow_handle(wid).terminate()
@@ -108,8 +119,7 @@ async def test_user_and_global_caps_hold_across_workers_and_a_sigkill(
     )
     settings = make_settings(**caps, **FAST_TIMING)
     client = temporal_env.client
-    workers = Workers(worker_env(settings, client.service_client.config.target_host), tmp_path)
-    workers.start(2)
+    workers = _start_workers(temporal_env, settings, tmp_path)
     users = {"big": (20, UserPlan()), "small": (3, UserPlan()), "tiny": (3, UserPlan())}
     try:
         async with db_pool.acquire() as conn:
@@ -122,9 +132,7 @@ async def test_user_and_global_caps_hold_across_workers_and_a_sigkill(
             p.send_signal(signal.SIGTERM)
         await asyncio.to_thread(lambda: [p.wait(30) for p in workers.procs])
     finally:
-        workers.stop_all()
-        ids = [r["id"] for r in await db_pool.fetch("SELECT id FROM mailboxes")]
-        await _stop_everything(client, users, ids)
+        await _stop_everything(client, workers, db_pool, users)
 
     messages = list(smtp_sink.messages)
     per_user = _by(messages, owner)
@@ -157,8 +165,7 @@ async def test_a_killed_worker_loses_and_repeats_nothing_and_the_day_fills(
         USER_SENDS_PER_MINUTE=40, GLOBAL_SENDS_PER_MINUTE=40, RAMP_START_VOLUME=4, **FAST_TIMING
     )
     client = temporal_env.client
-    workers = Workers(worker_env(settings, client.service_client.config.target_host), tmp_path)
-    workers.start(2)
+    workers = _start_workers(temporal_env, settings, tmp_path)
     users = {"steady": (6, UserPlan())}
     try:
         async with db_pool.acquire() as conn:
@@ -169,9 +176,7 @@ async def test_a_killed_worker_loses_and_repeats_nothing_and_the_day_fills(
         await smtp_sink.wait_for(24, timeout=120)
         await asyncio.sleep(3)  # room for a duplicate to show itself
     finally:
-        workers.stop_all()
-        ids = [r["id"] for r in await db_pool.fetch("SELECT id FROM mailboxes")]
-        await _stop_everything(client, users, ids)
+        await _stop_everything(client, workers, db_pool, users)
     counts = Counter(m.message_id for m in smtp_sink.messages)
     statuses = Counter(r["status"] for r in await db_pool.fetch("SELECT status::text FROM send_ledger"))
     print(f"\ndelivered {len(counts)} of 24; ledger {dict(statuses)}")
@@ -200,17 +205,14 @@ async def test_a_higher_plan_gets_a_larger_share_and_a_lower_plan_still_sends(
         **FAST_TIMING,
     )
     client = temporal_env.client
-    workers = Workers(worker_env(settings, client.service_client.config.target_host), tmp_path)
-    workers.start(2)
+    workers = _start_workers(temporal_env, settings, tmp_path)
     users = {"gold": (5, UserPlan("pro", weight=3.0)), "free": (5, UserPlan("free", weight=1.0))}
     try:
         async with db_pool.acquire() as conn:
             owner = await _enroll_users(conn, client, settings, smtp_sink, users)
         await asyncio.sleep(75)
     finally:
-        workers.stop_all()
-        ids = [r["id"] for r in await db_pool.fetch("SELECT id FROM mailboxes")]
-        await _stop_everything(client, users, ids)
+        await _stop_everything(client, workers, db_pool, users)
     share = Counter(owner[m.mail_from] for m in smtp_sink.messages)
     times = [m.received_at for m in smtp_sink.messages]
     worst = {"global/minute": max_in_window(times, 60), "global/hour": max_in_window(times, 90)}
