@@ -1,0 +1,234 @@
+"""`python -m bench` (`make bench`): every benchmark side by side in one run, results to bench/results/.
+
+Sizes default to the issue's: fill rate for 1,000 and 10,000 mailboxes, 24 of them cross-checked on
+Temporal, throughput with 1,000 workflows, memory with 5,000, and 100,000 mailboxes measured for 10
+minutes. `--tiny` runs every phase at a size that takes seconds (what `make test` checks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import procstat, pyspy
+from bench.crosscheck import run_crosscheck
+from bench.fill import run_fill, standard_fleets
+from bench.fleet import MAX_RAMP_DAY, SIM_DAY, make_fleet, spread_subset
+from bench.memory import run_memory
+from bench.report import Results, write
+from bench.scale import run_scale
+from bench.stack import Stack
+from bench.throughput import run_throughput
+
+PHASES = ("fill", "crosscheck", "throughput", "memory", "scale")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(  # noqa: B904 - argparse shows only this message
+            f"{text!r}: give sizes as numbers separated by commas, e.g. 1000,10000"
+        )
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every size must be at least 1")
+    return sizes
+
+
+def _positive(kind: type[int] | type[float]) -> "argparse._ActionType":  # noqa: UP037
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+        return value
+
+    return parse
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__.split("\n\n")[0] if __doc__ else ""
+    )
+    p.add_argument("--tiny", action="store_true", help="every phase at a size that takes seconds")
+    p.add_argument(
+        "--only", default=",".join(PHASES), help=f"phases to run, comma-separated ({','.join(PHASES)})"
+    )
+    p.add_argument(
+        "--fill-sizes", type=_sizes, default=[1000, 10000], help="simulated fleets (default 1000,10000)"
+    )
+    p.add_argument("--max-ramp-day", type=int, default=MAX_RAMP_DAY, help="fleets' ramp days drawn in 0..N")
+    p.add_argument("--crosscheck-mailboxes", type=_positive(int), default=24)
+    p.add_argument("--throughput-mailboxes", type=_positive(int), default=1000)
+    p.add_argument(
+        "--throughput-warmup", type=_positive(float), default=15.0, help="seconds before measuring"
+    )
+    p.add_argument(
+        "--throughput-seconds", type=_positive(float), default=45.0, help="measured seconds per loop"
+    )
+    p.add_argument("--memory-workflows", type=_positive(int), default=5000)
+    p.add_argument(
+        "--mailboxes-scale", "--scale-mailboxes", dest="scale_mailboxes", type=_positive(int), default=100_000
+    )
+    p.add_argument("--scale-minutes", type=_positive(float), default=10.0)
+    p.add_argument(
+        "--scale-emails-per-day",
+        type=_positive(int),
+        default=1_200_000,
+        help="the fleet's daily volume (default 1.2M: 20%% above the 1M target, so keeping up shows)",
+    )
+    p.add_argument(
+        "--scale-cache", type=_positive(int), default=25_000, help="the scale worker's workflow cache"
+    )
+    p.add_argument(
+        "--scale-grace", type=_positive(float), default=60.0, help="seconds to wait for late sends"
+    )
+    p.add_argument(
+        "--scale-enroll",
+        choices=("delayed", "immediate"),
+        default="delayed",
+        help="delayed (default): each workflow's first task runs at its first planned send (start delay); "
+        "immediate: right after its start, which costs about 3x the server CPU per mailbox",
+    )
+    p.add_argument("--workers", type=_positive(int), default=1, help="worker processes per phase")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and Markdown results go")
+    p.add_argument(
+        "--docs", type=Path, default=None, help="also put the table into this page (docs/benchmarks.md)"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the servers' data folders after the run")
+    return p
+
+
+def _apply_tiny(a: argparse.Namespace) -> None:
+    a.fill_sizes, a.max_ramp_day = [1000], 2
+    a.crosscheck_mailboxes = 20
+    a.throughput_mailboxes, a.throughput_warmup, a.throughput_seconds = 50, 1.0, 2.0
+    a.memory_workflows = 100
+    a.scale_mailboxes, a.scale_minutes, a.scale_grace = 300, 0.05, 2.0
+    a.scale_emails_per_day = 300 * 300
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def run(a: argparse.Namespace) -> Results:
+    phases = [p.strip() for p in a.only.split(",") if p.strip()]
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        raise SystemExit(f"--only: unknown phase(s) {', '.join(unknown)}; choose from {', '.join(PHASES)}")
+    results = Results(
+        command=shlex.join(["python", "-m", "bench", *sys.argv[1:]]),
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        machine=procstat.machine(),
+        options={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+    )
+    began = time.perf_counter()
+    if pyspy.py_spy() is None:
+        results.notes.append("py-spy is not installed: no worker profiles (`.venv/bin/pip install py-spy`).")
+    if "fill" in phases:
+        say("fill rate: simulated day")
+        for label, fleet in standard_fleets(a.fill_sizes, a.max_ramp_day):
+            run_ = run_fill(label, fleet)
+            results.fill.append(run_)
+            say(f"  {label}: " + ", ".join(f"{m.model} {m.fill:.2%}" for m in run_.models))
+    if "crosscheck" in phases:
+        say("cross-check: the real workflow on the time-skipping server")
+        # The same mailboxes (ids, seeds, ramp days) as the first simulated fleet.
+        fleet = make_fleet(max(a.fill_sizes[0], a.crosscheck_mailboxes), max_ramp_day=a.max_ramp_day)
+        results.crosscheck = await run_crosscheck(spread_subset(fleet, a.crosscheck_mailboxes), SIM_DAY)
+        c = results.crosscheck
+        say(
+            f"  {c.sends} sends, identical: {c.identical}"
+            f" (dispatch within {c.max_dispatch_diff * 1000:.0f} ms)"
+        )
+    live = [p for p in ("throughput", "memory", "scale") if p in phases]
+    if live:
+        a.results.mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix="stack-", dir=a.results))
+        say(f"starting PostgreSQL, the Temporal dev server (SQLite on disk) and the SMTP sink in {workdir}")
+        ok = False
+        try:
+            async with Stack(workdir) as stack:
+                if "throughput" in live:
+                    say("throughput: end to end against a bare loop")
+                    results.throughput = await run_throughput(
+                        stack,
+                        mailboxes=a.throughput_mailboxes,
+                        warmup_seconds=a.throughput_warmup,
+                        seconds=a.throughput_seconds,
+                        workers=a.workers,
+                        say=say,
+                    )
+                if "memory" in live:
+                    say("memory: resident mailbox workflows")
+                    results.memory = await run_memory(stack, workflows=a.memory_workflows, say=say)
+                if "scale" in live:
+                    say(f"scale: {a.scale_mailboxes:,} mailboxes")
+                    results.scale = await run_scale(
+                        stack,
+                        mailboxes=a.scale_mailboxes,
+                        minutes=a.scale_minutes,
+                        emails_per_day=a.scale_emails_per_day,
+                        cache=a.scale_cache,
+                        workers=a.workers,
+                        enroll=a.scale_enroll,
+                        grace_seconds=a.scale_grace,
+                        profile_seconds=0 if a.tiny else 30,
+                        say=say,
+                    )
+            ok = True
+        finally:
+            if ok and not a.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+            elif not ok:
+                say(f"the servers' data and logs are kept in {workdir}")
+    results.wall_seconds = time.perf_counter() - began
+    return results
+
+
+async def _interruptible(a: argparse.Namespace) -> Results:
+    """Ctrl-C or SIGTERM cancels the run, so every server and worker it started is stopped."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    return await run(a)
+
+
+def main() -> int:
+    a = parser().parse_args()
+    if a.tiny:
+        _apply_tiny(a)
+    try:
+        results = asyncio.run(_interruptible(a))
+    except asyncio.CancelledError:
+        say("interrupted: everything the benchmark started is stopped; no results written")
+        return 130
+    path = write(results, a.results, a.docs)
+    say("")
+    for target, measured, ok in results.targets():
+        say(f"{'met ' if ok else 'MISS' if ok is not None else '  - '}  {target}: {measured}")
+    say(f"\nresults: {path} (and {path.with_suffix('.json')}); {results.wall_seconds / 60:.1f} minutes")
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # temporalio may abort during interpreter teardown after a clean run (sdk-python #300).
+    os._exit(code)

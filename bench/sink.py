@@ -1,0 +1,38 @@
+"""`python -m bench.sink`: the receiving SMTP server in its own process, so its CPU is measured apart.
+
+It prints its port on the first line of stdout, keeps no messages (a long run would fill memory),
+and stops on SIGINT/SIGTERM, printing how many messages it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from warmup.devstack.smtp_sink import ReceivedMessage, SmtpSink
+
+
+async def serve() -> int:
+    received = 0
+
+    def count(msg: ReceivedMessage) -> None:
+        nonlocal received
+        received += 1
+        sink.messages.clear()
+
+    sink = SmtpSink(on_message=count)
+    await sink.start()
+    print(sink.port, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await sink.stop()
+    print(f"received {received}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(serve()))

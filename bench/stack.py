@@ -1,0 +1,181 @@
+"""The real components every measured phase runs on, started by the benchmark on loopback:
+PostgreSQL (durable settings, not the tests' fsync=off), the Temporal dev server on an on-disk
+SQLite file (WAL pragmas), an SMTP sink process, and worker processes per phase."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import asyncpg
+from temporalio.client import Client
+
+from warmup.db import connect_pool
+from warmup.devstack.postgres import PgServer, free_port
+from warmup.devstack.processes import die_with_parent_prefix
+from warmup.devstack.temporal import DevServer, TemporalBinaryError
+from warmup.secrets import SecretBox, generate_key
+
+DATABASE = "warmup"
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Stack:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.logs = workdir / "logs"
+        self.pg = PgServer(workdir / "pg", fast=False)
+        self.temporal = DevServer(
+            workdir / "temporal.db",
+            port=free_port(),
+            ui_port=free_port(),
+            log_path=self.logs / "temporal.log",
+        )
+        self.secret_key = generate_key()
+        self.box = SecretBox([self.secret_key])
+        self.sink: subprocess.Popen[bytes] | None = None
+        self.sink_port = 0
+        self._client: Client | None = None
+        self._pool: asyncpg.Pool | None = None
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Stack:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            # Started from this (the main) thread: a child's parent-death signal is tied to the thread
+            # that forked it, and an executor thread may end before we do.
+            self.pg.start()
+            await self.pg.create_database(DATABASE)
+            self._pool = await connect_pool(self.dsn, max_size=8)
+            self._start_temporal()
+            self._client = await Client.connect(self.temporal.address)
+            self._start_sink()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for proc in reversed(self._children):
+            stop_process(proc)
+        self._children.clear()
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pool.close(), 10)
+            self._pool = None
+        await asyncio.to_thread(self.temporal.stop)
+        await asyncio.to_thread(self.pg.stop)
+
+    def _start_temporal(self, attempts: int = 3) -> None:
+        for attempt in range(attempts):
+            try:
+                self.temporal.start()
+                return
+            except TemporalBinaryError:
+                # Its internal ports are picked at random and can collide with another server's.
+                if attempt == attempts - 1:
+                    raise
+                self.temporal = DevServer(
+                    self.temporal.db_file,
+                    port=free_port(),
+                    ui_port=free_port(),
+                    log_path=self.temporal.log_path,
+                )
+
+    def _start_sink(self) -> None:
+        self.sink = self.spawn(
+            [sys.executable, "-m", "bench.sink"], dict(os.environ), "sink", pipe_stdout=True
+        )
+        assert self.sink.stdout is not None
+        line = self.sink.stdout.readline().decode().strip()
+        if not line.isdigit():
+            raise RuntimeError(f"the SMTP sink did not start (said {line!r}); see {self.logs / 'sink.log'}")
+        self.sink_port = int(line)
+
+    # --- access ---------------------------------------------------------------------------------
+
+    @property
+    def dsn(self) -> str:
+        return self.pg.dsn(DATABASE)
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None, "the stack is not started"
+        return self._client
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        assert self._pool is not None, "the stack is not started"
+        return self._pool
+
+    def pids(self) -> dict[str, list[int]]:
+        """The long-lived processes by role, for the CPU meter (workers are added by each phase)."""
+        roles: dict[str, list[int]] = {"bench": [os.getpid()]}
+        if self.temporal.pid:
+            roles["temporal"] = [self.temporal.pid]
+        if self.pg.pid:
+            roles["postgres"] = [self.pg.pid]
+        if self.sink is not None:
+            roles["smtp sink"] = [self.sink.pid]
+        return roles
+
+    def worker_env(self, task_queue: str, settings: Mapping[str, str]) -> dict[str, str]:
+        """The environment of a `python -m workers.run` for this stack; `settings` are WARMUP_* values."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WARMUP_")}
+        env.update(
+            TEMPORAL_ADDRESS=self.temporal.address,
+            WARMUP_DATABASE_URL=self.dsn,
+            WARMUP_SECRET_KEYS=self.secret_key,
+            WARMUP_TASK_QUEUE=task_queue,
+            PYTHONPATH=str(REPO),
+        )
+        env.update(settings)
+        return env
+
+    def spawn(
+        self, argv: list[str], env: dict[str, str], name: str, *, pipe_stdout: bool = False
+    ) -> subprocess.Popen[bytes]:
+        """A child that dies with us (SIGINT on our death) and logs to logs/<name>.log."""
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [*die_with_parent_prefix(), *argv],
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if pipe_stdout else log,
+            stderr=log,
+        )
+        log.close()
+        self._children.append(proc)
+        return proc
+
+    def stop_child(self, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:
+        stop_process(proc, timeout)
+        with contextlib.suppress(ValueError):
+            self._children.remove(proc)
+        return proc.returncode
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM (workers finish in-flight sends), then SIGKILL after `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

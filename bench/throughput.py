@@ -1,0 +1,278 @@
+"""Sustained sends/s end to end against a bare Temporal loop on the same server, side by side.
+
+End to end: `python -m workers.run` processes with the real `send_email` (ledger in PostgreSQL,
+aiosmtplib to the SMTP sink process), caps on but set above what the machine can do. Timing is
+compressed (sends 0.3-0.6 s apart per mailbox, all-day window, chained) so every mailbox always has
+a send due: the measured rate is the system's capacity. The bare loop runs the same number of
+workflows, each a timer of the same length and a no-op activity, on workers configured the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import math
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import pgsample, pyspy
+from bench.costs import CostSummary, fetch_events, summarize
+from bench.enroll import insert_mailboxes, start_workflows
+from bench.pgsample import SqlProfile
+from bench.procstat import CpuMeter, rss_bytes
+from bench.stack import Stack
+from warmup.config import load_settings
+from warmup.mailboxes import workflow_id_for
+from warmup.models import MailboxWorkflowInput
+
+DELAY_MIN_MINUTES = 0.005  # 0.3 s
+DELAY_MAX_MINUTES = 0.01  # 0.6 s
+LIFTED_CAPS = {  # caps enforced, but far above one machine's rate
+    "WARMUP_GLOBAL_SENDS_PER_MINUTE": "1000000",
+    "WARMUP_GLOBAL_SENDS_PER_HOUR": "60000000",
+    "WARMUP_USER_SENDS_PER_MINUTE": "1000000",
+    "WARMUP_USER_SENDS_PER_HOUR": "60000000",
+}
+
+
+@dataclass(frozen=True)
+class LoopRate:
+    name: str
+    workflows: int
+    completed: int  # sends (or no-op activities) completed inside the measured span
+    seconds: float
+    start_per_second: float
+    cores: dict[str, float]  # CPU per process role during the measured span
+    worker_rss_mb: float
+    profile: list[tuple[float, str]] = field(default_factory=list)  # py-spy, the worker's hot frames
+    sql: SqlProfile | None = None  # what PostgreSQL was running, sampled
+
+    def cpu_ms_per_completion(self) -> dict[str, float]:
+        """Milliseconds of CPU each process role spent per send (or no-op loop): the cost profile."""
+        rate = self.per_second or 1.0
+        return {role: round(c * 1000 / rate, 2) for role, c in self.cores.items() if c > 0.005}
+
+    @property
+    def per_second(self) -> float:
+        return self.completed / self.seconds if self.seconds else 0.0
+
+
+@dataclass(frozen=True)
+class Throughput:
+    e2e: LoopRate
+    bare: LoopRate
+    costs: CostSummary
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.e2e.per_second / self.bare.per_second if self.bare.per_second else 0.0
+
+
+def e2e_settings(mailboxes: int, concurrency: int, quota: int) -> dict[str, str]:
+    return {
+        "WARMUP_SAME_MAILBOX_DELAY_MIN": str(DELAY_MIN_MINUTES),
+        "WARMUP_SAME_MAILBOX_DELAY_MAX": str(DELAY_MAX_MINUTES),
+        "WARMUP_SEND_WINDOW_START_HOUR": "0",
+        "WARMUP_SEND_WINDOW_END_HOUR": "24",
+        "WARMUP_SPREAD_OVER_WINDOW": "false",
+        "WARMUP_RAMP_START_VOLUME": str(quota),
+        "WARMUP_RAMP_DAILY_INCREMENT": "0",
+        "WARMUP_RAMP_CEILING": str(quota),
+        "WARMUP_WORKER_CONCURRENCY": str(concurrency),
+        "WARMUP_MAX_CACHED_WORKFLOWS": str(mailboxes + 1000),
+        "WARMUP_SMTP_TIMEOUT_SECONDS": "10",
+        "WARMUP_SEND_RETRY_INITIAL_SECONDS": "1",
+        **LIFTED_CAPS,
+    }
+
+
+async def run_throughput(
+    stack: Stack,
+    *,
+    mailboxes: int,
+    warmup_seconds: float,
+    seconds: float,
+    workers: int = 1,
+    concurrency: int = 50,
+    say: Callable[[str], None] = print,
+) -> Throughput:
+    # Enough quota that no mailbox finishes its day during the run, even at 300 sends/s.
+    quota = max(20, math.ceil(300 * (warmup_seconds + seconds + 30) / mailboxes))
+    settings = e2e_settings(mailboxes, concurrency, quota)
+    e2e, ids = await _e2e(stack, settings, mailboxes, warmup_seconds, seconds, workers, say)
+    histories = await fetch_events(stack.client, [workflow_id_for(i) for i in ids[:200]])
+    await _terminate(stack, [workflow_id_for(i) for i in ids])
+    bare = await _bare(stack, mailboxes, concurrency, warmup_seconds, seconds, workers, say)
+    return Throughput(e2e, bare, summarize("dev server, compressed timing", histories), settings)
+
+
+async def _e2e(
+    stack: Stack,
+    settings: dict[str, str],
+    mailboxes: int,
+    warmup_seconds: float,
+    seconds: float,
+    workers: int,
+    say: Callable[[str], None],
+) -> tuple[LoopRate, list[int]]:
+    queue = f"tp-{uuid.uuid4().hex[:6]}"
+    env = stack.worker_env(queue, settings)
+    cfg = load_settings(env)
+    sched = cfg.default_schedule("UTC")
+    enrolled = await insert_mailboxes(
+        stack.pool,
+        f"tp{queue[3:]}",
+        [(f"tp-user{i // 100}", sched) for i in range(mailboxes)],
+        stack.sink_port,
+        stack.box.encrypt("bench-password"),
+    )
+    procs = [
+        stack.spawn([sys.executable, "-m", "workers.run"], env, f"throughput-worker{i}")
+        for i in range(workers)
+    ]
+    retry = cfg.send_retry()
+    started = await start_workflows(
+        stack.client,
+        queue,
+        enrolled,
+        lambda m: MailboxWorkflowInput(m.mailbox_id, m.user_id, m.schedule, retry),
+    )
+    say(f"  e2e: {started.started} mailboxes started at {started.per_second:.0f}/s; warming up")
+    meter = CpuMeter({**stack.pids(), "worker": [p.pid for p in procs]})
+    await asyncio.sleep(warmup_seconds)
+    a, t1 = meter.sample(), time.time()
+    await asyncio.sleep(seconds)
+    b, t2 = meter.sample(), time.time()
+    rss = sum(rss_bytes(p.pid) for p in procs) / 2**20
+    # The profile is taken after the measured span: the sampler's own CPU must not slow the measurement.
+    spy = pyspy.record(procs[0].pid, min(seconds, 20), stack.logs / "e2e-worker.pyspy")
+    sql = await pgsample.sample(stack.pool, min(seconds, 20))
+    if spy is not None:
+        await asyncio.to_thread(spy.wait)
+    prof = pyspy.summarize(stack.logs / "e2e-worker.pyspy")
+    ids = [m.mailbox_id for m in enrolled]
+    completed = await stack.pool.fetchval(
+        "SELECT count(*) FROM send_ledger WHERE status = 'SENT' AND sender_id = ANY($1::bigint[])"
+        " AND sent_at >= to_timestamp($2) AND sent_at < to_timestamp($3)",
+        ids,
+        t1,
+        t2,
+    )
+    for p in procs:
+        stack.stop_child(p)
+    rate = LoopRate(
+        "end to end",
+        mailboxes,
+        int(completed),
+        t2 - t1,
+        started.per_second,
+        CpuMeter.cores(a, b),
+        rss,
+        prof.top if prof else [],
+        sql,
+    )
+    say(f"  e2e: {rate.per_second:.1f} sends/s; cores {rate.cores}")
+    return rate, ids
+
+
+async def _bare(
+    stack: Stack,
+    workflows: int,
+    concurrency: int,
+    warmup_seconds: float,
+    seconds: float,
+    workers: int,
+    say: Callable[[str], None],
+) -> LoopRate:
+    from bench.bare_workflow import BareLoopWorkflow
+
+    queue = f"bare-{uuid.uuid4().hex[:6]}"
+    files = [stack.logs / f"{queue}-{i}.counts" for i in range(workers)]
+    procs = [
+        stack.spawn(
+            [
+                sys.executable,
+                "-m",
+                "bench.bare",
+                "--address",
+                stack.temporal.address,
+                "--task-queue",
+                queue,
+                "--count-file",
+                str(f),
+                "--concurrency",
+                str(concurrency),
+                "--cache",
+                str(workflows + 1000),
+            ],
+            stack.worker_env(queue, {}),
+            f"bare-worker{i}",
+        )
+        for i, f in enumerate(files)
+    ]
+    delay = DELAY_MIN_MINUTES * 60
+    ids = [f"{queue}-{i}" for i in range(workflows)]
+    began = time.perf_counter()
+    sem = asyncio.Semaphore(64)
+
+    async def start(wid: str) -> None:
+        async with sem:
+            await stack.client.start_workflow(BareLoopWorkflow.run, delay, id=wid, task_queue=queue)
+
+    await asyncio.gather(*(start(w) for w in ids))
+    start_rate = workflows / (time.perf_counter() - began)
+    say(f"  bare: {workflows} loops started at {start_rate:.0f}/s; warming up")
+    meter = CpuMeter({**stack.pids(), "worker": [p.pid for p in procs]})
+    await asyncio.sleep(warmup_seconds)
+    a, t1 = meter.sample(), time.time()
+    await asyncio.sleep(seconds)
+    b, t2 = meter.sample(), time.time()
+    rss = sum(rss_bytes(p.pid) for p in procs) / 2**20
+    await asyncio.sleep(1.0)
+    for p in procs:
+        stack.stop_child(p)
+    completed = sum(_count_between(f, t1, t2) for f in files)
+    await _terminate(stack, ids)
+    rate = LoopRate("bare loop", workflows, completed, t2 - t1, start_rate, CpuMeter.cores(a, b), rss)
+    say(f"  bare: {rate.per_second:.1f} loops/s; cores {rate.cores}")
+    return rate
+
+
+def _count_between(path: Path, t1: float, t2: float) -> int:
+    """Completions between t1 and t2 from a worker's "time count" lines (linear between samples)."""
+    times: list[float] = []
+    counts: list[int] = []
+    for line in path.read_text().split("\n"):
+        parts = line.split()
+        if len(parts) == 2:
+            times.append(float(parts[0]))
+            counts.append(int(parts[1]))
+
+    def at(t: float) -> float:
+        i = bisect.bisect_left(times, t)
+        if i == 0:
+            return float(counts[0]) if counts else 0.0
+        if i >= len(times):
+            return float(counts[-1])
+        t0, t1_, c0, c1 = times[i - 1], times[i], counts[i - 1], counts[i]
+        return c0 + (c1 - c0) * (t - t0) / (t1_ - t0)
+
+    return round(at(t2) - at(t1))
+
+
+async def _terminate(stack: Stack, workflow_ids: Sequence[str]) -> None:
+    sem = asyncio.Semaphore(64)
+
+    async def one(wid: str) -> None:
+        async with sem:
+            try:
+                await stack.client.get_workflow_handle(wid).terminate(reason="benchmark phase over")
+            except Exception:  # already closed: nothing to stop
+                pass
+
+    await asyncio.gather(*(one(w) for w in workflow_ids))

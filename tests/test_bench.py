@@ -1,0 +1,105 @@
+"""The benchmark's machinery, at a size that takes seconds (numbers belong to `make bench`, not here):
+the simulated day fills every quota inside its windows, the audit's loops reproduce the audit's
+figures, the simulation's schedule is the real workflow's, and `python -m bench --tiny` runs whole."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+
+from bench.costs import billable_actions, summarize
+from bench.crosscheck import compare, run_crosscheck
+from bench.fill import run_fill
+from bench.fleet import SIM_DAY, make_fleet, spread_subset
+from bench.legacy import simulate_loop
+from bench.warmup_sim import simulate_day
+from warmup.models import RampSettings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_simulated_day_fills_every_quota_inside_windows_and_spacing() -> None:
+    run = run_fill("200 mailboxes", make_fleet(200))
+    by = {m.model: m for m in run.models}
+    ours = by["warmup"]
+    assert ours.quota > 200 * 5, "ramp quotas: every mailbox has at least the first day's 5"
+    assert ours.full == ours.mailboxes and ours.sent == ours.quota, "a mailbox missed its quota"
+    assert ours.outside_window == 0 and ours.spacing_violations == 0
+    assert ours.min_gap_seconds is not None and ours.min_gap_seconds >= 120
+    assert by["legacy"].fill < by["phase1"].fill < ours.fill
+    assert run.binding_caps == [], "the scale profile's caps would shape a normal day"
+
+
+def test_audit_loops_reproduce_the_audits_own_figures() -> None:
+    # 48 mailboxes, 10 a day: the audit computes ~144 a day for the legacy loop (1440 min / 9 min
+    # per mailbox) and expects 400-500 from Phase 1.
+    fleet = make_fleet(48, ramp=RampSettings(10, 0, 10), zones=("UTC",))
+    quotas = simulate_day(fleet, SIM_DAY).quotas
+    legacy = simulate_loop("legacy", fleet, quotas, SIM_DAY, "t")
+    phase1 = simulate_loop("phase1", fleet, quotas, SIM_DAY, "t")
+    assert 130 <= sum(map(len, legacy.sends.values())) <= 180
+    assert max(map(len, legacy.sends.values())) <= 4, "legacy sends one per mailbox per pass"
+    assert sum(min(len(v), 10) for v in phase1.sends.values()) >= 400
+
+
+async def test_simulation_gives_the_real_workflows_schedule() -> None:
+    # Small quotas keep the time-skipping run to a couple of seconds; 20 mailboxes of 8 timezones.
+    subset = spread_subset(make_fleet(1000, max_ramp_day=2), 20)
+    check = await run_crosscheck(subset, SIM_DAY)
+    assert check.timezones >= 5
+    assert check.sends == sum(simulate_day(subset, SIM_DAY).quotas.values())
+    assert check.identical, (check.missing[:5], check.max_planned_diff, check.max_dispatch_diff)
+    per_email = check.costs.per_email()
+    assert per_email["events"] <= 12 and per_email["workflow_tasks"] <= 2
+
+
+def test_comparison_catches_a_schedule_that_differs() -> None:
+    day = SIM_DAY.isoformat()
+    sim = [((1, day, 0), 100.0, 100.0), ((1, day, 1), 300.0, 300.0)]
+    empty = summarize("none", [])
+    same = compare(sim, list(sim), SIM_DAY, mailboxes=1, timezones=1, wall_seconds=0, costs=empty)
+    assert same.identical
+    shifted = [sim[0], ((1, day, 1), 301.0, 301.0)]
+    assert not compare(sim, shifted, SIM_DAY, mailboxes=1, timezones=1, wall_seconds=0, costs=empty).identical
+    lost = [sim[0]]
+    assert compare(sim, lost, SIM_DAY, mailboxes=1, timezones=1, wall_seconds=0, costs=empty).missing == [
+        f"1:{day}:1"
+    ]
+
+
+def test_every_activity_attempt_bills_an_action() -> None:
+    timer = HistoryEvent(event_id=5, event_type=EventType.EVENT_TYPE_TIMER_STARTED)
+    scheduled = HistoryEvent(event_id=9, event_type=EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+    started = HistoryEvent(event_id=10, event_type=EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED)
+    started.activity_task_started_event_attributes.scheduled_event_id = 9
+    started.activity_task_started_event_attributes.attempt = 3
+    completed = HistoryEvent(event_id=11, event_type=EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    assert billable_actions([timer, scheduled, started, completed]) == 1 + 3
+
+
+def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nintro\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny", "--results", str(tmp_path), "--docs", str(docs)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    data = json.loads((tmp_path / "latest.json").read_text())
+    assert data["throughput"]["e2e"]["completed"] > 0 and data["throughput"]["bare"]["completed"] > 0
+    assert data["scale"]["sent"] > 0 and data["scale"]["not_sent"] == 0
+    assert data["memory"]["rss_mb"] > data["memory"]["rss_idle_mb"]
+    assert all(f["models"][-1]["fill"] == 1.0 for f in data["fill"])
+    assert {t["target"] for t in data["targets"]} >= {"end-to-end / bare throughput >= 0.8"}
+    page = docs.read_text()
+    assert page.startswith("# Benchmarks\n\nintro\n") and "### Targets" in page
+    assert not list(tmp_path.glob("stack-*")), "the servers' data folder was left behind"
