@@ -22,6 +22,7 @@ from warmup.models import MailboxWorkflowInput, RampSettings, ScheduleSettings
 
 @dataclass(frozen=True)
 class Memory:
+    runner: str  # "sandboxed" (what workers run) or "unsandboxed" (the comparison)
     workflows: int
     rss_idle_mb: float
     rss_mb: float
@@ -34,21 +35,25 @@ class Memory:
         return (self.rss_mb - self.rss_idle_mb) * 1024 / self.workflows if self.workflows else 0.0
 
 
-async def run_memory(stack: Stack, *, workflows: int, say: Callable[[str], None] = print) -> Memory:
+async def run_memory(
+    stack: Stack, *, workflows: int, sandboxed: bool = True, say: Callable[[str], None] = print
+) -> Memory:
     queue = f"mem-{uuid.uuid4().hex[:6]}"
     # It is 23:00 in this zone: every workflow plans tomorrow's window and sleeps, resident in the cache.
     sched = ScheduleSettings(timezone=zone_for_local_hour(time.time(), 23), ramp=RampSettings(10, 0, 10))
     enrolled = await insert_mailboxes(
         stack.pool,
         f"mem{queue[4:]}",
-        [(f"mem-user{i // 100}", sched) for i in range(workflows)],
+        [(f"mem{queue[4:]}-u{i // 100}", sched) for i in range(workflows)],
         stack.sink_port,
         stack.box.encrypt("bench-password"),
     )
     env = stack.worker_env(queue, {**LIFTED_CAPS, "WARMUP_MAX_CACHED_WORKFLOWS": str(workflows + 1000)})
     retry = load_settings(env).send_retry()
-    proc = stack.spawn([sys.executable, "-m", "workers.run"], env, "memory-worker")
-    await wait_for_ready(stack.logs / "memory-worker.log")
+    module = "workers.run" if sandboxed else "bench.unsandboxed_worker"
+    name = "memory-worker" if sandboxed else "memory-worker-unsandboxed"
+    proc = stack.spawn([sys.executable, "-m", module], env, name)
+    await wait_for_ready(stack.logs / f"{name}.log")
     await asyncio.sleep(1.0)
     idle = rss_bytes(proc.pid) / 2**20
     meter = CpuMeter({**stack.pids(), "worker": [proc.pid]})
@@ -66,11 +71,12 @@ async def run_memory(stack: Stack, *, workflows: int, say: Callable[[str], None]
     stack.stop_child(proc, timeout=10)
     cpu = {role: round((b.seconds[role] - a.seconds[role]) * 1000 / workflows, 2) for role in b.seconds}
     result = Memory(
+        "sandboxed" if sandboxed else "unsandboxed",
         workflows,
         round(idle, 1),
         round(loaded, 1),
         round(workflows / took, 1),
         {role: ms for role, ms in cpu.items() if ms >= 0.05},
     )
-    say(f"  memory: {result.kb_per_workflow:.0f} KB per resident workflow ({workflows:,} resident)")
+    say(f"  memory ({result.runner}): {result.kb_per_workflow:.0f} KB per resident workflow ({workflows:,})")
     return result

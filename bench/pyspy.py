@@ -67,7 +67,7 @@ def summarize(raw: Path, top: int = 25) -> Profile | None:
         n = int(count)
         busy += n
         for frame in set(frames):
-            if not any(p in frame for p in _PLUMBING):
+            if frame and not any(p in frame for p in _PLUMBING):
                 inclusive[frame] += n
     if not busy:
         return None

@@ -34,6 +34,7 @@ class Results:
     crosscheck: CrossCheck | None = None
     throughput: Throughput | None = None
     memory: Memory | None = None
+    memory_unsandboxed: Memory | None = None  # the same measure without the workflow sandbox
     scale: ScaleResult | None = None
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -269,15 +270,22 @@ def _scale(s: ScaleResult) -> list[str]:
         "",
         f"Lateness is the SMTP server's 250 (`sent_at`) minus the planned time; the workflow's dispatch "
         f"alone: p50 {_secs(s.dispatch_lateness.p50)}, p99 {_secs(s.dispatch_lateness.p99)}. "
-        f"Mailboxes whose workflow re-spread its day (a send finished less than delay_min before the next "
+        + (
+            "Not sent, by ledger status: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(s.not_sent_by_status.items()))
+            + ". "
+            if s.not_sent_by_status
+            else ""
+        )
+        + f"Mailboxes whose workflow re-spread its day (a send finished less than delay_min before the next "
         f"planned one; judged by the ledger's planned times): {s.replanned_mailboxes}. "
         f"CPU cores used: {_cores(s.cores)}.",
         "",
     ]
     if s.cap_checks:
         checks = "; ".join(
-            f"{c.ms_per_check:.1f} ms with {c.permits_last_hour:,} permits in the last hour "
-            f"(at most {c.locked_checks_per_second:.0f} locked checks/s)"
+            f"{c.ms_per_check:.1f} ms with {c.permits_last_hour:,} permits in the last hour and statistics "
+            f"{c.statistics} (at most {c.locked_checks_per_second:.0f} locked checks/s)"
             for c in s.cap_checks
         )
         out += [
@@ -347,6 +355,14 @@ def _memory(r: Results) -> list[str]:
         out.append(
             f"- Enrolling them (start, then the first workflow task at once): {mem.enroll_per_second:.0f} "
             f"mailboxes/s; CPU per mailbox: {ms}."
+        )
+    if r.memory_unsandboxed is not None:
+        u = r.memory_unsandboxed
+        ms = ", ".join(f"{k} {v} ms" for k, v in sorted(u.enroll_cpu_ms.items(), key=lambda kv: -kv[1]))
+        out.append(
+            f"- The same worker with the workflow sandbox turned off (`bench/unsandboxed_worker.py`, for "
+            f"comparison only): {u.kb_per_workflow:.0f} KB per resident workflow; enrolling CPU per "
+            f"mailbox: {ms}."
         )
     if r.scale is not None:
         s = r.scale

@@ -17,6 +17,7 @@ import math
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ class ScaleResult:
     sent: int  # sends completed inside the measured span
     min_minute_rate: float  # the slowest whole minute of the span, sends/s
     not_sent: int  # planned inside the span, still not sent after the grace period
+    not_sent_by_status: dict[str, int]  # their ledger status ("no row": never dispatched)
     # Mailboxes whose workflow re-spread the rest of its day (a send finished so late that the next
     # was closer than delay_min): judged by the planned times in the ledger, not the predicted ones.
     replanned_mailboxes: int
@@ -178,7 +180,7 @@ async def run_scale(
     enrolled = await insert_mailboxes(
         stack.pool,
         f"sc{queue[6:]}",
-        [(f"sc-user{i // 100}", sched) for i in range(mailboxes)],
+        [(f"sc{queue[6:]}-u{i // 100}", sched) for i in range(mailboxes)],
         stack.sink_port,
         stack.box.encrypt("bench-password"),
     )
@@ -248,11 +250,12 @@ async def run_scale(
         "SELECT sender_id, slot, extract(epoch FROM planned_at) AS planned,"
         " extract(epoch FROM dispatched_at) AS dispatched, extract(epoch FROM sent_at) AS sent"
         " FROM send_ledger WHERE status = 'SENT' AND sent_at IS NOT NULL"
-        " AND (planned_at >= to_timestamp($1) OR sent_at >= to_timestamp($1))",
-        t1,
+        " AND sent_at >= to_timestamp($1)",
+        enroll_start,
     )
     by_key = {(int(r["sender_id"]), int(r["slot"])): r for r in rows}
     sent_in_span = sum(t1 <= float(r["sent"]) < t2 for r in rows)
+    spacing = sched.delay_min_minutes * 60
     per_minute = [0] * max(1, int(span // 60))
     for r in rows:
         k = int((float(r["sent"]) - t1) // 60)
@@ -261,15 +264,14 @@ async def run_scale(
 
     late: list[float] = []
     dispatch_late: list[float] = []
-    moved = {
-        m for (m, slot), rec in by_key.items() if slot < len(plans.get(m, ())) and _moved(rec, plans[m][slot])
-    }
+    moved = _replanned(plans, by_key, spacing)
     planned = not_sent = 0
     for (m, _), rec in by_key.items():
         if m in moved and t1 <= float(rec["planned"]) < t2:
             planned += 1
             late.append(float(rec["sent"]) - float(rec["planned"]))
             dispatch_late.append(float(rec["dispatched"]) - float(rec["planned"]))
+    missing: list[tuple[int, int]] = []
     for mailbox_id, plan in plans.items():
         if mailbox_id in moved:
             continue
@@ -280,11 +282,21 @@ async def run_scale(
             row = by_key.get((mailbox_id, slot))
             if row is None:
                 not_sent += 1
+                missing.append((mailbox_id, slot))
                 late.append(math.inf)
                 continue
             late.append(float(row["sent"]) - float(row["planned"]))
             dispatch_late.append(float(row["dispatched"]) - float(row["planned"]))
 
+    statuses = await stack.pool.fetch(
+        "SELECT m.sender_id, m.slot, coalesce(l.status::text, 'no row') AS status"
+        " FROM unnest($1::bigint[], $2::int[]) AS m(sender_id, slot)"
+        " LEFT JOIN send_ledger l ON l.sender_id = m.sender_id AND l.slot = m.slot AND l.day = $3::date",
+        [m for m, _ in missing],
+        [s for _, s in missing],
+        schedule.local_day(t1, tz),
+    )
+    not_sent_by_status = dict(Counter(r["status"] for r in statuses))
     ran = await stack.pool.fetchval(
         "SELECT count(DISTINCT sender_id) FROM send_ledger WHERE created_at >= to_timestamp($1)", enroll_start
     )
@@ -304,6 +316,7 @@ async def run_scale(
         sent=sent_in_span,
         min_minute_rate=round(min(per_minute) / 60, 2) if span >= 60 else round(sent_in_span / span, 2),
         not_sent=not_sent,
+        not_sent_by_status=not_sent_by_status,
         replanned_mailboxes=len(moved),
         lateness=_percentiles(late),
         dispatch_lateness=_percentiles(dispatch_late),
@@ -318,5 +331,24 @@ async def run_scale(
     )
 
 
-def _moved(row: Record, predicted: float) -> bool:
-    return abs(float(row["planned"]) - predicted) > 0.001
+def _replanned(
+    plans: dict[int, array.array[float]], sent: dict[tuple[int, int], Record], spacing: float
+) -> set[int]:
+    """Mailboxes whose workflow re-spread its day, so later slots have other planned times.
+
+    It does when a send finishes less than delay_min before the next planned one: seen either as a
+    sent slot whose planned time differs from the prediction, or as a slot never dispatched right
+    after a send that finished within delay_min of it.
+    """
+    moved = set()
+    for mailbox_id, plan in plans.items():
+        for slot, at in enumerate(plan):
+            row = sent.get((mailbox_id, slot))
+            if row is not None and abs(float(row["planned"]) - at) > 0.001:
+                moved.add(mailbox_id)
+                break
+            prev = sent.get((mailbox_id, slot - 1))
+            if row is None and prev is not None and at < float(prev["sent"]) + spacing + 1.0:
+                moved.add(mailbox_id)
+                break
+    return moved

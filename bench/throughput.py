@@ -127,7 +127,7 @@ async def _e2e(
     enrolled = await insert_mailboxes(
         stack.pool,
         f"tp{queue[3:]}",
-        [(f"tp-user{i // 100}", sched) for i in range(mailboxes)],
+        [(f"tp{queue[3:]}-u{i // 100}", sched) for i in range(mailboxes)],
         stack.sink_port,
         stack.box.encrypt("bench-password"),
     )
