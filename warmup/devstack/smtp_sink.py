@@ -52,6 +52,7 @@ class ReceivedMessage:
 class _Behaviour:
     replies: deque[str | None] = field(default_factory=deque)
     stall_seconds: float | None = None
+    stall_rcpt_seconds: float | None = None
 
 
 class SmtpSink:
@@ -83,10 +84,13 @@ class SmtpSink:
         self.implicit_tls = implicit_tls
         self.hostname = hostname
         self.auth_failures = 0
+        self.sessions = 0  # connections accepted: how many times a client tried at all
         self._behaviour = _Behaviour()
         self._server: asyncio.Server | None = None
         self._connections: set[SMTP] = set()
         self._arrived = asyncio.Event()
+        # Set when a stalled reply (before or after DATA) begins, so a test can act while it lasts.
+        self.stalled = asyncio.Event()
 
     # --- test controls ---------------------------------------------------------------------
 
@@ -103,6 +107,13 @@ class SmtpSink:
         This is the "sent but no answer" case: the message did arrive, the client cannot know it.
         """
         self._behaviour.stall_seconds = seconds
+
+    def stall_before_data(self, seconds: float) -> None:
+        """The reply to the next RCPT is withheld for `seconds`: the send hangs before DATA.
+
+        Nothing has been delivered then, so a client that gives up (or dies) may safely try again.
+        """
+        self._behaviour.stall_rcpt_seconds = seconds
 
     async def wait_for(self, n: int, timeout: float = 10.0) -> list[ReceivedMessage]:  # noqa: ASYNC109
         """Wait until at least `n` messages have arrived; TimeoutError says how many did."""
@@ -125,6 +136,7 @@ class SmtpSink:
             return
         loop = asyncio.get_running_loop()
         self._arrived = asyncio.Event()
+        self.stalled = asyncio.Event()
         self._server = await loop.create_server(
             self._protocol,
             host=self.host,
@@ -169,6 +181,7 @@ class SmtpSink:
             loop=asyncio.get_running_loop(),
         )
         self._connections.add(conn)
+        self.sessions += 1
         return conn
 
     def _authenticate(
@@ -236,13 +249,29 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        behaviour = self._sink._behaviour
+        stall, behaviour.stall_rcpt_seconds = behaviour.stall_rcpt_seconds, None
+        if stall:
+            self._sink.stalled.set()
+            await asyncio.sleep(stall)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         behaviour = self._sink._behaviour
         reply = behaviour.replies.popleft() if behaviour.replies else None
         if reply is not None and not reply.startswith("2"):
+            if reply.startswith("421") and server.transport is not None:
+                # 421 means "closing the channel": a real server hangs up right after the reply.
+                asyncio.get_running_loop().call_later(0.05, server.transport.close)
             return reply  # refused: nothing was delivered
         self._sink._record(session, envelope)
         stall, behaviour.stall_seconds = behaviour.stall_seconds, None
         if stall:
+            self._sink.stalled.set()
             await asyncio.sleep(stall)
         return reply or f"250 2.0.0 OK queued as m{len(self._sink.messages)}"

@@ -1,0 +1,62 @@
+"""Drill 1: SIGKILL the only worker while a send is in flight, then start another.
+
+(a) The SMTP server stalls its reply to RCPT: the ledger row is still PENDING (the cap gate claims it
+    PENDING -> SENDING only after RCPT, right before DATA), so the retry sends it, once.
+(b) The server has kept the message and withholds its 250: the row is SENDING, so the retry marks it
+    UNKNOWN and never resends (the slot is used up; the message did arrive).
+Temporal retries a dead worker's activity only after its start-to-close timeout (6 x the SMTP
+timeout + 10 s = 22 s here). Either way the rest of the day is sent and no Message-ID arrives twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from tests.drills.support import DrillStack, assert_clean
+from warmup.config import Settings
+
+QUOTA = 3
+
+
+async def test_sigkill_mid_send_before_and_after_data(
+    temporal_env: WorkflowEnvironment,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    client = temporal_env.client
+    stack = DrillStack(make_settings(), client.service_client.config.target_host, tmp_path, client.namespace)
+    try:
+        stack.workers.start(1)
+        await stack.prepare()
+        await stack.wait_worker_ready()
+        rcpt = await stack.sender("kill-before-data", QUOTA)
+        data = await stack.sender("kill-after-data", QUOTA)
+        # Longer than the whole drill: only the kill ends these stalls.
+        rcpt.sink.stall_before_data(120)
+        data.sink.stall_after_data(120)
+        # Both first sends are due at once; the RCPT stall must be caught inside the 2 s SMTP timeout.
+        await asyncio.wait_for(asyncio.gather(rcpt.sink.stalled.wait(), data.sink.stalled.wait()), 10)
+        assert [r["status"] for r in await stack.ledger(rcpt)] == ["PENDING"]
+        assert [r["status"] for r in await stack.ledger(data)] == ["SENDING"]
+        stack.workers.procs[0].send_signal(signal.SIGKILL)
+        stack.workers.procs[0].wait()
+        stack.workers.start(1)
+
+        await stack.settle(stack.all_final, within=60)
+        a = await stack.figures("SIGKILL at RCPT (before DATA)", rcpt, QUOTA, "retried after start-to-close")
+        b = await stack.figures("SIGKILL after DATA, before 250", data, QUOTA, "UNKNOWN, not resent")
+        for f in (a, b):
+            assert_clean(f)
+        assert a.ledger == {"SENT": QUOTA}, a
+        assert b.ledger == {"SENT": QUOTA - 1, "UNKNOWN": 1}, b
+        assert (await stack.ledger(data))[0]["status"] == "UNKNOWN"
+        for s in (rcpt, data):
+            st = await stack.status(s)
+            assert st["sent_today"] + st["unknown_today"] == QUOTA == st["quota_today"], st
+    finally:
+        await stack.close(client)
