@@ -55,6 +55,17 @@ from warmup.secrets import SecretBox, SecretKeyError
 log = logging.getLogger(__name__)
 
 _QUIT_TIMEOUT = 5.0  # seconds: a polite QUIT must not hold the activity up
+# How long the SENT update after a 250 keeps trying while PostgreSQL is unreachable (at most; never
+# past the attempt's start-to-close timeout). Giving up leaves the row SENDING, which the next attempt
+# turns into UNKNOWN: the truth ("it was sent") would then be lost, so this one write is worth a wait.
+MARK_SENT_PATIENCE = 60.0
+# Errors meaning "the database is unreachable right now", not "this statement is wrong".
+_DB_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused or reset while connecting
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError: dropped mid-query
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, or starting and not ready yet
+)
 
 
 def _config_error(mailbox_id: int, text: str) -> ApplicationError:
@@ -261,8 +272,7 @@ class SendActivities:
             except Exception as exc:
                 raise await self._failure(sender, row, classify(exc, stage), password) from None
 
-            async with self._pool.acquire() as conn:
-                await mark_sent(conn, key, reply.code)
+            await self._record_sent(sender.id, key, reply.code)
             log.info(
                 "mailbox %s: sent %s to mailbox %s (%s)", sender.id, key, row.recipient_id, row.message_id
             )
@@ -273,6 +283,46 @@ class SendActivities:
             await _close(client)
         await self._after_delivery(req)
         return SendResult(SendStatus.SENT, row.recipient_id, row.message_id, binding_cap=row.binding_cap)
+
+    async def _record_sent(self, mailbox_id: int, key: str, smtp_code: int) -> None:
+        """The server said 250: record SENT, waiting out a short PostgreSQL outage rather than failing.
+
+        Failing here would leave the row SENDING and the retry would call a delivered email UNKNOWN.
+        The update is idempotent (SENDING/UNKNOWN -> SENT), so repeating it is safe.
+        """
+        patience = MARK_SENT_PATIENCE
+        if activity.in_activity():
+            info = activity.info()
+            if info.start_to_close_timeout is not None:
+                # Stop a little before Temporal gives up on this attempt; a retry must not overlap us.
+                elapsed = (dt.datetime.now(dt.UTC) - info.started_time).total_seconds()
+                patience = min(patience, info.start_to_close_timeout.total_seconds() - elapsed - 2.0)
+        deadline = time.monotonic() + patience
+        delay = 0.2
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    await mark_sent(conn, key, smtp_code)
+                return
+            except _DB_UNREACHABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    log.error(
+                        "mailbox %s: send %s was delivered but PostgreSQL stayed unreachable (%s); "
+                        "it will be recorded UNKNOWN",
+                        mailbox_id,
+                        key,
+                        type(exc).__name__,
+                    )
+                    raise
+                log.warning(
+                    "mailbox %s: send %s delivered; PostgreSQL unreachable (%s), recording SENT in %.1fs",
+                    mailbox_id,
+                    key,
+                    type(exc).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _defer(
         self, req: SendRequest, sender: MailboxRecord, key: str, decision: cap_gate.GateDecision

@@ -81,7 +81,7 @@ class DrillStack:
 
     def __post_init__(self) -> None:
         self.env = {
-            **worker_env(self.settings, self.temporal_address, **DRILL_TIMING, **self.overrides),
+            **worker_env(self.settings, self.temporal_address, **{**DRILL_TIMING, **self.overrides}),
             "SMTP_PASSWORD": PASSWORD,
             "TEMPORAL_NAMESPACE": self.namespace,
         }
@@ -103,9 +103,21 @@ class DrillStack:
         self.sinks.append(sink)
         return sink
 
-    async def sender(self, name: str, quota: int, credentials: dict[str, str] | None = None) -> Sender:
-        """A mailbox sending `quota` emails today through an SMTP sink of its own."""
+    async def sender(
+        self,
+        name: str,
+        quota: int,
+        credentials: dict[str, str] | None = None,
+        arm: Callable[[SmtpSink], None] | None = None,
+    ) -> Sender:
+        """A mailbox sending `quota` emails today through an SMTP sink of its own.
+
+        `arm` sets up the sink's misbehaviour before the mailbox is enrolled: its first send may
+        start a moment after enrolment, too soon for the test to arm the sink afterwards.
+        """
         sink = await self.sink(credentials)
+        if arm is not None:
+            arm(sink)
         address = f"{name}@{self.user}.test"
         sender = Sender(address, await self._enroll(address, sink, quota), sink, quota)
         self.senders.append(sender)

@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.drills.support import DrillStack, Sender, assert_clean
 from warmup.config import Settings
+from warmup.devstack.smtp_sink import SmtpSink
 
 QUOTA = 2
 TRANSIENT = {
@@ -26,6 +27,10 @@ TRANSIENT = {
 }
 REFUSED = {"550": "550 5.7.1 Message rejected by policy", "554": "554 5.7.1 Spam message rejected"}
 STALL_SECONDS = 6.0  # past the drill's 2 s SMTP timeout
+
+
+def _replies(*replies: str) -> Callable[[SmtpSink], None]:
+    return lambda sink: sink.script_data_replies(list(replies))
 
 
 async def test_smtp_replies_retry_pause_or_stay_unknown(
@@ -40,16 +45,14 @@ async def test_smtp_replies_retry_pause_or_stay_unknown(
         await stack.prepare()
         transient: dict[str, Sender] = {}
         for code, reply in TRANSIENT.items():
-            transient[code] = s = await stack.sender(f"smtp{code}", QUOTA)
-            s.sink.script_data_replies([reply, reply])  # the first send fails twice, then goes through
+            # The first send fails twice, then goes through.
+            transient[code] = await stack.sender(f"smtp{code}", QUOTA, arm=_replies(reply, reply))
         refused: dict[str, Sender] = {}
         # The sink knows another password than the one enrolled: a genuine 535 at AUTH.
         refused["535"] = await stack.sender("smtp535", QUOTA, credentials={"nobody": "other"})
         for code, reply in REFUSED.items():
-            refused[code] = s = await stack.sender(f"smtp{code}", QUOTA)
-            s.sink.script_data_replies([reply])
-        stalled = await stack.sender("stall", QUOTA)
-        stalled.sink.stall_after_data(STALL_SECONDS)
+            refused[code] = await stack.sender(f"smtp{code}", QUOTA, arm=_replies(reply))
+        stalled = await stack.sender("stall", QUOTA, arm=lambda sink: sink.stall_after_data(STALL_SECONDS))
         await stack.wait_worker_ready()
 
         async def done() -> bool:

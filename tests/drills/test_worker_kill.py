@@ -34,11 +34,9 @@ async def test_sigkill_mid_send_before_and_after_data(
         stack.workers.start(1)
         await stack.prepare()
         await stack.wait_worker_ready()
-        rcpt = await stack.sender("kill-before-data", QUOTA)
-        data = await stack.sender("kill-after-data", QUOTA)
         # Longer than the whole drill: only the kill ends these stalls.
-        rcpt.sink.stall_before_data(120)
-        data.sink.stall_after_data(120)
+        rcpt = await stack.sender("kill-before-data", QUOTA, arm=lambda sink: sink.stall_before_data(120))
+        data = await stack.sender("kill-after-data", QUOTA, arm=lambda sink: sink.stall_after_data(120))
         # Both first sends are due at once; the RCPT stall must be caught inside the 2 s SMTP timeout.
         await asyncio.wait_for(asyncio.gather(rcpt.sink.stalled.wait(), data.sink.stalled.wait()), 10)
         assert [r["status"] for r in await stack.ledger(rcpt)] == ["PENDING"]
