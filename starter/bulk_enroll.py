@@ -1,8 +1,9 @@
 """`starter enroll --csv FILE`: many mailboxes from one CSV file.
 
 Every row is checked exactly like a single `enroll` (same model, same messages, naming the row's
-line and column) before anything is written. A bad row is reported and writes nothing; each good
-row is stored and started on its own, all or nothing, so running the fixed file again is safe
+line and column) before anything is written. One bad row stops the whole file: half an import
+would leave the operator to work out which rows went in. Once the file is valid each row is stored
+and started on its own, all or nothing, so running the file again after a server failure is safe
 (enrolling an address again updates it).
 """
 
@@ -42,9 +43,11 @@ _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 # The enroll model's messages name flags; in a file the user wrote columns.
 _FLAG_TO_COLUMN = sorted(
-    [(FLAGS[f], c) for c, f in COLUMNS.items() if f != "verify_tls"] + [("--no-verify-tls", "verify_tls")],
+    [(FLAGS[f], c) for c, f in COLUMNS.items() if f != "verify_tls"]
+    + [("--no-verify-tls", "verify_tls"), (FLAGS["secret"], "secret/secret_env")],
     key=lambda pair: -len(pair[0]),
 )
+_HEADER_LINE = "line 1 (the header)"
 
 
 class CsvFileError(Exception):
@@ -100,39 +103,96 @@ def _secret(row: Mapping[str, str], env: Mapping[str, str]) -> tuple[str | None,
     ]
 
 
-def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> list[RowResult | ParsedRow]:
-    """Each data row validated: a RowResult (status invalid, with problems) or a ParsedRow."""
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")))
-    if not reader.fieldnames:
+def decode(data: bytes) -> str:
+    """The file's text; CsvFileError naming the line of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
         raise CsvFileError(
-            "the file is empty: the first line must name the columns, e.g. " + ",".join(REQUIRED)
-        )
-    headers = [_header(h or "") for h in reader.fieldnames]
+            f"line {line} is not UTF-8 text (byte 0x{data[exc.start]:02x}): save the file as UTF-8 CSV"
+        ) from None
+
+
+def _check_header(headers: list[str]) -> None:
     known = set(COLUMNS) | set(SECRET_COLUMNS)
     unknown = [h for h in headers if h not in known]
+    if unknown and any("@" in h or h.isdigit() for h in headers):
+        # A data row where the header should be; its cells may hold a password, so none is shown.
+        raise CsvFileError(
+            f"{_HEADER_LINE} looks like a mailbox row, not column names: add a first line naming the "
+            f"columns, e.g. {','.join([*REQUIRED, 'secret_env'])}"
+        )
     if unknown:
         raise CsvFileError(
-            f"unknown column(s) {', '.join(repr(h) for h in unknown)}; the columns are "
-            f"{', '.join([*COLUMNS, *SECRET_COLUMNS])}"
+            f"{_HEADER_LINE}: unknown column(s) {', '.join(repr(h) for h in unknown)}; the first line "
+            f"must name the columns, from {', '.join([*COLUMNS, *SECRET_COLUMNS])}"
         )
     missing = [c for c in REQUIRED if c not in headers]
     if missing:
-        raise CsvFileError(f"missing column(s) {', '.join(missing)}: every row needs them")
+        raise CsvFileError(f"{_HEADER_LINE}: missing column(s) {', '.join(missing)}: every row needs them")
     if not any(c in headers for c in SECRET_COLUMNS):
-        raise CsvFileError("no password column: add secret (the password) or secret_env (a variable's name)")
-    if len(set(headers)) != len(headers):
-        raise CsvFileError("a column appears twice in the header")
+        raise CsvFileError(
+            f"{_HEADER_LINE}: no password column: add secret (the password) or secret_env (a variable's name)"
+        )
+    twice = sorted({h for h in headers if headers.count(h) > 1})
+    if twice:
+        raise CsvFileError(f"{_HEADER_LINE}: column(s) {', '.join(twice)} appear twice: keep one of each")
+
+
+def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> list[RowResult | ParsedRow]:
+    """Each data row validated: a RowResult (status invalid, with problems) or a ParsedRow."""
+    # strict: an unclosed quote is an error, not a cell that silently swallows the rows after it.
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise CsvFileError(f"{_HEADER_LINE}: not valid CSV ({exc})") from None
+    if not fieldnames:
+        raise CsvFileError(
+            "the file is empty: the first line must name the columns, e.g. " + ",".join(REQUIRED)
+        )
+    headers = [_header(h or "") for h in fieldnames]
+    _check_header(headers)
     reader.fieldnames = headers
 
     results: list[RowResult | ParsedRow] = []
     first_line: dict[str, int] = {}
-    for raw_row in reader:
+    while True:
+        start = reader.line_num + 1  # where the next record begins (csv.Error leaves line_num behind)
+        try:
+            raw_row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # an unclosed quote, a cell over the size limit
+            raise CsvFileError(
+                f"line {start}: not valid CSV ({exc}); check that line's quotes: a quoted cell "
+                'needs its closing ", and a " inside one is written ""'
+            ) from None
         line = reader.line_num
         if None in raw_row:
-            results.append(RowResult(line, "", "invalid", ["more cells than columns in the header"]))
+            results.append(
+                RowResult(
+                    line,
+                    "",
+                    "invalid",
+                    [f"more cells than the header's {len(headers)} columns: quote a cell holding a comma"],
+                )
+            )
             continue
+        short = [h for h, v in raw_row.items() if v is None]
         row = {k: (v or "").strip() for k, v in raw_row.items()}
         if not any(row.values()):
+            continue
+        if short:
+            results.append(
+                RowResult(
+                    line,
+                    row.get("mailbox", ""),
+                    "invalid",
+                    [f"fewer cells than the header: {', '.join(short)} missing; give one cell per column"],
+                )
+            )
             continue
         values: dict[str, object] = {COLUMNS[c]: (row.get(c) or None) for c in COLUMNS}
         secret, problems = _secret(row, env)

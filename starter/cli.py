@@ -45,10 +45,12 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _target(p: argparse.ArgumentParser, what: str) -> None:
-    """--mailbox ADDRESS or --user USER, exactly one."""
-    group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--mailbox", metavar="ADDRESS", help=f"{what} this mailbox")
-    group.add_argument("--user", metavar="USER", help=f"{what} every mailbox of this user")
+    """--mailbox ADDRESS, --user USER, or both: the user is then the tenant scope of the mailbox
+    (checked by the command, see `_missing_target`)."""
+    p.add_argument(
+        "--mailbox", metavar="ADDRESS", help=f"{what} this mailbox (with --user: only if that user owns it)"
+    )
+    p.add_argument("--user", metavar="USER", help=f"{what} every mailbox of this user, or scope --mailbox")
 
 
 def _schedule_flags(group: argparse._ArgumentGroup) -> None:
@@ -77,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
         description="Store a mailbox and start its warmup workflow; enrolling again updates both. "
         "The SMTP password is read from an environment variable or standard input, never an argument. "
-        "With --csv, every row of the file is one mailbox: each is checked first, a bad row is "
-        "reported and stores nothing, each good row is enrolled on its own.",
+        "With --csv, every row of the file is one mailbox: the whole file is checked first, and one "
+        "bad row (reported with its line and column) stores nothing at all.",
         epilog="example: SMTP_PASSWORD=... starter enroll --mailbox alice@example.com --user acme "
         "--smtp-host smtp.example.com --smtp-port 587 --username alice@example.com "
         "--secret-env SMTP_PASSWORD --timezone Europe/Berlin --check. "
@@ -215,6 +217,28 @@ def _secret_argument(argv: Sequence[str]) -> str | None:
     return None
 
 
+# Commands that act on --mailbox or on every mailbox of --user.
+_TARGETED = ("status", "pause", "resume", "update", "remove")
+# Commands that read or change tenants' data; with WARMUP_REQUIRE_USER_SCOPE each needs --user.
+# (enroll and plan always name their user; rotate-key re-encrypts every tenant's secret by design.)
+_SCOPED = (*_TARGETED, "list", "report")
+
+
+def _scope_problem(args: argparse.Namespace, settings: Settings) -> str | None:
+    """Why the target flags cannot be used, or None."""
+    if args.command in _TARGETED and args.mailbox is None and args.user is None:
+        return (
+            f"starter {args.command}: give --mailbox ADDRESS (one mailbox), --user USER (each of the "
+            "user's mailboxes) or both (the mailbox, only if that user owns it)"
+        )
+    if settings.REQUIRE_USER_SCOPE and args.command in _SCOPED and args.user is None:
+        return (
+            f"starter {args.command}: --user USER is required (WARMUP_REQUIRE_USER_SCOPE=true): every "
+            "command is scoped to one user, e.g. --mailbox ADDRESS --user USER; nothing was changed"
+        )
+    return None
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Io], Awaitable[int]]] = {
     "enroll": cmd_enroll.enroll,
     "list": cmd_views.list_mailboxes,
@@ -265,6 +289,10 @@ async def run(
     settings: Settings | None = None
     try:
         settings = load_settings(dict(io.env))
+        problem = _scope_problem(args, settings)
+        if problem is not None:
+            io.note(problem)
+            return EXIT_USAGE
         return await _COMMANDS[args.command](args, settings, io)
     except ConfigError as exc:
         io.note(f"starter: {exc}")

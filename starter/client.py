@@ -126,7 +126,7 @@ async def start_or_update(
             id=user_id,
             task_queue=settings.TASK_QUEUE,
             start_signal="enroll",
-            start_signal_args=[MailboxEnrollment(record.id, schedule, settings.send_retry())],
+            start_signal_args=[MailboxEnrollment(record.id, schedule, settings.send_retry(), record.user_id)],
             rpc_timeout=_RPC_TIMEOUT,
         )
     except RPCError as exc:

@@ -56,10 +56,11 @@ def _refuse_removed(record: MailboxRecord, command: str) -> None:
 async def pause(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     client = await temporal_ops.connect_temporal(settings)
     async with database(settings) as conn:
-        if args.user is not None:
+        if args.mailbox is None:
             outcomes = await temporal_ops.pause_user(client, conn, args.user, args.reason, settings)
             return _finish_user("Paused", args.user, outcomes, args, io)
-        record = await find_mailbox(conn, address(args.mailbox))
+        # The tenant check comes before any signal: a refused mailbox is left exactly as it was.
+        record = await find_mailbox(conn, address(args.mailbox), args.user)
         _refuse_removed(record, "pause")
         await temporal_ops.pause(client, record.id, args.reason, settings)
         # Mirrors the workflow, written only once the signal was accepted.
@@ -74,10 +75,10 @@ async def pause(args: argparse.Namespace, settings: Settings, io: Io) -> int:
 async def resume(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     client = await temporal_ops.connect_temporal(settings)
     async with database(settings) as conn:
-        if args.user is not None:
+        if args.mailbox is None:
             outcomes = await temporal_ops.resume_user(client, conn, args.user, settings)
             return _finish_user("Resumed", args.user, outcomes, args, io)
-        record = await find_mailbox(conn, address(args.mailbox))
+        record = await find_mailbox(conn, address(args.mailbox), args.user)
         _refuse_removed(record, "resume")
         await temporal_ops.resume(client, record.id, settings)
         await set_state(conn, record.id, MailboxState.ACTIVE, "")
@@ -110,9 +111,10 @@ def weekdays_supported() -> bool:
 
 
 async def _targets(conn: asyncpg.Connection, args: argparse.Namespace, command: str) -> list[MailboxRecord]:
-    """The mailbox named by --mailbox, or every mailbox of --user that is not removed."""
-    if args.user is None:
-        record = await find_mailbox(conn, address(args.mailbox))
+    """The mailbox named by --mailbox (owned by --user when given), or every mailbox of --user
+    that is not removed."""
+    if args.mailbox is not None:
+        record = await find_mailbox(conn, address(args.mailbox), args.user)
         _refuse_removed(record, command)
         return [record]
     rows = await fleet.list_mailboxes(conn, user_id=args.user)
@@ -154,6 +156,7 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     client = await temporal_ops.connect_temporal(settings)
     async with database(settings) as conn:
         records = await _targets(conn, args, "update")
+        by_user = args.mailbox is None
         # Check every mailbox first: one that would end up invalid stops the whole update.
         plans: list[tuple[MailboxRecord, ScheduleUpdate]] = []
         problems: list[str] = []
@@ -161,7 +164,7 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
             try:
                 plan = parse_schedule_change(record.schedule, raw)
             except EnrollValidationError as exc:
-                prefix = f"{record.address}: " if args.user is not None else ""
+                prefix = f"{record.address}: " if by_user else ""
                 problems += [prefix + p for p in exc.problems]
                 continue
             if args.weekdays_only is not None:
@@ -180,7 +183,7 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
                     # The row commits only once the workflow accepted the new settings.
                     await temporal_ops.update(client, record.id, plan.signal, settings)
             except StarterError as exc:
-                if args.user is None:
+                if not by_user:
                     raise
                 outcomes.append(MailboxOutcome(record.id, record.address, False, str(exc)))
                 continue
@@ -190,7 +193,7 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
             )
             outcomes.append(MailboxOutcome(record.id, record.address, True, described))
 
-    if args.user is not None:
+    if by_user:
         return _finish_user("Updated", args.user, outcomes, args, io)
     record, plan = plans[0]
     if args.json:
@@ -221,8 +224,10 @@ async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     client = await temporal_ops.connect_temporal(settings)
     removals: list[Removal] = []
     async with database(settings) as conn:
-        if args.user is None:
-            records = [await find_mailbox(conn, address(args.mailbox))]  # removing twice is fine
+        by_user = args.mailbox is None
+        if not by_user:
+            # Removing twice is fine, so no _refuse_removed; the tenant check still comes first.
+            records = [await find_mailbox(conn, address(args.mailbox), args.user)]
         else:
             records = await _targets(conn, args, "remove")
         for record in records:
@@ -230,7 +235,7 @@ async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
             try:
                 r.was_running = await temporal_ops.remove(client, record.id, record.user_id, settings)
             except StarterError as exc:
-                if args.user is None:
+                if not by_user:
                     raise
                 r.ok, r.detail = False, str(exc)
                 removals.append(r)
@@ -251,7 +256,7 @@ async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     await fleet.bounded_gather([r for r in removals if r.ok], settle)
     if args.json:
         items = [dataclasses.asdict(r) for r in removals]
-        io.json(items[0] if args.user is None else {"user_id": args.user, "mailboxes": items})
+        io.json(items[0] if not by_user else {"user_id": args.user, "mailboxes": items})
     else:
         for r in removals:
             if r.ok:

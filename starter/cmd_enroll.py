@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from starter import client as temporal_ops
-from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, parse_csv
+from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, decode, parse_csv
 from starter.bulk_enroll import counts as row_counts
 from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
 from starter.context import EXIT_OK, Io, database, ui_link
@@ -20,7 +20,8 @@ from starter.output import table
 from starter.smtp_check import SmtpCheckError, check_login
 from starter.views import bulk_view
 from warmup.config import Settings
-from warmup.mailboxes import workflow_id_for
+from warmup.db import Conn
+from warmup.mailboxes import get_mailbox_by_address, workflow_id_for
 from warmup.secrets import SecretBox, SecretKeyError
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
@@ -171,21 +172,56 @@ async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
 
 def _read_csv(path: str, io: Io) -> str:
     if path == "-":
-        return io.stdin.read()
+        # Real stdin: decode the bytes ourselves so a non-UTF-8 line is reported, not a traceback.
+        buffer = getattr(io.stdin, "buffer", None)
+        return decode(buffer.read()) if buffer is not None else io.stdin.read()
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        data = file.read_bytes()
         mode = file.stat().st_mode
     except OSError as exc:
         raise StarterError(f"--csv {path}: cannot read it ({exc.strerror or exc})", EXIT_USAGE) from None
-    except UnicodeDecodeError:
-        raise StarterError(f"--csv {path}: not UTF-8 text; save it as UTF-8 CSV", EXIT_USAGE) from None
+    text = decode(data)
     if mode & (stat.S_IRWXG | stat.S_IRWXO) and "secret" in text.split("\n", 1)[0].lower():
         io.note(
             f"warning: {path} may hold SMTP passwords and other users can read it; "
             f"`chmod 600 {path}`, or delete it once imported"
         )
     return text
+
+
+async def _refuse_foreign(conn: Conn, rows: list[ParsedRow]) -> None:
+    """Mark a row failed when its address is enrolled under another user (read-only, before any
+    write, so such a file stores nothing). The other user is not named."""
+    for row in rows:
+        existing = await get_mailbox_by_address(conn, row.request.address)
+        if existing is not None and existing.user_id != row.request.user_id:
+            row.result.status = "failed"
+            row.result.problems = [
+                f"mailbox {row.request.address} is already enrolled under another user, not user "
+                f"{row.request.user_id}: enroll it under its owner or remove it there first"
+            ]
+
+
+async def _store(settings: Settings, good: list[ParsedRow]) -> bool:
+    """Enroll every row, each on its own; False (nothing written) when a row is refused first."""
+    box = _secret_box(settings)
+    client = await temporal_ops.connect_temporal(settings)
+    async with database(settings) as conn:
+        await _refuse_foreign(conn, good)
+        if any(row.result.status == "failed" for row in good):
+            return False
+        for row in good:
+            req = row.request
+            try:
+                ciphertext = box.encrypt(req.password)
+                record, created = await temporal_ops.enroll(client, conn, req, ciphertext, settings)
+            except StarterError as exc:
+                row.result.status, row.result.problems = "failed", [str(exc)]
+                continue
+            row.result.status = "enrolled" if created else "updated"
+            row.result.mailbox_id, row.result.workflow_id = record.id, workflow_id_for(record.id)
+    return True
 
 
 async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> int:
@@ -198,50 +234,45 @@ async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> in
             "(columns: mailbox, user, smtp_host, smtp_port, username, timezone, secret or secret_env, ...)",
             EXIT_USAGE,
         )
-    text = _read_csv(args.csv, io)
     try:
-        parsed = parse_csv(text, io.env, settings.default_schedule("UTC"))
+        parsed = parse_csv(_read_csv(args.csv, io), io.env, settings.default_schedule("UTC"))
     except CsvFileError as exc:
         raise StarterError(f"--csv {args.csv}: {exc}; nothing was stored", EXIT_USAGE) from None
-    box = _secret_box(settings)
+    _secret_box(settings)  # a missing key is a configuration error, reported before any row
     results: list[RowResult] = [p.result if isinstance(p, ParsedRow) else p for p in parsed]
     good = [p for p in parsed if isinstance(p, ParsedRow)]
 
-    if args.check:
-        for row in good:
-            req = row.request
-            try:
-                await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
-            except SmtpCheckError as exc:
-                row.result.status, row.result.problems = "failed", [f"--check: {exc}"]
-        good = [row for row in good if row.result.status == "valid"]
-
-    if good and not args.dry_run:
-        client = await temporal_ops.connect_temporal(settings)
-        async with database(settings) as conn:
+    # The whole file is checked before anything is written: one bad row stores nothing at all.
+    stored = False
+    if not any(r.status == "invalid" for r in results):
+        if args.check:
             for row in good:
                 req = row.request
                 try:
-                    record, created = await temporal_ops.enroll(
-                        client, conn, req, box.encrypt(req.password), settings
-                    )
-                except StarterError as exc:
-                    row.result.status, row.result.problems = "failed", [str(exc)]
-                    continue
-                row.result.status = "enrolled" if created else "updated"
-                row.result.mailbox_id, row.result.workflow_id = record.id, workflow_id_for(record.id)
+                    await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
+                except SmtpCheckError as exc:
+                    row.result.status, row.result.problems = "failed", [f"--check: {exc}"]
+        if not args.dry_run and all(row.result.status == "valid" for row in good):
+            stored = await _store(settings, good)
 
     if args.json:
         io.json(
             {
                 "file": args.csv,
                 "dry_run": args.dry_run,
+                "stored": stored,
                 "counts": row_counts(results),
                 "rows": [dataclasses.asdict(r) for r in results],
             }
         )
     else:
-        io.show(bulk_view(results, args.dry_run))
+        io.show(bulk_view(results, args.dry_run, stored))
+    bad = [r for r in results if r.status in ("invalid", "failed")]
+    for r in bad:
+        for problem in r.problems:
+            io.note(f"starter enroll: --csv {args.csv} line {r.line}: {problem}")
+    if bad and not stored:
+        io.note("starter enroll: nothing was stored; fix the line(s) above and run the same file again")
     c = row_counts(results)
     if c["invalid"]:
         return EXIT_USAGE

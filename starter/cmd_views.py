@@ -93,7 +93,9 @@ async def status(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         raise StarterError(f"--count must be 1 or more, got {args.count}", EXIT_USAGE)
     client = await temporal_ops.connect_temporal(settings)
     async with database(settings) as conn:
-        record = None if args.user is not None else await find_mailbox(conn, address(args.mailbox))
+        record = None
+        if args.mailbox is not None:
+            record = await find_mailbox(conn, address(args.mailbox), args.user)
 
         async def look() -> _Snapshot:
             if record is not None:

@@ -96,8 +96,18 @@ def address(raw: str) -> str:
         raise StarterError(str(exc), EXIT_USAGE) from None
 
 
-async def find_mailbox(conn: asyncpg.Connection, address: str) -> MailboxRecord:
+async def find_mailbox(conn: asyncpg.Connection, address: str, user_id: str | None = None) -> MailboxRecord:
+    """The mailbox at `address`; with `user_id`, only if that user owns it (the tenant scope).
+
+    A mailbox of another user gets the same answer as one that does not exist, so the refusal says
+    nothing about other tenants (not even that the address is enrolled).
+    """
     record = await get_mailbox_by_address(conn, address)
+    if user_id is not None and (record is None or record.user_id != user_id):
+        raise StarterError(
+            f"--mailbox {address} --user {user_id}: no mailbox {address} for user {user_id}; "
+            f"nothing was changed. `starter list --user {user_id}` shows that user's mailboxes"
+        )
     if record is None:
         raise StarterError(
             f"--mailbox {address}: no such mailbox is enrolled; "

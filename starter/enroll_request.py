@@ -63,6 +63,11 @@ _EXPECTED: dict[str, str] = {
     "ramp_variance": "a fraction from 0 to 0.5 (daily +/- jitter, e.g. 0.1)",
     "smtp_security": "one of starttls, tls, none",
     "verify_tls": "true or false",
+    "address": "the mailbox's email address, e.g. alice@example.com",
+    "user_id": "the owner's user id, e.g. acme-42",
+    "smtp_host": "the SMTP server, e.g. smtp.example.com",
+    "username": "the SMTP login name, often the full address",
+    "timezone": "an IANA time zone such as Europe/Berlin",
 }
 
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -420,8 +425,9 @@ def _describe(err: Any) -> str:
     flag = FLAGS.get(field, field)
     if err.get("type") == "value_error":
         return msg  # our own validators: the message names the flag and the fix
-    if err.get("type") == "missing":
-        return f"{flag} is required"
+    if err.get("type") == "missing" or ("input" in err and err["input"] is None):
+        # Left out, or an empty CSV cell.
+        return f"{flag} is required: give {_EXPECTED[field]}" if field in _EXPECTED else f"{flag} is required"
     if err.get("type") == "extra_forbidden":
         return f"unknown field {field!r}"
     expected = _EXPECTED.get(field, "a value")

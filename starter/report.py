@@ -111,17 +111,22 @@ async def build_report(client: Client, conn: Conn, settings: Settings, user_id: 
         backlog=await fleet.task_queue_backlog(client, settings.TASK_QUEUE),
         workflows=await fleet.workflow_counts(client, settings.TASK_QUEUE),
         warmup_status=await _warmup_status_counts(client, settings.TASK_QUEUE),
-        mailbox_states={k.value: v for k, v in (await fleet.mailbox_state_counts(conn)).items()},
-        ledger_last_24h=await fleet.ledger_last_day(conn),
+        mailbox_states={k.value: v for k, v in (await fleet.mailbox_state_counts(conn, user_id)).items()},
+        ledger_last_24h=await fleet.ledger_last_day(conn, user_id),
     )
     notes = []
     if user_id is not None:
-        notes.append(f"quota rows for user {user_id} only; throughput and queue health cover every user")
+        # Tenancy: every row and count from PostgreSQL is this user's; Temporal's task queue is
+        # shared infrastructure, so its backlog and workflow counts stay the whole queue's.
+        notes.append(
+            f"user {user_id} only: quota rows, throughput, mailbox states and ledger; "
+            "the task queue's backlog and workflow counts are the shared queue's"
+        )
     return Report(
         generated_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
         under_quota=rows,
         unanswered=unanswered,
-        hourly=await fleet.hourly_throughput(conn),
+        hourly=await fleet.hourly_throughput(conn, user_id=user_id),
         queue=queue,
         mailboxes_checked=sum(1 for m in mailboxes if m.state is not MailboxState.REMOVED),
         notes=notes,

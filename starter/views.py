@@ -151,7 +151,7 @@ def outcomes_json(user_id: str, outcomes: Sequence[MailboxOutcome]) -> dict[str,
     }
 
 
-def bulk_view(results: Sequence[RowResult], dry_run: bool) -> RenderableType:
+def bulk_view(results: Sequence[RowResult], dry_run: bool, stored: bool = True) -> RenderableType:
     rows = []
     for r in results:
         detail = "; ".join(r.problems) if r.problems else (r.workflow_id or "")
@@ -159,6 +159,11 @@ def bulk_view(results: Sequence[RowResult], dry_run: bool) -> RenderableType:
     c = counts(list(results))
     if dry_run:
         summary = f"Dry run: {c['valid']} valid, {c['invalid']} invalid; nothing was stored"
+    elif not stored:
+        summary = (
+            f"{c['invalid']} invalid and {c['failed']} refused of {len(results)} rows: nothing was stored; "
+            "fix those rows and run the same file again"
+        )
     else:
         summary = (
             f"{c['enrolled']} enrolled, {c['updated']} updated, {c['invalid']} invalid and "

@@ -1,18 +1,41 @@
-"""What `starter enroll` accepts and refuses, checked on the validation model alone (no services)."""
+"""What `starter enroll` accepts and refuses: the validation model, and `enroll --csv` run in-process
+with Temporal and PostgreSQL replaced by tripwires (no services), so hypothesis can try many files
+fast; the last test runs the real CLI as a process against the real stack."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import dataclasses
+import io
+import json
+import os
 import re
+import subprocess
+import sys
+import uuid
 import zoneinfo
+from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from temporalio.service import RPCError
 
-from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
+from starter import cli, cmd_enroll
+from starter import client as temporal_client
+from starter.enroll_request import (
+    EnrollRequest,
+    EnrollValidationError,
+    normalize_address,
+    parse_enroll_request,
+)
+from tests.operator_support import Op, op_fixture  # noqa: F401  (the fixture)
 from warmup.config import load_settings
 from warmup.models import ScheduleSettings, SmtpSecurity
+from warmup.secrets import generate_key
+from workflows.user import user_workflow_id
 
 PASSWORD = "Pw-7f3c9b1e-do-not-print"
 ZONES = sorted(zoneinfo.available_timezones())
@@ -240,3 +263,292 @@ def test_the_model_has_no_password_field() -> None:
     assert "password" not in EnrollRequest.model_fields
     with pytest.raises(EnrollValidationError, match="unknown field 'password'"):
         parse_enroll_request(good(password="x"))
+
+
+# ---- enroll --csv: bad rows and bad files, through the whole command in-process ---------------------
+# The command must refuse the file before it connects to anything, so Temporal and PostgreSQL are
+# replaced by functions that fail the test if called: "nothing written" is then true by construction.
+
+CSV_COLUMNS = [
+    "mailbox", "user", "smtp_host", "smtp_port", "username", "timezone", "secret",
+    "window_start", "window_end", "ramp_start", "ramp_ceiling", "ramp_variance",
+]  # fmt: skip
+_KEY = generate_key()
+_SAFE_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=30)
+# Hints a fix names: every message must tell the operator what to write instead.
+_FIX_WORDS = (
+    "must",
+    "give",
+    "use ",
+    "e.g.",
+    "list each",
+    "fill",
+    "add ",
+    "save",
+    "quote",
+    "keep",
+    "one cell",
+)
+
+
+def _good_row(i: int, draw_zone: str, port: str) -> dict[str, str]:
+    address = f"good{i}@csv.test"
+    return {
+        "mailbox": address,
+        "user": f"user{i % 3}",
+        "smtp_host": "smtp.csv.test",
+        "smtp_port": port,
+        "username": address,
+        "timezone": draw_zone,
+        "secret": PASSWORD,
+        "window_start": "6",
+        "window_end": "22",
+        "ramp_start": "5",
+        "ramp_ceiling": "40",
+        "ramp_variance": "0.1",
+    }
+
+
+def _not_an_address(value: str) -> bool:
+    try:
+        normalize_address(value)
+    except ValueError:
+        return True
+    return False
+
+
+# (column, bad value strategy, the column the message must name)
+_BAD_CELLS: list[tuple[str, st.SearchStrategy[str], str]] = [
+    ("mailbox", _SAFE_TEXT.filter(_not_an_address), "mailbox"),
+    ("user", _SAFE_TEXT.filter(lambda s: not _USER_ID.fullmatch(s.strip())), "user"),
+    ("smtp_host", st.sampled_from(["not a host", "-bad-.example", "a..b", "host_name.test"]), "smtp_host"),
+    (
+        "smtp_port",
+        st.one_of(
+            st.integers().filter(lambda p: not 1 <= p <= 65535).map(str),
+            st.sampled_from(["abc", "58 7", "587.5", "0x24b", " "]),
+        ),
+        "smtp_port",
+    ),
+    ("timezone", _SAFE_TEXT.filter(lambda s: s.strip() not in zoneinfo.available_timezones()), "timezone"),
+    (
+        "ramp_start",
+        st.one_of(
+            st.integers(max_value=-1).map(str),
+            st.integers(min_value=10_001).map(str),
+            st.sampled_from(["1.5", "five", "nan", "41"]),  # 41: above the row's ceiling of 40
+        ),
+        "ramp_start",
+    ),
+    ("ramp_ceiling", st.sampled_from(["-1", "4", "10001", "lots"]), "ramp_ceiling"),  # 4: below ramp_start
+    (
+        "ramp_variance",
+        st.one_of(
+            st.floats(min_value=0.5, exclude_min=True, allow_nan=False, allow_infinity=False).map(str),
+            st.floats(max_value=0, exclude_max=True, allow_nan=False, allow_infinity=False).map(str),
+            st.sampled_from(["inf", "nan", "a tenth"]),
+        ),
+        "ramp_variance",
+    ),
+    ("window_start", st.sampled_from(["22", "23", "-1", "24", "noon"]), "window_start"),  # >= window_end 22
+    ("window_end", st.sampled_from(["6", "0", "25", "5"]), "window_end"),
+    ("secret", st.sampled_from(["", "  "]), "secret"),
+]
+
+
+@st.composite
+def csv_with_bad_rows(draw: st.DrawFn) -> tuple[str, dict[int, str]]:
+    """A CSV file of good rows with bad ones mixed in; returns it and {line: the column to blame}."""
+    n = draw(st.integers(min_value=1, max_value=6))
+    rows: list[list[str] | dict[str, str]] = []
+    blame: dict[int, str] = {}
+    for i in range(n):
+        rows.append(_good_row(i, draw(st.sampled_from(ZONES)), draw(st.sampled_from(["25", "465", "587"]))))
+    bad_count = draw(st.integers(min_value=1, max_value=3))
+    for j in range(bad_count):
+        kind = draw(st.sampled_from(["cell", "cell", "cell", "duplicate", "short", "long"]))
+        position = draw(st.integers(min_value=0, max_value=len(rows)))
+        row = _good_row(100 + j, "UTC", "587")
+        if kind == "cell":
+            column, values, named = draw(st.sampled_from(_BAD_CELLS))
+            row[column] = draw(values)
+            rows.insert(position, row)
+        elif kind == "duplicate":
+            # The same address as a row before it, in other letter case: one mailbox listed twice.
+            row["mailbox"] = "GOOD0@CSV.test"
+            position, named = len(rows), "mailbox"
+            rows.append(row)
+        elif kind == "short":
+            rows.insert(position, [row[c] for c in CSV_COLUMNS[:-2]])
+            named = CSV_COLUMNS[-1]  # the message lists the columns the row is missing
+        else:
+            rows.insert(position, [row[c] for c in CSV_COLUMNS] + ["surplus"])
+            named = "cells"
+        blame = {(k + 1 if k - 2 >= position else k): v for k, v in blame.items()}
+        blame[position + 2] = named  # line 1 is the header
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in rows:
+        writer.writerow([r[c] for c in CSV_COLUMNS] if isinstance(r, dict) else r)
+    return out.getvalue(), blame
+
+
+def _must_not_write(*_: object, **__: object) -> None:
+    raise AssertionError("the command tried to connect to Temporal or PostgreSQL for an invalid file")
+
+
+def _run_csv(path: Path, *extra: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    env = {"WARMUP_SECRET_KEYS": _KEY, "PATH": os.environ.get("PATH", "")}
+    with (
+        mock.patch.object(temporal_client, "connect_temporal", _must_not_write),
+        mock.patch.object(cmd_enroll, "database", _must_not_write),
+    ):
+        code = asyncio.run(
+            cli.run(
+                ["enroll", "--csv", str(path), *extra], env=env, stdin=io.StringIO(), stdout=out, stderr=err
+            )
+        )
+    return code, out.getvalue(), err.getvalue()
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write(tmp: Path, data: bytes) -> Path:
+    path = tmp / "mailboxes.csv"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    return path
+
+
+@settings(max_examples=40, deadline=None)
+@given(csv_with_bad_rows())
+def test_any_bad_row_among_good_ones_stores_nothing_and_names_its_line_and_column(
+    tmp_path_factory: pytest.TempPathFactory, case: tuple[str, dict[int, str]]
+) -> None:
+    text, blame = case
+    path = _write(tmp_path_factory.mktemp("csv"), text.encode())
+    code, out, err = _run_csv(path, "--json")
+    assert code == 2, err
+    report = json.loads(out)
+    assert report["stored"] is False
+    bad = {r["line"]: r["problems"] for r in report["rows"] if r["status"] == "invalid"}
+    assert set(bad) == set(blame), (bad, blame)
+    for line, column in blame.items():
+        assert any(column in p for p in bad[line]), (line, column, bad[line])
+        for p in bad[line]:
+            assert any(w in p for w in _FIX_WORDS), p
+            assert f"line {line}: {p}" in err
+    assert all(r["status"] == "valid" for r in report["rows"] if r["line"] not in blame)
+    assert "nothing was stored" in err
+    assert PASSWORD not in out + err
+
+
+def _header_text(columns: list[str]) -> str:
+    return ",".join(columns) + "\n"
+
+
+_ROW = ",".join(_good_row(0, "UTC", "587")[c] for c in CSV_COLUMNS) + "\n"
+
+# (file bytes, what the message must name)
+_BAD_FILES: list[tuple[bytes, tuple[str, ...]]] = [
+    (b"", ("empty", "mailbox,user")),
+    (b"\n\n", ("empty",)),
+    (_header_text(CSV_COLUMNS).encode(), ("no rows",)),
+    (_ROW.encode() + _ROW.encode(), ("line 1", "looks like a mailbox row", "mailbox,user")),
+    (_header_text([*CSV_COLUMNS, "colour"]).encode() + _ROW.encode(), ("line 1", "'colour'")),
+    (_header_text([c for c in CSV_COLUMNS if c != "timezone"]).encode(), ("line 1", "missing", "timezone")),
+    (_header_text([c for c in CSV_COLUMNS if c != "secret"]).encode(), ("line 1", "password column")),
+    (_header_text([*CSV_COLUMNS, "user"]).encode(), ("line 1", "user appear twice")),
+    (_header_text(CSV_COLUMNS).encode() + _ROW.encode() + b'x@csv.test,"open\n', ("line 3", "quote")),
+]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.sampled_from(_BAD_FILES),
+    st.integers(min_value=0, max_value=4),
+    st.binary(min_size=1, max_size=4).filter(lambda b: b"\n" not in b and _not_utf8(b)),
+    st.booleans(),
+)
+def test_any_unusable_file_is_refused_whole_naming_the_line(
+    tmp_path_factory: pytest.TempPathFactory,
+    bad_file: tuple[bytes, tuple[str, ...]],
+    good_rows: int,
+    junk: bytes,
+    non_utf8: bool,
+) -> None:
+    data, expected = bad_file
+    if non_utf8:
+        # Good rows, then a line with bytes that are not UTF-8: the line is named, nothing decoded.
+        data = (
+            _header_text(CSV_COLUMNS).encode() + _ROW.encode() * good_rows + b"bad@csv.test," + junk + b"\n"
+        )
+        expected = (f"line {good_rows + 2} is not UTF-8", "save the file as UTF-8")
+    path = _write(tmp_path_factory.mktemp("csv"), data)
+    code, out, err = _run_csv(path)
+    assert code == 2, err
+    assert out == ""
+    for fragment in expected:
+        assert fragment in err, (fragment, err)
+    assert "nothing was stored" in err
+    assert PASSWORD not in err
+
+
+def _not_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def test_a_dry_run_of_a_good_file_checks_every_row_and_writes_nothing(tmp_path: Path) -> None:
+    text = _header_text(CSV_COLUMNS) + _ROW + _ROW.replace("good0", "good1")
+    code, out, err = _run_csv(_write(tmp_path, text.encode()), "--dry-run", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["counts"]["valid"] == 2 and report["stored"] is False
+
+
+# ---- the real CLI, as a process, against the real stack -------------------------------------------
+
+
+async def test_the_real_cli_refuses_a_bad_file_whole_and_the_stack_stays_empty(
+    op: Op, tmp_path: Path
+) -> None:
+    user = f"csv-{uuid.uuid4().hex[:8]}"  # unique: user workflows live on the shared dev server
+
+    def row(address: str, zone: str = "UTC") -> bytes:
+        return f"{address},{user},127.0.0.1,2525,none,{address},{zone},{PASSWORD}\n".encode()
+
+    header = b"mailbox,user,smtp_host,smtp_port,smtp_security,username,timezone,secret\n"
+    cases = [
+        (
+            header + row("a@csv.test") + row("b@csv.test", "Mars/Olympus") + row("c@csv.test"),
+            "line 3: timezone",
+        ),
+        (header + row("a@csv.test") + b"b@csv.test," + user.encode() + b",\xff\xfe\n", "line 3 is not UTF-8"),
+    ]
+    for data, expected in cases:
+        path = _write(tmp_path, data)
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "starter", "enroll", "--csv", str(path)],
+            env=op.env,
+            cwd=_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert expected in proc.stderr and "nothing was stored" in proc.stderr
+        assert PASSWORD not in proc.stdout + proc.stderr
+    # Nothing in PostgreSQL, and the user's workflow (started by any enrollment) does not exist.
+    assert await op.fetch("SELECT id FROM mailboxes") == []
+    assert await op.fetch("SELECT id FROM users WHERE id = $1", user) == []
+    with pytest.raises(RPCError):
+        await op.client.get_workflow_handle(user_workflow_id(user)).describe()

@@ -155,8 +155,13 @@ async def test_pause_and_resume_every_mailbox_of_a_user(op: Op, worker: None) ->
 
     nobody = await op.run("pause", "--user", "nobody")
     assert nobody.code == 1 and "no enrolled mailboxes" in nobody.err
-    both = await op.run("pause", "--user", "pat", "--mailbox", "p1@pause.test")
-    assert both.code == 2 and "not allowed with" in both.err
+    # Both flags: the mailbox, only under its owner (tests/test_tenancy.py covers every command).
+    scoped = await op.run("pause", "--user", "pat", "--mailbox", "p1@pause.test", "--reason", "scoped")
+    assert scoped.code == 0, scoped.err
+    assert (await op.states())["p1@pause.test"] == "paused"
+    foreign = await op.run("pause", "--user", "pat", "--mailbox", "q1@pause.test")
+    assert foreign.code == 1 and "no mailbox q1@pause.test for user pat" in foreign.err
+    assert (await op.states())["q1@pause.test"] == "active"
 
 
 # ---- update ----------------------------------------------------------------------------------------
@@ -336,7 +341,7 @@ def _row(address: str, port: str = "2525", tz: str = "UTC", secret: str = PASSWO
     return f"{address},{user},127.0.0.1,{port},none,{address},{tz},{secret},0,0\n"
 
 
-async def test_csv_enrolls_the_good_rows_and_reports_each_bad_one(op: Op, tmp_path: Path) -> None:
+async def test_csv_with_a_bad_row_stores_nothing_and_names_each_bad_line(op: Op, tmp_path: Path) -> None:
     file = tmp_path / "mailboxes.csv"
     file.write_text(
         HEADER
@@ -354,10 +359,10 @@ async def test_csv_enrolls_the_good_rows_and_reports_each_bad_one(op: Op, tmp_pa
     assert isinstance(report, dict)
     rows = {r["line"]: r for r in report["rows"]}
     assert {n: r["status"] for n, r in rows.items()} == {
-        2: "enrolled",
+        2: "valid",
         3: "invalid",
         4: "invalid",
-        5: "enrolled",
+        5: "valid",
         6: "invalid",
         7: "invalid",
     }
@@ -365,24 +370,30 @@ async def test_csv_enrolls_the_good_rows_and_reports_each_bad_one(op: Op, tmp_pa
     assert "timezone" in rows[4]["problems"][0]
     assert "also on line 2" in rows[6]["problems"][0]
     assert "secret" in rows[7]["problems"][0]
-    assert report["counts"] == {"enrolled": 2, "updated": 0, "valid": 0, "invalid": 4, "failed": 0}
+    assert report["counts"] == {"enrolled": 0, "updated": 0, "valid": 2, "invalid": 4, "failed": 0}
+    assert report["stored"] is False
+    assert f"--csv {file} line 3: smtp_port" in run.err and "nothing was stored" in run.err
     assert PASSWORD not in run.out + run.err
 
-    # Exactly the good rows were stored, each with a running workflow; a bad row left nothing behind.
-    assert await op.states() == {"good1@csv.test": "active", "good2@csv.test": "active"}
-    for r in (rows[2], rows[5]):
+    # The whole file was checked first: not even the good rows were stored or started.
+    assert await op.states() == {}
+
+    # Fixed file: every row enrolls, each with a running workflow; run again, every row updates.
+    file.write_text(HEADER + _row("good1@csv.test") + _row("badport@csv.test") + _row("badtz@csv.test"))
+    fixed = await op.run("enroll", "--csv", str(file), "--json")
+    assert fixed.code == 0, fixed.err
+    data = fixed.json()
+    assert isinstance(data, dict) and data["counts"]["enrolled"] == 3 and data["stored"] is True
+    for r in data["rows"]:
         desc = await op.client.get_workflow_handle(r["workflow_id"]).describe()
         assert desc.status is WorkflowExecutionStatus.RUNNING
     stored = await op.fetch("SELECT secret_ciphertext FROM mailboxes")
-    assert all(
+    assert len(stored) == 3 and all(
         SecretBox(op.settings.secret_keys()).decrypt(r["secret_ciphertext"]) == PASSWORD for r in stored
     )
-
-    # Fixed file, run again: the good rows update, the fixed ones enroll, exit 0; the table says so.
-    file.write_text(HEADER + _row("good1@csv.test") + _row("badport@csv.test") + _row("badtz@csv.test"))
     again = await op.run("enroll", "--csv", str(file))
     assert again.code == 0, again.err
-    assert "1 updated" in again.out and "2 enrolled" in again.out and "badtz@csv.test" in again.out
+    assert "3 updated" in again.out and "badtz@csv.test" in again.out
 
 
 async def test_csv_file_problems_and_dry_runs_store_nothing(op: Op, tmp_path: Path) -> None:

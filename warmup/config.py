@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     SEND_RETRY_MAX_SECONDS: float = Field(600, gt=0, le=86_400, description="backoff ceiling")
     SEND_RETRY_MAX_ATTEMPTS: int = Field(6, ge=1, le=100, description="attempts per send")
 
+    # --- Tenancy ---
+    REQUIRE_USER_SCOPE: bool = Field(
+        False, description="starter: every mailbox or fleet command needs --user (multi-tenant front ends)"
+    )
+
     # --- Wiring ---
     DATABASE_URL: SecretStr = Field(
         SecretStr("postgresql://warmup@127.0.0.1:5432/warmup"), description="PostgreSQL DSN"

@@ -166,8 +166,11 @@ class HourRow:
     failed: int  # FAILED or UNKNOWN in the hour
 
 
-async def hourly_throughput(conn: Conn, hours: int = 24, now: dt.datetime | None = None) -> list[HourRow]:
-    """The audit's "hourly throughput trend", over the last `hours` full and current hours."""
+async def hourly_throughput(
+    conn: Conn, hours: int = 24, now: dt.datetime | None = None, user_id: str | None = None
+) -> list[HourRow]:
+    """The audit's "hourly throughput trend", over the last `hours` full and current hours
+    (of one user's mailboxes with `user_id`)."""
     rows = await conn.fetch(
         """
         SELECT date_trunc('hour', coalesce(sent_at, updated_at)) AS hour,
@@ -177,12 +180,14 @@ async def hourly_throughput(conn: Conn, hours: int = 24, now: dt.datetime | None
         FROM send_ledger
         WHERE coalesce(sent_at, updated_at) >= $1
           AND (status = ANY($2::send_status[]) OR status IN ($3, $4))
+          AND ($5::text IS NULL OR sender_id IN (SELECT id FROM mailboxes WHERE user_id = $5))
         GROUP BY hour ORDER BY hour
         """,
         (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=hours),
         _DELIVERED,
         SendStatus.FAILED.value,
         SendStatus.UNKNOWN.value,
+        user_id,
     )
     return [
         HourRow(
@@ -202,20 +207,25 @@ class LedgerStatusAge:
     avg_age_minutes: float  # since the row was recorded
 
 
-async def ledger_last_day(conn: Conn) -> list[LedgerStatusAge]:
+async def ledger_last_day(conn: Conn, user_id: str | None = None) -> list[LedgerStatusAge]:
     """The audit's "queue health" on the ledger: sends recorded in the last 24 h by status and age."""
     rows = await conn.fetch(
         """
         SELECT status, count(*) AS n, avg(extract(epoch FROM now() - created_at)) / 60 AS age
         FROM send_ledger WHERE created_at >= now() - interval '24 hours'
+          AND ($1::text IS NULL OR sender_id IN (SELECT id FROM mailboxes WHERE user_id = $1))
         GROUP BY status ORDER BY status
-        """
+        """,
+        user_id,
     )
     return [LedgerStatusAge(SendStatus(r["status"]), int(r["n"]), float(r["age"] or 0.0)) for r in rows]
 
 
-async def mailbox_state_counts(conn: Conn) -> dict[MailboxState, int]:
-    rows = await conn.fetch("SELECT state, count(*) AS n FROM mailboxes GROUP BY state")
+async def mailbox_state_counts(conn: Conn, user_id: str | None = None) -> dict[MailboxState, int]:
+    rows = await conn.fetch(
+        "SELECT state, count(*) AS n FROM mailboxes WHERE ($1::text IS NULL OR user_id = $1) GROUP BY state",
+        user_id,
+    )
     counts = dict.fromkeys(MailboxState, 0)
     counts.update({MailboxState(r["state"]): int(r["n"]) for r in rows})
     return counts

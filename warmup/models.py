@@ -225,6 +225,9 @@ class MailboxEnrollment:
     mailbox_id: int
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     retry: SendRetrySettings = field(default_factory=SendRetrySettings)
+    # The mailbox's owner, so a user workflow refuses another tenant's mailbox. "" (histories
+    # recorded before the field existed) is taken as the workflow's own user.
+    user_id: str = ""
 
 
 @dataclass

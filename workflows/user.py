@@ -70,12 +70,23 @@ class UserWarmupWorkflow:
 
     @workflow.signal
     def enroll(self, enrollment: MailboxEnrollment) -> None:
+        # Tenancy: adopting another user's mailbox would give this user pause, remove and settings
+        # over it. Refused here, in the handler, so nothing is recorded or started for it.
+        if enrollment.user_id and enrollment.user_id != self._inp.user_id:
+            workflow.logger.warning(
+                "enroll of mailbox %s refused: it belongs to another user", enrollment.mailbox_id
+            )
+            return
         self._enrollments.append(enrollment)
 
     @workflow.signal
     def remove_mailbox(self, mailbox_id: int) -> None:
         child = self._s.mailboxes.get(str(mailbox_id))
-        if child is not None and not child.removed:
+        if child is None:
+            # Only mailboxes this workflow adopted are its to remove (another user's are not).
+            workflow.logger.warning("remove of mailbox %s ignored: not a mailbox of this user", mailbox_id)
+            return
+        if not child.removed:
             child.removed = True
             self._outbox.append((mailbox_id, "remove", None))
 
