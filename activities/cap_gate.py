@@ -1,7 +1,11 @@
 """The database side of the caps: count permits in each window and claim a send atomically.
 
 Every worker process shares PostgreSQL, so the four windows hold across any number of workers; a
-worker killed after its claim still counts, because the permit is a committed row.
+worker killed after its claim still counts, because the permit is committed with the claim.
+
+User windows count the user's own ledger rows (one index range, a few hundred rows at most).
+Global windows count per-second totals in `global_permits`: a window (now - W, now] is read as
+every second that overlaps it, so a count can be one second's worth too high, never too low.
 """
 
 from __future__ import annotations
@@ -23,28 +27,49 @@ class GateDecision:
     binding: Window | None = None
 
 
+def _count_sql(windows: list[Window]) -> str:
+    """One statement: the database clock (workers' clocks may disagree) and every window's count."""
+    user = [(i, w) for i, w in enumerate(windows) if w.scope == "user"]
+    glob = [(i, w) for i, w in enumerate(windows) if w.scope == "global"]
+    cols = ["t.now"]
+    parts = ["(SELECT extract(epoch FROM clock_timestamp())::float8 AS now) t"]
+    if user:
+        sel = []
+        for i, w in user:
+            cond = f"permit_at > to_timestamp(t.now - {float(w.seconds)})"
+            sel.append(f"count(*) FILTER (WHERE {cond}) AS n{i}")
+            sel.append(f"extract(epoch FROM min(permit_at) FILTER (WHERE {cond}))::float8 AS o{i}")
+            cols += [f"u.n{i}", f"u.o{i}"]
+        longest = max(w.seconds for _, w in user)
+        parts.append(
+            f"LATERAL (SELECT {', '.join(sel)} FROM send_ledger"
+            f" WHERE user_id = $1 AND permit_at > to_timestamp(t.now - {float(longest)})) u"
+        )
+    if glob:
+        sel = []
+        for i, w in glob:
+            # Second s holds permits in [s, s + 1): it overlaps the window when s + 1 > now - W.
+            cond = f"second > t.now - {float(w.seconds)} - 1"
+            sel.append(f"coalesce(sum(permits) FILTER (WHERE {cond}), 0) AS n{i}")
+            # Its permits have all left the window by s + 1 + W: "oldest" is read as s + 1.
+            sel.append(f"(min(second) FILTER (WHERE {cond}) + 1)::float8 AS o{i}")
+            cols += [f"g.n{i}", f"g.o{i}"]
+        longest = max(w.seconds for _, w in glob)
+        parts.append(
+            f"LATERAL (SELECT {', '.join(sel)} FROM global_permits"
+            f" WHERE second > t.now - {float(longest)} - 1) g"
+        )
+    return f"SELECT {', '.join(cols)} FROM {', '.join(parts)}"
+
+
 async def _counts(conn: Conn, user_id: str, windows: list[Window]) -> tuple[float, list[WindowCount]]:
-    """The database clock (workers' clocks may disagree) and each window's permit count."""
-    now = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
-    columns = []
-    for i, w in enumerate(windows):
-        cond = f"permit_at > to_timestamp($2 - {float(w.seconds)})"
-        if w.scope == "user":
-            cond += " AND user_id = $1"
-        columns.append(f"count(*) FILTER (WHERE {cond}) AS n{i}")
-        columns.append(f"extract(epoch FROM min(permit_at) FILTER (WHERE {cond})) AS o{i}")
-    longest = max(w.seconds for w in windows)
-    row = await conn.fetchrow(
-        f"SELECT {', '.join(columns)} FROM send_ledger WHERE permit_at > to_timestamp($2 - {float(longest)})",
-        user_id,
-        now,
-    )
-    assert row is not None  # an aggregate always returns one row
+    row = await conn.fetchrow(_count_sql(windows), user_id)
+    assert row is not None  # aggregates always return one row
     counts = [
         WindowCount(w, int(row[f"n{i}"]), None if row[f"o{i}"] is None else float(row[f"o{i}"]))
         for i, w in enumerate(windows)
     ]
-    return now, counts
+    return float(row["now"]), counts
 
 
 async def peek(conn: Conn, user_id: str, windows: list[Window]) -> GateDecision:
@@ -70,12 +95,29 @@ async def claim(conn: Conn, idempotency_key: str, user_id: str, windows: list[Wi
                 binding.name,
             )
             return GateDecision(False, wait, binding)
-        status = await conn.execute(
-            "UPDATE send_ledger SET status = $2, attempts = attempts + 1, permit_at = to_timestamp($4),"
-            " updated_at = now() WHERE idempotency_key = $1 AND status = $3",
+        # The claim and its global permit commit together, or neither does.
+        row = await conn.fetchrow(
+            """
+            WITH claimed AS (
+                UPDATE send_ledger SET status = $2, attempts = attempts + 1, permit_at = to_timestamp($4),
+                    updated_at = now()
+                WHERE idempotency_key = $1 AND status = $3
+                RETURNING 1
+            ), counted AS (
+                INSERT INTO global_permits (second, permits)
+                SELECT floor($4)::bigint, 1 FROM claimed
+                ON CONFLICT (second) DO UPDATE SET permits = global_permits.permits + 1
+                RETURNING (xmax = 0) AS new_second
+            )
+            SELECT (SELECT count(*) FROM claimed) AS claimed, (SELECT bool_or(new_second) FROM counted) AS new
+            """,
             idempotency_key,
             SendStatus.SENDING.value,
             SendStatus.PENDING.value,
             now,
         )
-        return GateDecision(status == "UPDATE 1")
+        assert row is not None
+        if row["new"]:
+            # Once a second: forget the seconds no window can reach (the hour window is at most 3,600 s).
+            await conn.execute("DELETE FROM global_permits WHERE second < $1::float8 - 3602", now)
+        return GateDecision(int(row["claimed"]) == 1)

@@ -175,8 +175,8 @@ async def run(a: argparse.Namespace) -> Results:
                 if "memory" in live:
                     say("memory: resident mailbox workflows")
                     results.memory = await run_memory(stack, workflows=a.memory_workflows, say=say)
-                    results.memory_unsandboxed = await run_memory(
-                        stack, workflows=a.memory_workflows, sandboxed=False, say=say
+                    results.memory_isolated = await run_memory(
+                        stack, workflows=a.memory_workflows, sandbox="isolated", say=say
                     )
                 if "scale" in live:
                     say(f"scale: {a.scale_mailboxes:,} mailboxes")

@@ -1,7 +1,8 @@
 """What one cap check costs PostgreSQL as the permits of the last hour pile up.
 
 The send activity checks the caps twice per email (`cap_gate.peek`, then `cap_gate.claim` under a
-global advisory lock), each time aggregating every permit of the longest window. A 10-minute run
+global advisory lock): the user's permits of the longest window, and the per-second global totals of
+the longest window (`global_permits`, at most 3,600 rows). A 10-minute run
 never reaches the steady state of a million emails a day (62,500 permits in the last hour), so after
 the scale phase this probe times `peek` on the run's own database, then again after topping the
 last hour up with synthetic permits. It writes to the ledger: run it only on a throwaway database.
@@ -67,7 +68,8 @@ async def probe(pool: asyncpg.Pool, settings: Settings, user_id: str) -> list[Ca
 async def _top_up(pool: asyncpg.Pool, count: int) -> None:
     """`count` SENT rows with permits spread over the last hour, from one existing pair of mailboxes."""
     async with pool.acquire() as conn:
-        pair = await conn.fetch("SELECT id, user_id FROM mailboxes ORDER BY id LIMIT 2")
+        # The last two mailboxes: the probe times the first mailbox's user, whose own permits stay few.
+        pair = await conn.fetch("SELECT id, user_id FROM mailboxes ORDER BY id DESC LIMIT 2")
         if len(pair) < 2:
             return
         (a, user), (b, _) = (pair[0]["id"], pair[0]["user_id"]), (pair[1]["id"], pair[1]["user_id"])
@@ -84,4 +86,12 @@ async def _top_up(pool: asyncpg.Pool, count: int) -> None:
             b,
             count,
             user,
+        )
+        await conn.execute(
+            """
+            INSERT INTO global_permits (second, permits)
+            SELECT floor(extract(epoch FROM permit_at))::bigint, count(*) FROM send_ledger
+            WHERE idempotency_key LIKE 'capprobe:%' GROUP BY 1
+            ON CONFLICT (second) DO UPDATE SET permits = global_permits.permits + excluded.permits
+            """
         )

@@ -22,7 +22,7 @@ from warmup.models import MailboxWorkflowInput, RampSettings, ScheduleSettings
 
 @dataclass(frozen=True)
 class Memory:
-    runner: str  # "sandboxed" (what workers run) or "unsandboxed" (the comparison)
+    sandbox: str  # WARMUP_WORKFLOW_SANDBOX: "shared" (the default) or "isolated" (the comparison)
     workflows: int
     rss_idle_mb: float
     rss_mb: float
@@ -36,7 +36,7 @@ class Memory:
 
 
 async def run_memory(
-    stack: Stack, *, workflows: int, sandboxed: bool = True, say: Callable[[str], None] = print
+    stack: Stack, *, workflows: int, sandbox: str = "shared", say: Callable[[str], None] = print
 ) -> Memory:
     queue = f"mem-{uuid.uuid4().hex[:6]}"
     # It is 23:00 in this zone: every workflow plans tomorrow's window and sleeps, resident in the cache.
@@ -48,11 +48,17 @@ async def run_memory(
         stack.sink_port,
         stack.box.encrypt("bench-password"),
     )
-    env = stack.worker_env(queue, {**LIFTED_CAPS, "WARMUP_MAX_CACHED_WORKFLOWS": str(workflows + 1000)})
+    env = stack.worker_env(
+        queue,
+        {
+            **LIFTED_CAPS,
+            "WARMUP_MAX_CACHED_WORKFLOWS": str(workflows + 1000),
+            "WARMUP_WORKFLOW_SANDBOX": sandbox,
+        },
+    )
     retry = load_settings(env).send_retry()
-    module = "workers.run" if sandboxed else "bench.unsandboxed_worker"
-    name = "memory-worker" if sandboxed else "memory-worker-unsandboxed"
-    proc = stack.spawn([sys.executable, "-m", module], env, name)
+    name = f"memory-worker-{sandbox}"
+    proc = stack.spawn([sys.executable, "-m", "workers.run"], env, name)
     await wait_for_ready(stack.logs / f"{name}.log")
     await asyncio.sleep(1.0)
     idle = rss_bytes(proc.pid) / 2**20
@@ -71,12 +77,12 @@ async def run_memory(
     stack.stop_child(proc, timeout=10)
     cpu = {role: round((b.seconds[role] - a.seconds[role]) * 1000 / workflows, 2) for role in b.seconds}
     result = Memory(
-        "sandboxed" if sandboxed else "unsandboxed",
+        sandbox,
         workflows,
         round(idle, 1),
         round(loaded, 1),
         round(workflows / took, 1),
         {role: ms for role, ms in cpu.items() if ms >= 0.05},
     )
-    say(f"  memory ({result.runner}): {result.kb_per_workflow:.0f} KB per resident workflow ({workflows:,})")
+    say(f"  memory ({result.sandbox}): {result.kb_per_workflow:.0f} KB per resident workflow ({workflows:,})")
     return result

@@ -34,7 +34,7 @@ class Results:
     crosscheck: CrossCheck | None = None
     throughput: Throughput | None = None
     memory: Memory | None = None
-    memory_unsandboxed: Memory | None = None  # the same measure without the workflow sandbox
+    memory_isolated: Memory | None = None  # the same measure with WARMUP_WORKFLOW_SANDBOX=isolated
     scale: ScaleResult | None = None
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -356,12 +356,12 @@ def _memory(r: Results) -> list[str]:
             f"- Enrolling them (start, then the first workflow task at once): {mem.enroll_per_second:.0f} "
             f"mailboxes/s; CPU per mailbox: {ms}."
         )
-    if r.memory_unsandboxed is not None:
-        u = r.memory_unsandboxed
+    if r.memory_isolated is not None:
+        u = r.memory_isolated
         ms = ", ".join(f"{k} {v} ms" for k, v in sorted(u.enroll_cpu_ms.items(), key=lambda kv: -kv[1]))
         out.append(
-            f"- The same worker with the workflow sandbox turned off (`bench/unsandboxed_worker.py`, for "
-            f"comparison only): {u.kb_per_workflow:.0f} KB per resident workflow; enrolling CPU per "
+            f"- With `WARMUP_WORKFLOW_SANDBOX=isolated` (each run re-imports the workflow modules; see "
+            f"workers/sandbox.py): {u.kb_per_workflow:.0f} KB per resident workflow; enrolling CPU per "
             f"mailbox: {ms}."
         )
     if r.scale is not None:

@@ -69,7 +69,7 @@ async def rig(
         task_queue=queue,
         workflows=[MailboxWarmupWorkflow],
         activities=[rec.send_email],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner("isolated"),
     ):
         yield env, rec, queue
 

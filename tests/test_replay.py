@@ -37,7 +37,7 @@ def _load(path: Path) -> WorkflowHistory:
 
 
 async def _replay(path: Path, *workflows: type) -> WorkflowReplayResult:
-    replayer = Replayer(workflows=list(workflows), workflow_runner=workflow_runner())
+    replayer = Replayer(workflows=list(workflows), workflow_runner=workflow_runner("isolated"))
     return await replayer.replay_workflow(_load(path), raise_on_replay_failure=False)
 
 
@@ -108,7 +108,7 @@ async def test_a_patched_run_records_a_marker_old_code_cannot_replay(
         task_queue="replay-patched",
         workflows=[PatchedChange],
         activities=[rec.send_email],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner("isolated"),
     ):
         (h,) = await start_mailboxes(env.client, "replay-patched", [(301, UTC_DAY)])
         await env.sleep(dt.timedelta(hours=12))
@@ -117,7 +117,9 @@ async def test_a_patched_run_records_a_marker_old_code_cannot_replay(
     assert rec.requests, "the patched workflow sent nothing"
     history = await h.fetch_history()
     assert any(e.marker_recorded_event_attributes.marker_name == "core_patch" for e in history.events)
-    replayer = Replayer(workflows=[MailboxWarmupWorkflow], workflow_runner=workflow_runner())
+    replayer = Replayer(workflows=[MailboxWarmupWorkflow], workflow_runner=workflow_runner("isolated"))
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert isinstance(result.replay_failure, workflow.NondeterminismError), result.replay_failure
-    await Replayer(workflows=[PatchedChange], workflow_runner=workflow_runner()).replay_workflow(history)
+    await Replayer(workflows=[PatchedChange], workflow_runner=workflow_runner("isolated")).replay_workflow(
+        history
+    )

@@ -89,7 +89,7 @@ async def test_fifty_mailboxes_fill_their_quota_inside_their_windows(
         task_queue=queue,
         workflows=[MailboxWarmupWorkflow],
         activities=[SendActivities(db_pool, box, settings).send_email],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner("isolated"),
         max_concurrent_activities=20,
     ):
         handles = await start_mailboxes(env.client, queue, list(ids.items()))

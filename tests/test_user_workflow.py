@@ -44,7 +44,7 @@ async def rig(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Rig]:
         task_queue=queue,
         workflows=[MailboxWarmupWorkflow, UserWarmupWorkflow],
         activities=[rec.send_email],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner("isolated"),
     ):
         yield env, rec, queue
 

@@ -18,7 +18,7 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities)
         task_queue=settings.TASK_QUEUE,
         workflows=[MailboxWarmupWorkflow, UserWarmupWorkflow],
         activities=[activities.send_email],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(settings.WORKFLOW_SANDBOX),
         max_concurrent_activities=settings.WORKER_CONCURRENCY,
         max_cached_workflows=settings.MAX_CACHED_WORKFLOWS,
         # Eager activities skip the server's task-queue rate limits, which the caps rely on.

@@ -201,7 +201,7 @@ async def _run_scenario(env: WorkflowEnvironment, scenario: Scenario, *, skip_to
         task_queue=_queue(),
         workflows=[MailboxWarmupWorkflow, UserWarmupWorkflow],
         activities=[rec.send_email],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner("isolated"),
     ):
         if skip_to_midnight:
             # Each scenario starts at a UTC midnight, so the day's window is all ahead of it.

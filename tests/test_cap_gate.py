@@ -1,0 +1,113 @@
+"""The cap gate against real PostgreSQL: every window holds exactly at its cap, across users."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+from activities import cap_gate, ledger_writes
+from warmup import caps
+from warmup.config import load_settings
+from warmup.mailboxes import SmtpAccount, upsert_mailbox
+from warmup.models import ScheduleSettings, SmtpSecurity
+
+DAY = dt.date(2026, 6, 1)
+
+
+async def _pending_sends(conn: asyncpg.pool.PoolConnectionProxy, users: list[str]) -> list[tuple[str, str]]:
+    """One PENDING send per entry of `users` (its own sender each): (idempotency key, user)."""
+    out = []
+    recipient = await upsert_mailbox(
+        conn,
+        user_id="pool",
+        address="rcpt@example.test",
+        smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, "rcpt"),
+        secret_ciphertext="not-a-real-token",
+        schedule=ScheduleSettings(),
+    )
+    for n, user in enumerate(users):
+        sender = await upsert_mailbox(
+            conn,
+            user_id=user,
+            address=f"s{n}@example.test",
+            smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, f"s{n}"),
+            secret_ciphertext="not-a-real-token",
+            schedule=ScheduleSettings(),
+        )
+        key = f"{sender.id}:{DAY}:0"
+        await ledger_writes.insert_pending(
+            conn,
+            idempotency_key=key,
+            sender_id=sender.id,
+            user_id=user,
+            recipient_id=recipient.id,
+            day=DAY,
+            slot=0,
+            message_id=f"<{n}@example.test>",
+            message="Subject: hi\r\n\r\nhello",
+            planned_at=0.0,
+            dispatched_at=0.0,
+        )
+        out.append((key, user))
+    return out
+
+
+async def test_the_global_minute_cap_admits_exactly_its_number_across_users(db_pool: asyncpg.Pool) -> None:
+    windows = caps.windows(load_settings({"WARMUP_GLOBAL_SENDS_PER_MINUTE": "3"}))
+    async with db_pool.acquire() as conn:
+        sends = await _pending_sends(conn, ["u1", "u2", "u3", "u4", "u5"])
+        decisions = [await cap_gate.claim(conn, key, user, windows) for key, user in sends]
+        assert [d.claimed for d in decisions] == [True, True, True, False, False]
+        held = decisions[3]
+        assert held.binding is not None and held.binding.name == "GLOBAL_SENDS_PER_MINUTE"
+        # The first permit leaves the window a minute after its second ends: never sooner.
+        assert 58.0 < held.wait_seconds <= 61.0
+        assert (await cap_gate.peek(conn, "u9", windows)).binding == held.binding
+        assert await conn.fetchval("SELECT sum(permits) FROM global_permits") == 3
+        statuses = await conn.fetch(
+            "SELECT status::text, binding_cap FROM send_ledger ORDER BY idempotency_key"
+        )
+        assert sorted(r["status"] for r in statuses) == [
+            "PENDING",
+            "PENDING",
+            "SENDING",
+            "SENDING",
+            "SENDING",
+        ]
+
+
+async def test_permits_older_than_every_window_stop_counting_and_are_forgotten(db_pool: asyncpg.Pool) -> None:
+    windows = caps.windows(load_settings({"WARMUP_GLOBAL_SENDS_PER_MINUTE": "2"}))
+    async with db_pool.acquire() as conn:
+        now = int(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
+        # Two seconds: one just over a minute ago (outside the minute, inside the hour), one two hours ago.
+        await conn.execute(
+            "INSERT INTO global_permits VALUES ($1, 5), ($2, 7)",
+            now - 62,
+            now - 7200,
+        )
+        [(key, user)] = await _pending_sends(conn, ["u1"])
+        assert (await cap_gate.peek(conn, user, windows)).binding is None
+        assert (await cap_gate.claim(conn, key, user, windows)).claimed
+        rows = await conn.fetch("SELECT second, permits FROM global_permits")
+        left = {int(r["second"]): int(r["permits"]) for r in rows}
+        assert now - 7200 not in left, "a second no window reaches is deleted"
+        assert left[now - 62] == 5
+
+
+async def test_the_global_hour_window_counts_every_second_inside_it(db_pool: asyncpg.Pool) -> None:
+    windows = caps.windows(
+        load_settings({"WARMUP_GLOBAL_SENDS_PER_HOUR": "100", "WARMUP_GLOBAL_SENDS_PER_MINUTE": "1000"})
+    )
+    async with db_pool.acquire() as conn:
+        now = int(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
+        await conn.execute(
+            "INSERT INTO global_permits SELECT $1::bigint - g * 36, 1 FROM generate_series(1, 99) g", now
+        )
+        sends = await _pending_sends(conn, ["u1", "u2"])
+        first, second = [await cap_gate.claim(conn, key, user, windows) for key, user in sends]
+        assert first.claimed and not second.claimed
+        assert second.binding is not None and second.binding.name == "GLOBAL_SENDS_PER_HOUR"
+        # The oldest permit, 99 x 36 s ago, leaves the hour 36 s (+1 s of rounding) from now.
+        assert 34.0 < second.wait_seconds <= 38.0
