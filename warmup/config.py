@@ -6,6 +6,8 @@ documented in the README with what replaces them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -66,6 +68,9 @@ class Settings(BaseSettings):
     SECRET_KEYS: SecretStr = Field(SecretStr(""), description="Fernet keys, comma-separated, newest first")
     TASK_QUEUE: str = Field("warmup", min_length=1, description="Temporal task queue")
     MAX_CACHED_WORKFLOWS: int = Field(2000, ge=0, description="sticky cache size per worker")
+    WORKFLOW_SANDBOX: Literal["shared", "isolated"] = Field(
+        "shared", description="shared: workflow modules imported once (less memory); isolated: per run"
+    )
     TEMPORAL_ADDRESS: str = Field("localhost:7233", min_length=3, description="host:port of Temporal")
     TEMPORAL_NAMESPACE: str = Field("default", min_length=1, description="Temporal namespace")
 
