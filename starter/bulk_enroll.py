@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from starter.enroll_request import FLAGS, EnrollRequest, EnrollValidationError, parse_enroll_request
@@ -47,7 +47,6 @@ _FLAG_TO_COLUMN = sorted(
     + [("--no-verify-tls", "verify_tls"), (FLAGS["secret"], "secret/secret_env")],
     key=lambda pair: -len(pair[0]),
 )
-_HEADER_LINE = "line 1 (the header)"
 
 
 class CsvFileError(Exception):
@@ -114,63 +113,68 @@ def decode(data: bytes) -> str:
         ) from None
 
 
-def _check_header(headers: list[str]) -> None:
+def _check_header(headers: list[str], line: int) -> None:
+    where = f"line {line} (the header)"
     known = set(COLUMNS) | set(SECRET_COLUMNS)
     unknown = [h for h in headers if h not in known]
     if unknown and any("@" in h or h.isdigit() for h in headers):
         # A data row where the header should be; its cells may hold a password, so none is shown.
         raise CsvFileError(
-            f"{_HEADER_LINE} looks like a mailbox row, not column names: add a first line naming the "
+            f"{where} looks like a mailbox row, not column names: add a first line naming the "
             f"columns, e.g. {','.join([*REQUIRED, 'secret_env'])}"
         )
     if unknown:
         raise CsvFileError(
-            f"{_HEADER_LINE}: unknown column(s) {', '.join(repr(h) for h in unknown)}; the first line "
+            f"{where}: unknown column(s) {', '.join(repr(h) for h in unknown)}; the first line "
             f"must name the columns, from {', '.join([*COLUMNS, *SECRET_COLUMNS])}"
         )
     missing = [c for c in REQUIRED if c not in headers]
     if missing:
-        raise CsvFileError(f"{_HEADER_LINE}: missing column(s) {', '.join(missing)}: every row needs them")
+        raise CsvFileError(f"{where}: missing column(s) {', '.join(missing)}: every row needs them")
     if not any(c in headers for c in SECRET_COLUMNS):
         raise CsvFileError(
-            f"{_HEADER_LINE}: no password column: add secret (the password) or secret_env (a variable's name)"
+            f"{where}: no password column: add secret (the password) or secret_env (a variable's name)"
         )
     twice = sorted({h for h in headers if headers.count(h) > 1})
     if twice:
-        raise CsvFileError(f"{_HEADER_LINE}: column(s) {', '.join(twice)} appear twice: keep one of each")
+        raise CsvFileError(f"{where}: column(s) {', '.join(twice)} appear twice: keep one of each")
 
 
-def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> list[RowResult | ParsedRow]:
-    """Each data row validated: a RowResult (status invalid, with problems) or a ParsedRow."""
+def _records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(the line a record starts on, its cells) for each record, blank lines skipped. A quoted cell
+    may span lines, so the start is counted here: csv's line_num is where the record ends."""
     # strict: an unclosed quote is an error, not a cell that silently swallows the rows after it.
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
-    try:
-        fieldnames = reader.fieldnames
-    except csv.Error as exc:
-        raise CsvFileError(f"{_HEADER_LINE}: not valid CSV ({exc})") from None
-    if not fieldnames:
-        raise CsvFileError(
-            "the file is empty: the first line must name the columns, e.g. " + ",".join(REQUIRED)
-        )
-    headers = [_header(h or "") for h in fieldnames]
-    _check_header(headers)
-    reader.fieldnames = headers
-
-    results: list[RowResult | ParsedRow] = []
-    first_line: dict[str, int] = {}
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
     while True:
-        start = reader.line_num + 1  # where the next record begins (csv.Error leaves line_num behind)
+        start = reader.line_num + 1
         try:
-            raw_row = next(reader)
+            cells = next(reader)
         except StopIteration:
-            break
+            return
         except csv.Error as exc:  # an unclosed quote, a cell over the size limit
             raise CsvFileError(
                 f"line {start}: not valid CSV ({exc}); check that line's quotes: a quoted cell "
                 'needs its closing ", and a " inside one is written ""'
             ) from None
-        line = reader.line_num
-        if None in raw_row:
+        if cells:
+            yield start, cells
+
+
+def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> list[RowResult | ParsedRow]:
+    """Each data row validated: a RowResult (status invalid, with problems) or a ParsedRow."""
+    records = _records(text)
+    first = next(records, None)
+    if first is None:
+        raise CsvFileError(
+            "the file is empty: the first line must name the columns, e.g. " + ",".join(REQUIRED)
+        )
+    headers = [_header(h) for h in first[1]]
+    _check_header(headers, first[0])
+
+    results: list[RowResult | ParsedRow] = []
+    first_line: dict[str, int] = {}
+    for line, cells in records:
+        if len(cells) > len(headers):
             results.append(
                 RowResult(
                     line,
@@ -180,8 +184,8 @@ def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> 
                 )
             )
             continue
-        short = [h for h, v in raw_row.items() if v is None]
-        row = {k: (v or "").strip() for k, v in raw_row.items()}
+        short = headers[len(cells) :]
+        row = {h: c.strip() for h, c in zip(headers, cells, strict=False)}
         if not any(row.values()):
             continue
         if short:

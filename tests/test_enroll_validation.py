@@ -309,6 +309,10 @@ def _good_row(i: int, draw_zone: str, port: str) -> dict[str, str]:
     }
 
 
+def _cells(row: dict[str, str]) -> list[str]:
+    return [row[c] for c in CSV_COLUMNS]
+
+
 def _not_an_address(value: str) -> bool:
     try:
         normalize_address(value)
@@ -353,44 +357,49 @@ _BAD_CELLS: list[tuple[str, st.SearchStrategy[str], str]] = [
     ("window_start", st.sampled_from(["22", "23", "-1", "24", "noon"]), "window_start"),  # >= window_end 22
     ("window_end", st.sampled_from(["6", "0", "25", "5"]), "window_end"),
     ("secret", st.sampled_from(["", "  "]), "secret"),
+    # A quoted cell over two lines: the row is named by the line it starts on.
+    ("timezone", st.sampled_from(["Europe/\nBerlin", "UTC\n\nUTC"]), "timezone"),
+    ("username", st.sampled_from(["ann\n@csv.test"]), "username"),
 ]
 
 
 @st.composite
 def csv_with_bad_rows(draw: st.DrawFn) -> tuple[str, dict[int, str]]:
-    """A CSV file of good rows with bad ones mixed in; returns it and {line: the column to blame}."""
-    n = draw(st.integers(min_value=1, max_value=6))
-    rows: list[list[str] | dict[str, str]] = []
-    blame: dict[int, str] = {}
-    for i in range(n):
-        rows.append(_good_row(i, draw(st.sampled_from(ZONES)), draw(st.sampled_from(["25", "465", "587"]))))
-    bad_count = draw(st.integers(min_value=1, max_value=3))
-    for j in range(bad_count):
+    """A CSV file of good rows with bad ones mixed in (and blank lines, and quoted cells that span
+    lines); returns it and {the line each bad row starts on: the column its message must name}."""
+    zones, ports = st.sampled_from(ZONES), st.sampled_from(["25", "465", "587"])
+    rows: list[tuple[list[str], str | None]] = [
+        (_cells(_good_row(i, draw(zones), draw(ports))), None)
+        for i in range(draw(st.integers(min_value=1, max_value=6)))
+    ]
+    for j in range(draw(st.integers(min_value=1, max_value=3))):
         kind = draw(st.sampled_from(["cell", "cell", "cell", "duplicate", "short", "long"]))
-        position = draw(st.integers(min_value=0, max_value=len(rows)))
         row = _good_row(100 + j, "UTC", "587")
+        position = draw(st.integers(min_value=1 if kind == "duplicate" else 0, max_value=len(rows)))
         if kind == "cell":
             column, values, named = draw(st.sampled_from(_BAD_CELLS))
             row[column] = draw(values)
-            rows.insert(position, row)
+            cells = _cells(row)
         elif kind == "duplicate":
-            # The same address as a row before it, in other letter case: one mailbox listed twice.
-            row["mailbox"] = "GOOD0@CSV.test"
-            position, named = len(rows), "mailbox"
-            rows.append(row)
+            # good0's address in other letter case, after it: one mailbox listed twice.
+            row["mailbox"], named = "GOOD0@CSV.test", "mailbox"
+            position = max(position, next(i for i, (r, _) in enumerate(rows) if r[0] == "good0@csv.test") + 1)
+            cells = _cells(row)
         elif kind == "short":
-            rows.insert(position, [row[c] for c in CSV_COLUMNS[:-2]])
-            named = CSV_COLUMNS[-1]  # the message lists the columns the row is missing
+            cells, named = _cells(row)[:-2], CSV_COLUMNS[-1]  # the message lists the missing columns
         else:
-            rows.insert(position, [row[c] for c in CSV_COLUMNS] + ["surplus"])
-            named = "cells"
-        blame = {(k + 1 if k - 2 >= position else k): v for k, v in blame.items()}
-        blame[position + 2] = named  # line 1 is the header
+            cells, named = [*_cells(row), "surplus"], "cells"
+        rows.insert(position, (cells, named))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for r in rows:
-        writer.writerow([r[c] for c in CSV_COLUMNS] if isinstance(r, dict) else r)
+    blame: dict[int, str] = {}
+    for row_cells, blamed in rows:
+        if draw(st.integers(min_value=0, max_value=4)) == 0:
+            out.write("\n")  # a blank line is skipped, but still counts for the line numbers
+        if blamed is not None:
+            blame[out.getvalue().count("\n") + 1] = blamed
+        writer.writerow(row_cells)
     return out.getvalue(), blame
 
 
