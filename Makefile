@@ -34,3 +34,12 @@ clean:
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) -m bench --docs docs/benchmarks.md
+
+# Fault drills (issue #5, tests/drills): SIGKILLed worker, Temporal and PostgreSQL restarts, SMTP errors,
+# on real processes. About 2 minutes; prints the figures table and writes it to .data/drills.md (or
+# $WARMUP_DRILL_REPORT). `make test` runs them too. A base folder of our own: any other pytest session
+# starting on the machine resets /tmp/pytest-of-$USER to 0700, which locks the postgres user out of
+# its data folder mid-run.
+.PHONY: drill
+drill: $(STAMP)
+	$(PY) -m pytest tests/drills -p no:cacheprovider --basetemp=$(CURDIR)/.data/drill-tmp

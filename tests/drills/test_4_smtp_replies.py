@@ -82,8 +82,9 @@ async def test_smtp_replies_retry_pause_or_stay_unknown(
         for code, s in refused.items():
             st = await stack.status(s)
             reason = str(st["pause_reason"])
-            shown = reason.split(": ", 1)[-1]  # without the "mailbox <id>: " prefix
-            f = await stack.figures(f"SMTP {code}", s, 0, f"paused, not retried: {shown[:48]}")
+            # "mailbox 7: SMTP DATA refused (550 ...)" -> "SMTP DATA refused (550)"
+            shown = reason.split(": ", 1)[-1].split(" (", 1)[0]
+            f = await stack.figures(f"SMTP {code}", s, 0, f"paused: {shown} ({code}), 1 try")
             assert_clean(f)
             assert f.ledger == {"FAILED": 1}, f  # not retried, and the rest of the day waits
             assert st["paused"] and code in reason, st
