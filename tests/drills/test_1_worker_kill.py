@@ -31,14 +31,14 @@ async def test_sigkill_mid_send_before_and_after_data(
     client = temporal_env.client
     stack = DrillStack(make_settings(), client.service_client.config.target_host, tmp_path, client.namespace)
     try:
-        stack.workers.start(1)
         await stack.prepare()
-        await stack.wait_worker_ready()
         # Longer than the whole drill: only the kill ends these stalls.
         rcpt = await stack.sender("kill-before-data", QUOTA, arm=lambda sink: sink.stall_before_data(120))
         data = await stack.sender("kill-after-data", QUOTA, arm=lambda sink: sink.stall_after_data(120))
-        # Both first sends are due at once; the RCPT stall must be caught inside the 2 s SMTP timeout.
-        await asyncio.wait_for(asyncio.gather(rcpt.sink.stalled.wait(), data.sink.stalled.wait()), 10)
+        # The worker starts only now, so both first sends begin together: the kill must land inside
+        # the client's 2 s SMTP timeout for both stalls, or the client would give up by itself.
+        stack.workers.start(1)
+        await asyncio.wait_for(asyncio.gather(rcpt.sink.stalled.wait(), data.sink.stalled.wait()), 30)
         assert [r["status"] for r in await stack.ledger(rcpt)] == ["PENDING"]
         assert [r["status"] for r in await stack.ledger(data)] == ["SENDING"]
         stack.workers.procs[0].send_signal(signal.SIGKILL)
