@@ -184,6 +184,41 @@ async def test_sink_stall_keeps_the_mail_but_withholds_the_reply(smtp_sink: Smtp
     assert len(smtp_sink.messages) == 2
 
 
+async def test_sink_stall_before_data_withholds_the_rcpt_reply_and_delivers_nothing(
+    smtp_sink: SmtpSink,
+) -> None:
+    smtp_sink.stall_before_data(5)
+    with pytest.raises(aiosmtplib.SMTPTimeoutError):
+        await aiosmtplib.send(
+            _mail("stalled"), hostname=smtp_sink.host, port=smtp_sink.port, start_tls=False, timeout=0.5
+        )
+    assert smtp_sink.stalled.is_set()
+    assert smtp_sink.messages == []  # the client gave up before DATA: nothing to resend safely
+    # Only the next RCPT stalls.
+    await aiosmtplib.send(
+        _mail("after"), hostname=smtp_sink.host, port=smtp_sink.port, start_tls=False, timeout=2
+    )
+    assert [m.message["Subject"] for m in smtp_sink.messages] == ["after"]
+    assert smtp_sink.sessions == 2
+
+
+async def test_sink_hangs_up_after_a_scripted_421(smtp_sink: SmtpSink) -> None:
+    smtp_sink.script_data_replies(["421 4.3.2 closing"])
+    client = aiosmtplib.SMTP(hostname=smtp_sink.host, port=smtp_sink.port, start_tls=False, timeout=2)
+    await client.connect()
+    await client.mail("a@warmup.test")
+    await client.rcpt("b@warmup.test")
+    with pytest.raises(aiosmtplib.SMTPDataError) as excinfo:
+        await client.data(_mail("refused").as_bytes())
+    assert excinfo.value.code == 421
+    with pytest.raises(aiosmtplib.SMTPServerDisconnected):  # the server closed the channel
+        for _ in range(20):
+            await client.noop()
+            await asyncio.sleep(0.05)
+    client.close()
+    assert smtp_sink.messages == []
+
+
 async def test_sink_wait_for_reports_what_arrived() -> None:
     async with SmtpSink() as sink:
         with pytest.raises(TimeoutError, match="only 0 of 1 messages"):
