@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -159,6 +161,19 @@ def make_settings(db_dsn: str, secret_keys: list[str]) -> Callable[..., Settings
 # --- process exit -----------------------------------------------------------------------------
 
 _EXIT_STATUS = pytest.StashKey[int]()
+_OWN_BASETEMP = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each session a temp folder of its own unless --basetemp names one.
+
+    pytest's default root (/tmp/pytest-of-<user>) is reset to mode 0700 by every session that starts,
+    which locks the unprivileged postgres user of any other session still running out of its data
+    folder: two concurrent runs on one machine crashed each other's PostgreSQL.
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="warmup-pytest-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -177,6 +192,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     summary printed; we only skip the interpreter's own teardown. Set WARMUP_PYTEST_NORMAL_EXIT=1 to
     keep the normal exit (e.g. when running pytest in-process).
     """
+    if _OWN_BASETEMP in config.stash and config.stash.get(_EXIT_STATUS, 1) == 0:
+        shutil.rmtree(config.stash[_OWN_BASETEMP], ignore_errors=True)  # kept after a failure, to look at
     if os.environ.get("WARMUP_PYTEST_NORMAL_EXIT") or _EXIT_STATUS not in config.stash:
         return
     capman = config.pluginmanager.getplugin("capturemanager")
