@@ -167,3 +167,13 @@ def test_recipient_start_point_is_stable_and_spread() -> None:
     points = {start_point(f"1:2026-03-02:{i}", 1, 100_000) for i in range(200)}
     assert len(points) > 190 and all(1 <= p <= 100_000 for p in points)
     assert start_point("x", 5, 5) == 5
+
+
+def test_no_email_names_a_season_or_holiday() -> None:
+    # Mailboxes warm up all year in both hemispheres: "Spring at last" in November reads as a bot.
+    corpus = load_corpus()
+    texts = [*corpus.greetings, *corpus.openers, *corpus.closers, *corpus.signoffs]
+    for topic in corpus.topics:
+        texts += [*topic.subjects, *topic.sentences]
+    seasonal = re.compile(r"\b(spring|summer|autumn|winter|christmas|easter|thanksgiving|halloween)\b", re.I)
+    assert [t for t in texts if seasonal.search(t)] == []
