@@ -36,6 +36,7 @@ COLUMNS: dict[str, str] = {
     "ramp_increment": "ramp_increment",
     "ramp_ceiling": "ramp_ceiling",
     "ramp_variance": "ramp_variance",
+    "weekdays_only": "weekdays_only",
 }
 SECRET_COLUMNS = ("secret", "secret_env")  # the password itself, or the name of a variable holding it
 REQUIRED = ("mailbox", "user", "smtp_host", "smtp_port", "username", "timezone")
@@ -203,6 +204,8 @@ def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> 
         values["secret"] = secret if secret is not None else "unused placeholder"
         if values.get("verify_tls") is None:
             values["verify_tls"] = True
+        if values.get("weekdays_only") is None:
+            values["weekdays_only"] = False
         try:
             req = parse_enroll_request(values, defaults)
         except EnrollValidationError as exc:

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--secret-env SMTP_PASSWORD --timezone Europe/Berlin --check. "
         "CSV columns: mailbox, user, smtp_host, smtp_port, username, timezone, secret (the password) "
         "or secret_env (a variable's name); optional smtp_security, verify_tls, window_start, window_end, "
-        "delay_min, delay_max, ramp_start, ramp_increment, ramp_ceiling, ramp_variance.",
+        "delay_min, delay_max, ramp_start, ramp_increment, ramp_ceiling, ramp_variance, weekdays_only.",
     )
     enroll.add_argument("--mailbox", metavar="ADDRESS", help="the mailbox's email address")
     enroll.add_argument("--user", metavar="USER", help="id of the user who owns the mailbox")
@@ -117,7 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enroll.add_argument("--csv", metavar="FILE", help="enroll every row of this CSV file ('-' = stdin)")
     enroll.add_argument("--dry-run", action="store_true", help="with --csv: check every row, store nothing")
-    _schedule_flags(enroll.add_argument_group("schedule (defaults from WARMUP_* settings)"))
+    schedule = enroll.add_argument_group("schedule (defaults from WARMUP_* settings)")
+    _schedule_flags(schedule)
+    schedule.add_argument(
+        "--weekdays-only", action="store_true", help="no sends on Saturday and Sunday (local days)"
+    )
     _json_flag(enroll)
 
     lst = sub.add_parser("list", help="list mailboxes, by user and state", allow_abbrev=False)

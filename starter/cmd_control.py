@@ -18,7 +18,7 @@ from starter.views import outcomes_json, outcomes_view
 from warmup import fleet
 from warmup.config import Settings
 from warmup.mailboxes import MailboxRecord, get_mailbox, set_state, workflow_id_for
-from warmup.models import MailboxState, SettingsUpdate
+from warmup.models import MailboxState
 
 
 def _finish_user(
@@ -105,11 +105,6 @@ UPDATE_FLAGS = (
 )
 
 
-def weekdays_supported() -> bool:
-    """Weekday-only sending needs the workflow to know the setting (SettingsUpdate.weekdays_only)."""
-    return "weekdays_only" in {f.name for f in dataclasses.fields(SettingsUpdate)}
-
-
 async def _targets(conn: asyncpg.Connection, args: argparse.Namespace, command: str) -> list[MailboxRecord]:
     """The mailbox named by --mailbox (owned by --user when given), or every mailbox of --user
     that is not removed."""
@@ -142,16 +137,12 @@ def _changes(update: ScheduleUpdate, before: MailboxRecord) -> dict[str, list[ob
 
 
 async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
-    if args.weekdays_only is not None and not weekdays_supported():
-        raise StarterError(
-            "--weekdays-only/--all-days: the mailbox workflow cannot skip weekends yet (it needs a "
-            "weekdays_only schedule setting); nothing was changed",
-            EXIT_USAGE,
-        )
     raw = {name: getattr(args, dest) for dest, name, _ in UPDATE_FLAGS}
     if all(v is None for v in raw.values()) and args.weekdays_only is None:
         flags = ", ".join(flag for _, _, flag in UPDATE_FLAGS)
-        raise StarterError(f"nothing to update: give at least one of {flags}", EXIT_USAGE)
+        raise StarterError(
+            f"nothing to update: give at least one of {flags}, --weekdays-only, --all-days", EXIT_USAGE
+        )
 
     client = await temporal_ops.connect_temporal(settings)
     async with database(settings) as conn:
@@ -162,14 +153,11 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         problems: list[str] = []
         for record in records:
             try:
-                plan = parse_schedule_change(record.schedule, raw)
+                plan = parse_schedule_change(record.schedule, raw, args.weekdays_only)
             except EnrollValidationError as exc:
                 prefix = f"{record.address}: " if by_user else ""
                 problems += [prefix + p for p in exc.problems]
                 continue
-            if args.weekdays_only is not None:
-                signal = dataclasses.replace(plan.signal, **{"weekdays_only": args.weekdays_only})
-                plan = dataclasses.replace(plan, signal=signal)
             plans.append((record, plan))
         if problems:
             raise EnrollValidationError(problems)

@@ -105,6 +105,7 @@ async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         "ramp_increment": args.ramp_increment,
         "ramp_ceiling": args.ramp_ceiling,
         "ramp_variance": args.ramp_variance,
+        "weekdays_only": args.weekdays_only,
     }
     # Read the secret first but report its problem together with every other one.
     secret_problems: list[str] = []

@@ -48,6 +48,7 @@ FLAGS: dict[str, str] = {
     "ramp_increment": "--ramp-increment",
     "ramp_ceiling": "--ramp-ceiling",
     "ramp_variance": "--ramp-variance",
+    "weekdays_only": "--weekdays-only",
 }
 
 # What a valid value looks like, for the errors pydantic raises itself (wrong type, out of range).
@@ -63,6 +64,7 @@ _EXPECTED: dict[str, str] = {
     "ramp_variance": "a fraction from 0 to 0.5 (daily +/- jitter, e.g. 0.1)",
     "smtp_security": "one of starttls, tls, none",
     "verify_tls": "true or false",
+    "weekdays_only": "true or false (true: no sends on Saturday and Sunday)",
     "address": "the mailbox's email address, e.g. alice@example.com",
     "user_id": "the owner's user id, e.g. acme-42",
     "smtp_host": "the SMTP server, e.g. smtp.example.com",
@@ -230,6 +232,7 @@ class EnrollRequest(ScheduleFields):
     username: str
     secret: SecretStr | None = None
     verify_tls: bool = True
+    weekdays_only: bool = False
 
     # The defaults the request was validated against: schedule fields it has no flag for come from here.
     _defaults: ScheduleSettings = PrivateAttr(default_factory=ScheduleSettings)
@@ -406,6 +409,7 @@ class EnrollRequest(ScheduleFields):
             delay_min_minutes=self.delay_min_minutes,
             delay_max_minutes=self.delay_max_minutes,
             ramp=self.ramp,
+            weekdays_only=self.weekdays_only,
         )
 
     def settings_update(self) -> SettingsUpdate:

@@ -13,7 +13,7 @@ async def update_schedule(conn: Conn, mailbox_id: int, schedule: ScheduleSetting
         """
         UPDATE mailboxes SET timezone = $2, window_start_hour = $3, window_end_hour = $4,
             delay_min_minutes = $5, delay_max_minutes = $6, ramp_start = $7, ramp_increment = $8,
-            ramp_ceiling = $9, ramp_variance = $10, updated_at = now()
+            ramp_ceiling = $9, ramp_variance = $10, weekdays_only = $11, updated_at = now()
         WHERE id = $1
         """,
         mailbox_id,

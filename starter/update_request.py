@@ -57,8 +57,13 @@ class ScheduleUpdate:
     changed: tuple[str, ...]  # field names that differ from the current schedule
 
 
-def parse_schedule_change(current: ScheduleSettings, changes: dict[str, object]) -> ScheduleUpdate:
-    """Merge `changes` (raw values; None = not given) into `current`, or raise EnrollValidationError."""
+def parse_schedule_change(
+    current: ScheduleSettings, changes: dict[str, object], weekdays_only: bool | None = None
+) -> ScheduleUpdate:
+    """Merge `changes` (raw values; None = not given) into `current`, or raise EnrollValidationError.
+
+    `weekdays_only` is a switch (--weekdays-only/--all-days), not a value to validate: None keeps it.
+    """
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise ValueError(f"not schedule fields: {sorted(unknown)}")
@@ -76,10 +81,13 @@ def parse_schedule_change(current: ScheduleSettings, changes: dict[str, object])
         delay_min_minutes=model.delay_min_minutes,
         delay_max_minutes=model.delay_max_minutes,
         ramp=model.ramp,
+        weekdays_only=current.weekdays_only if weekdays_only is None else weekdays_only,
     )
     before = _current_values(current)
     after = _current_values(schedule)
     changed = tuple(k for k in FIELDS if before[k] != after[k])
+    if schedule.weekdays_only != current.weekdays_only:
+        changed += ("weekdays_only",)
     # The whole schedule, not only the changes: afterwards the database and the workflow agree, even
     # if the workflow had been changed behind the database's back (a signal from the Temporal CLI).
     signal = SettingsUpdate(

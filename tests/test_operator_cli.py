@@ -11,7 +11,6 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
-from starter.cmd_control import weekdays_supported
 from tests.operator_support import (  # noqa: F401  (the fixtures)
     NO_SENDS,
     PASSWORD,
@@ -210,6 +209,16 @@ async def test_update_changes_the_stored_schedule_and_the_running_workflow(op: O
     rows = await op.fetch("SELECT DISTINCT delay_min_minutes, delay_max_minutes FROM mailboxes")
     assert [tuple(r) for r in rows] == [(1.0, 3.0)]
 
+    # Weekdays only: stored, signalled, and seen by the workflow; --all-days turns it back off.
+    data = (await op.ok("update", "--mailbox", "u2@update.test", "--weekdays-only", "--json")).json()
+    assert isinstance(data, dict) and data["changed"] == {"weekdays_only": [False, True]}
+    stored = await op.fetch("SELECT weekdays_only FROM mailboxes WHERE address = 'u2@update.test'")
+    assert [tuple(r) for r in stored] == [(True,)]
+    await eventually(lambda: _status_has(op, "u2@update.test", "weekdays_only", True))
+    await op.ok("update", "--user", "uma", "--all-days")
+    assert [tuple(r) for r in await op.fetch("SELECT DISTINCT weekdays_only FROM mailboxes")] == [(False,)]
+    await eventually(lambda: _status_has(op, "u2@update.test", "weekdays_only", False))
+
 
 async def _status_has(op: Op, address: str, key: str, value: object) -> bool:
     return (await op.status(address))[key] == value
@@ -232,9 +241,6 @@ async def test_update_refuses_bad_input_and_changes_nothing(op: Op) -> None:
     ]:
         run = await op.run("update", "--mailbox", "b@update.test", *argv)
         assert run.code == 2 and expected in run.err, (argv, run.err)
-    if not weekdays_supported():
-        run = await op.run("update", "--mailbox", "b@update.test", "--weekdays-only")
-        assert run.code == 2 and "--weekdays-only" in run.err and "nothing was changed" in run.err
 
     unknown = await op.run("update", "--mailbox", "nobody@update.test", "--ramp-start", "1")
     assert unknown.code == 1 and "no such mailbox" in unknown.err
@@ -434,3 +440,21 @@ async def test_single_enroll_still_names_missing_flags(op: Op) -> None:
     run = await op.run("enroll", "--mailbox", "x@csv.test")
     assert run.code == 2
     assert "--user" in run.err and "--timezone" in run.err and "--csv" in run.err
+
+
+async def test_weekdays_only_at_enroll_single_and_csv(op: Op, worker: None, tmp_path: Path) -> None:
+    await op.enroll("wk@csv.test", "wendy", *NO_SENDS, "--weekdays-only")
+    file = tmp_path / "wk.csv"
+    file.write_text(
+        HEADER.rstrip("\n") + ",weekdays_only\n" + _row("wk2@csv.test").rstrip("\n") + ",true\n"
+        + _row("wk3@csv.test").rstrip("\n") + ",maybe\n"
+    )  # fmt: skip
+    file.chmod(0o600)
+    bad = await op.run("enroll", "--csv", str(file))
+    assert bad.code == 2 and "line 3: weekdays_only" in bad.err and "true or false" in bad.err, bad.err
+    file.write_text(HEADER.rstrip("\n") + ",weekdays_only\n" + _row("wk2@csv.test").rstrip("\n") + ",true\n")
+    assert (await op.run("enroll", "--csv", str(file))).code == 0
+    stored = await op.fetch("SELECT address, weekdays_only FROM mailboxes ORDER BY address")
+    assert [tuple(r) for r in stored] == [("wk2@csv.test", True), ("wk@csv.test", True)]
+    await eventually(lambda: _status_has(op, "wk@csv.test", "weekdays_only", True))
+    await eventually(lambda: _status_has(op, "wk2@csv.test", "weekdays_only", True))

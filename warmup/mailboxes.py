@@ -46,7 +46,8 @@ def workflow_id_for(mailbox_id: int) -> str:
 _COLUMNS = (
     "id, user_id, address, smtp_host, smtp_port, smtp_security, smtp_username, secret_ciphertext,"
     " verify_tls, timezone, window_start_hour, window_end_hour, delay_min_minutes, delay_max_minutes,"
-    " ramp_start, ramp_increment, ramp_ceiling, ramp_variance, spread_over_window, state, pause_reason"
+    " ramp_start, ramp_increment, ramp_ceiling, ramp_variance, weekdays_only, spread_over_window, state,"
+    " pause_reason"
 )
 
 
@@ -76,14 +77,15 @@ def _record(row: asyncpg.Record) -> MailboxRecord:
                 daily_variance=float(row["ramp_variance"]),
             ),
             spread_over_window=bool(row["spread_over_window"]),
+            weekdays_only=bool(row["weekdays_only"]),
         ),
         state=MailboxState(row["state"]),
         pause_reason=row["pause_reason"],
     )
 
 
-def schedule_values(s: ScheduleSettings) -> tuple[str, int, int, float, float, int, int, int, float]:
-    """The schedule's columns in table order, timezone to ramp_variance: one list for every writer."""
+def schedule_values(s: ScheduleSettings) -> tuple[str, int, int, float, float, int, int, int, float, bool]:
+    """The schedule's columns, timezone to ramp_variance then weekdays_only: one list for every writer."""
     r = s.ramp
     return (
         s.timezone,
@@ -95,6 +97,7 @@ def schedule_values(s: ScheduleSettings) -> tuple[str, int, int, float, float, i
         r.daily_increment,
         r.ceiling,
         r.daily_variance,
+        s.weekdays_only,
     )
 
 
@@ -128,8 +131,8 @@ async def upsert_mailbox(
         INSERT INTO mailboxes (user_id, address, smtp_host, smtp_port, smtp_security, smtp_username,
             secret_ciphertext, verify_tls, timezone, window_start_hour, window_end_hour,
             delay_min_minutes, delay_max_minutes, ramp_start, ramp_increment, ramp_ceiling, ramp_variance,
-            spread_over_window)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+            weekdays_only, spread_over_window)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
         ON CONFLICT (address) DO UPDATE SET
             smtp_host = EXCLUDED.smtp_host, smtp_port = EXCLUDED.smtp_port,
             smtp_security = EXCLUDED.smtp_security, smtp_username = EXCLUDED.smtp_username,
@@ -138,7 +141,8 @@ async def upsert_mailbox(
             window_end_hour = EXCLUDED.window_end_hour, delay_min_minutes = EXCLUDED.delay_min_minutes,
             delay_max_minutes = EXCLUDED.delay_max_minutes, ramp_start = EXCLUDED.ramp_start,
             ramp_increment = EXCLUDED.ramp_increment, ramp_ceiling = EXCLUDED.ramp_ceiling,
-            ramp_variance = EXCLUDED.ramp_variance, spread_over_window = EXCLUDED.spread_over_window,
+            ramp_variance = EXCLUDED.ramp_variance, weekdays_only = EXCLUDED.weekdays_only,
+            spread_over_window = EXCLUDED.spread_over_window,
             state = CASE WHEN mailboxes.state = 'removed'
                 THEN 'active'::mailbox_state ELSE mailboxes.state END,
             updated_at = now()

@@ -60,6 +60,8 @@ class ScheduleSettings:
     # True: the day's sends come in short bursts spread over the whole window (human-like).
     # False: one chain of [delay_min, delay_max] gaps from the window's start (demos, compressed time).
     spread_over_window: bool = True
+    # True: no sends on Saturday and Sunday (the mailbox's local days); the ramp does not advance then.
+    weekdays_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,7 @@ class SettingsUpdate:
     delay_max_minutes: float | None = None
     ramp: RampSettings | None = None
     spread_over_window: bool | None = None
+    weekdays_only: bool | None = None
     fairness_weight: float | None = None  # not a schedule field: the user's plan weight
     plan_parent_id: str | None = None  # not a schedule field: "" stops asking a parent for allowances
 
@@ -198,6 +201,7 @@ class MailboxStatus:
     capped_reason: str
     timezone: str
     binding_cap: str = ""  # e.g. "USER_SENDS_PER_MINUTE": the cap that held sends back today
+    weekdays_only: bool = False
 
 
 # Error types the activity raises and the workflow reacts to by name (ApplicationError.type).

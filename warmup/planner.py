@@ -12,6 +12,9 @@ import datetime as dt
 from warmup import schedule
 from warmup.models import DayProgress, MailboxWorkflowState, ScheduleSettings, SendRequest
 
+_SATURDAY = 5  # date.weekday(): Monday is 0
+_DAY_OFF = "weekdays only: no sends on Saturday and Sunday"
+
 
 class MailboxPlanner:
     def __init__(self, mailbox_id: int, settings: ScheduleSettings, state: MailboxWorkflowState) -> None:
@@ -31,7 +34,9 @@ class MailboxPlanner:
             self.state.ramp_day += 1  # only days that actually warmed advance the ramp
         start, end = schedule.window_bounds(day, self.settings)
         self.state.today = DayProgress(day=day.isoformat(), window_end=end, quota=self._ramp_quota(day))
-        if now >= end:
+        if self._day_off(day):
+            self.state.today.capped_reason = _DAY_OFF
+        elif now >= end:
             # Enrolled (or resumed) after today's window closed: today has nothing left to send.
             self.state.today.quota = 0
             self.state.today.capped_reason = "today's window had already closed"
@@ -45,6 +50,10 @@ class MailboxPlanner:
         day = dt.date.fromisoformat(t.day)
         start, t.window_end = schedule.window_bounds(day, self.settings)
         t.quota = self._ramp_quota(day)
+        if self._day_off(day):
+            t.capped_reason = _DAY_OFF
+        elif t.capped_reason == _DAY_OFF:  # weekdays-only was just turned off
+            t.capped_reason = ""
         if t.allowance is not None:
             t.quota = min(t.quota, t.allowance)
         t.replans += 1
@@ -111,7 +120,12 @@ class MailboxPlanner:
         if plan and plan[0] < self.earliest_next_send():
             self.replan_needed = True
 
+    def _day_off(self, day: dt.date) -> bool:
+        return self.settings.weekdays_only and day.weekday() >= _SATURDAY
+
     def _ramp_quota(self, day: dt.date) -> int:
+        if self._day_off(day):
+            return 0
         return schedule.ramp_quota(
             self.settings.ramp, self.state.ramp_day, schedule.day_seed(self.mailbox_id, day)
         )

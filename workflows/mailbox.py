@@ -139,6 +139,7 @@ class MailboxWarmupWorkflow:
             capped_reason=t.capped_reason,
             timezone=self._day.settings.timezone,
             binding_cap=t.binding_cap,
+            weekdays_only=self._day.settings.weekdays_only,
         )
 
     # --- one send -------------------------------------------------------------------------------
