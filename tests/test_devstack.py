@@ -275,9 +275,15 @@ def test_dev_server_restarts_on_its_database_with_the_search_attributes(tmp_path
 # --- leftovers of a killed `make dev` ---------------------------------------------------------
 
 
+def _sigint_default() -> None:
+    # A shell running `make test` in the background makes its children ignore SIGINT (POSIX); the
+    # processes of this test must die of it, as `make dev`'s children do in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_pid_registry_stops_recorded_leftovers_only(tmp_path: Path) -> None:
-    leftover = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    leftover = subprocess.Popen(["sleep", "60"], start_new_session=True, preexec_fn=_sigint_default)
+    bystander = subprocess.Popen(["sleep", "60"], start_new_session=True, preexec_fn=_sigint_default)
     try:
         registry = PidRegistry(tmp_path / "dev.pids")
         registry.add(leftover.pid)
