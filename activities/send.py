@@ -9,11 +9,13 @@ a lost email is cheaper for a warmup than a duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiosmtplib
@@ -96,6 +98,10 @@ class SendActivities:
 
     @activity.defn(name="send_email")
     async def send_email(self, req: SendRequest) -> SendResult:
+        async with _heartbeating():
+            return await self._send_email(req)
+
+    async def _send_email(self, req: SendRequest) -> SendResult:
         key = req.idempotency_key
         try:
             day = dt.date.fromisoformat(req.day)
@@ -384,6 +390,33 @@ class SendActivities:
                 await pause_mailbox(conn, sender.id, text)
         log.warning("%s; mailbox paused (send %s)", message, key)
         return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating() -> AsyncIterator[None]:
+    """Heartbeat while a send runs longer than a third of its heartbeat timeout.
+
+    If the worker dies, the heartbeats stop and Temporal retries the send on another worker after
+    the heartbeat timeout (30 s by default), not after start-to-close (6 SMTP timeouts + 10 s).
+    A send that ends sooner never heartbeats: heartbeats cost server requests (and Cloud actions).
+    """
+    timeout = activity.info().heartbeat_timeout if activity.in_activity() else None
+    if not timeout:
+        yield
+        return
+
+    async def beat(every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            activity.heartbeat()
+
+    task = asyncio.create_task(beat(timeout.total_seconds() / 3))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _close(client: aiosmtplib.SMTP) -> None:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     SEND_RETRY_INITIAL_SECONDS: float = Field(30, gt=0, le=3600, description="first retry backoff")
     SEND_RETRY_MAX_SECONDS: float = Field(600, gt=0, le=86_400, description="backoff ceiling")
     SEND_RETRY_MAX_ATTEMPTS: int = Field(6, ge=1, le=100, description="attempts per send")
+    SEND_HEARTBEAT_SECONDS: float = Field(
+        30, ge=1, le=600, description="a send whose worker went silent this long is retried elsewhere"
+    )
 
     # --- Tenancy ---
     REQUIRE_USER_SCOPE: bool = Field(
@@ -150,6 +153,7 @@ class Settings(BaseSettings):
             max_seconds=self.SEND_RETRY_MAX_SECONDS,
             max_attempts=self.SEND_RETRY_MAX_ATTEMPTS,
             smtp_timeout_seconds=self.SMTP_TIMEOUT_SECONDS,
+            heartbeat_seconds=self.SEND_HEARTBEAT_SECONDS,
         )
 
 

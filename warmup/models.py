@@ -70,6 +70,8 @@ class SendRetrySettings:
     max_seconds: float = 600.0
     max_attempts: int = 6
     smtp_timeout_seconds: float = 30.0
+    # A send whose worker stopped heartbeating this long is retried (on another worker).
+    heartbeat_seconds: float = 30.0
 
 
 @dataclass

@@ -155,6 +155,8 @@ class MailboxWarmupWorkflow:
                 result_type=SendResult,
                 # Several SMTP round trips, each bounded by the SMTP timeout.
                 start_to_close_timeout=timedelta(seconds=retry.smtp_timeout_seconds * 6 + 10),
+                # A dead worker's send is retried after this, not after start-to-close.
+                heartbeat_timeout=timedelta(seconds=retry.heartbeat_seconds),
                 # Waiting for a cap is a retry too, so attempts are unlimited here; the activity counts
                 # SMTP failures itself, and nothing is retried past the window (plus time to finish).
                 schedule_to_close_timeout=timedelta(seconds=max(req.not_after - now, 0) + 600),

@@ -4,14 +4,16 @@
     PENDING -> SENDING only after RCPT, right before DATA), so the retry sends it, once.
 (b) The server has kept the message and withholds its 250: the row is SENDING, so the retry marks it
     UNKNOWN and never resends (the slot is used up; the message did arrive).
-Temporal retries a dead worker's activity only after its start-to-close timeout (6 x the SMTP
-timeout + 10 s = 22 s here). Either way the rest of the day is sent and no Message-ID arrives twice.
+The SMTP timeout is 20 s here, so start-to-close is 130 s; the dead worker stops heartbeating, and
+Temporal retries its sends after the 4 s heartbeat timeout instead (WARMUP_SEND_HEARTBEAT_SECONDS).
+Either way the rest of the day is sent and no Message-ID arrives twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,24 +31,37 @@ async def test_sigkill_mid_send_before_and_after_data(
     tmp_path: Path,
 ) -> None:
     client = temporal_env.client
-    stack = DrillStack(make_settings(), client.service_client.config.target_host, tmp_path, client.namespace)
+    stack = DrillStack(
+        make_settings(),
+        client.service_client.config.target_host,
+        tmp_path,
+        client.namespace,
+        overrides={"SMTP_TIMEOUT_SECONDS": "20", "SEND_HEARTBEAT_SECONDS": "4"},
+    )
     try:
         await stack.prepare()
         # Longer than the whole drill: only the kill ends these stalls.
         rcpt = await stack.sender("kill-before-data", QUOTA, arm=lambda sink: sink.stall_before_data(120))
         data = await stack.sender("kill-after-data", QUOTA, arm=lambda sink: sink.stall_after_data(120))
         # The worker starts only now, so both first sends begin together: the kill must land inside
-        # the client's 2 s SMTP timeout for both stalls, or the client would give up by itself.
+        # the client's 20 s SMTP timeout for both stalls, or the client would give up by itself.
         stack.workers.start(1)
         await asyncio.wait_for(asyncio.gather(rcpt.sink.stalled.wait(), data.sink.stalled.wait()), 30)
         assert [r["status"] for r in await stack.ledger(rcpt)] == ["PENDING"]
         assert [r["status"] for r in await stack.ledger(data)] == ["SENDING"]
         stack.workers.procs[0].send_signal(signal.SIGKILL)
         stack.workers.procs[0].wait()
+        killed = time.monotonic()
         stack.workers.start(1)
 
+        # The first slot's retry comes after the heartbeat timeout, long before start-to-close (130 s).
+        await rcpt.sink.wait_for(1, timeout=60)
+        resent_after = time.monotonic() - killed
+        assert resent_after < 40, f"the dead worker's send was retried only after {resent_after:.0f} s"
         await stack.settle(stack.all_final, within=60)
-        a = await stack.figures("SIGKILL at RCPT (before DATA)", rcpt, QUOTA, "retried after start-to-close")
+        a = await stack.figures(
+            "SIGKILL at RCPT (before DATA)", rcpt, QUOTA, f"resent {resent_after:.0f} s after the kill"
+        )
         b = await stack.figures("SIGKILL after DATA, before 250", data, QUOTA, "UNKNOWN, not resent")
         for f in (a, b):
             assert_clean(f)
