@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 from temporalio.client import Client
 
-from warmup.mailboxes import workflow_id_for
+from warmup.mailboxes import SCHEDULE_COLUMNS, schedule_values, workflow_id_for
 from warmup.models import MailboxWorkflowInput, ScheduleSettings, SmtpSecurity
 from workflows.mailbox import MailboxWarmupWorkflow
 
@@ -29,15 +29,7 @@ _COLUMNS = (
     "smtp_username",
     "secret_ciphertext",
     "verify_tls",
-    "timezone",
-    "window_start_hour",
-    "window_end_hour",
-    "delay_min_minutes",
-    "delay_max_minutes",
-    "ramp_start",
-    "ramp_increment",
-    "ramp_ceiling",
-    "ramp_variance",
+    *SCHEDULE_COLUMNS,
     "spread_over_window",
 )
 
@@ -60,7 +52,6 @@ async def insert_mailboxes(
     users = sorted({u for u, _ in mailboxes})
     rows = []
     for i, (user, s) in enumerate(mailboxes):
-        r = s.ramp
         rows.append(
             (
                 user,
@@ -71,15 +62,7 @@ async def insert_mailboxes(
                 f"{prefix}-{i}",
                 ciphertext,
                 False,
-                s.timezone,
-                s.window_start_hour,
-                s.window_end_hour,
-                s.delay_min_minutes,
-                s.delay_max_minutes,
-                r.start_volume,
-                r.daily_increment,
-                r.ceiling,
-                r.daily_variance,
+                *schedule_values(s),
                 s.spread_over_window,
             )
         )

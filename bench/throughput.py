@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import math
+import subprocess
 import sys
 import time
 import uuid
@@ -143,12 +144,7 @@ async def _e2e(
         lambda m: MailboxWorkflowInput(m.mailbox_id, m.user_id, m.schedule, retry),
     )
     say(f"  e2e: {started.started} mailboxes started at {started.per_second:.0f}/s; warming up")
-    meter = CpuMeter({**stack.pids(), "worker": [p.pid for p in procs]})
-    await asyncio.sleep(warmup_seconds)
-    a, t1 = meter.sample(), time.time()
-    await asyncio.sleep(seconds)
-    b, t2 = meter.sample(), time.time()
-    rss = sum(rss_bytes(p.pid) for p in procs) / 2**20
+    span = await _measure(stack, procs, warmup_seconds, seconds)
     # The profile is taken after the measured span: the sampler's own CPU must not slow the measurement.
     spy = pyspy.record(procs[0].pid, min(seconds, 20), stack.logs / "e2e-worker.pyspy")
     sql = await pgsample.sample(stack.pool, min(seconds, 20))
@@ -160,8 +156,8 @@ async def _e2e(
         "SELECT count(*) FROM send_ledger WHERE status = 'SENT' AND sender_id = ANY($1::bigint[])"
         " AND sent_at >= to_timestamp($2) AND sent_at < to_timestamp($3)",
         ids,
-        t1,
-        t2,
+        span.t1,
+        span.t2,
     )
     for p in procs:
         stack.stop_child(p)
@@ -169,10 +165,10 @@ async def _e2e(
         "end to end",
         mailboxes,
         int(completed),
-        t2 - t1,
+        span.t2 - span.t1,
         started.per_second,
-        CpuMeter.cores(a, b),
-        rss,
+        span.cores,
+        span.rss_mb,
         prof.top if prof else [],
         sql,
     )
@@ -227,20 +223,36 @@ async def _bare(
     await asyncio.gather(*(start(w) for w in ids))
     start_rate = workflows / (time.perf_counter() - began)
     say(f"  bare: {workflows} loops started at {start_rate:.0f}/s; warming up")
+    span = await _measure(stack, procs, warmup_seconds, seconds)
+    await asyncio.sleep(1.0)
+    for p in procs:
+        stack.stop_child(p)
+    completed = sum(_count_between(f, span.t1, span.t2) for f in files)
+    await _terminate(stack, ids)
+    rate = LoopRate("bare loop", workflows, completed, span.t2 - span.t1, start_rate, span.cores, span.rss_mb)
+    say(f"  bare: {rate.per_second:.1f} loops/s; cores {rate.cores}")
+    return rate
+
+
+@dataclass(frozen=True)
+class _Span:
+    t1: float  # epoch seconds: the measured span
+    t2: float
+    cores: dict[str, float]  # CPU cores each role used over the span
+    rss_mb: float  # the workers' resident memory at its end
+
+
+async def _measure(
+    stack: Stack, procs: Sequence[subprocess.Popen[bytes]], warmup_seconds: float, seconds: float
+) -> _Span:
+    """Let the loop warm up, then measure `seconds` of it: the same span for both loops."""
     meter = CpuMeter({**stack.pids(), "worker": [p.pid for p in procs]})
     await asyncio.sleep(warmup_seconds)
     a, t1 = meter.sample(), time.time()
     await asyncio.sleep(seconds)
     b, t2 = meter.sample(), time.time()
     rss = sum(rss_bytes(p.pid) for p in procs) / 2**20
-    await asyncio.sleep(1.0)
-    for p in procs:
-        stack.stop_child(p)
-    completed = sum(_count_between(f, t1, t2) for f in files)
-    await _terminate(stack, ids)
-    rate = LoopRate("bare loop", workflows, completed, t2 - t1, start_rate, CpuMeter.cores(a, b), rss)
-    say(f"  bare: {rate.per_second:.1f} loops/s; cores {rate.cores}")
-    return rate
+    return _Span(t1, t2, CpuMeter.cores(a, b), rss)
 
 
 def _count_between(path: Path, t1: float, t2: float) -> int:

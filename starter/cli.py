@@ -46,7 +46,7 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
 
 def _target(p: argparse.ArgumentParser, what: str) -> None:
     """--mailbox ADDRESS, --user USER, or both: the user is then the tenant scope of the mailbox
-    (checked by the command, see `_missing_target`)."""
+    (checked by the command, see `_scope_problem`)."""
     p.add_argument(
         "--mailbox", metavar="ADDRESS", help=f"{what} this mailbox (with --user: only if that user owns it)"
     )

@@ -84,6 +84,21 @@ def _record(row: asyncpg.Record) -> MailboxRecord:
     )
 
 
+# The columns `schedule_values` fills, in its order (for writers that name columns, such as COPY).
+SCHEDULE_COLUMNS = (
+    "timezone",
+    "window_start_hour",
+    "window_end_hour",
+    "delay_min_minutes",
+    "delay_max_minutes",
+    "ramp_start",
+    "ramp_increment",
+    "ramp_ceiling",
+    "ramp_variance",
+    "weekdays_only",
+)
+
+
 def schedule_values(s: ScheduleSettings) -> tuple[str, int, int, float, float, int, int, int, float, bool]:
     """The schedule's columns, timezone to ramp_variance then weekdays_only: one list for every writer."""
     r = s.ramp
