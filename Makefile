@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 dev: $(STAMP)
-	$(PY) -m warmup.devstack
+	$(PY) -m devstack
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -19,8 +19,8 @@ from temporalio.worker import Worker
 from bench.costs import CostSummary, before, summarize
 from bench.fleet import SimMailbox
 from bench.warmup_sim import simulate_day
+from devstack.temporal import test_server_binary
 from warmup import search_attributes
-from warmup.devstack.temporal import test_server_binary
 from warmup.mailboxes import workflow_id_for
 from warmup.models import MailboxWorkflowInput, SendRequest, SendResult, SendStatus
 from workers.sandbox import workflow_runner

@@ -10,7 +10,7 @@ import asyncio
 import signal
 import sys
 
-from warmup.devstack.smtp_sink import ReceivedMessage, SmtpSink
+from devstack.smtp_sink import ReceivedMessage, SmtpSink
 
 
 async def serve() -> int:

@@ -17,10 +17,10 @@ from types import TracebackType
 import asyncpg
 from temporalio.client import Client
 
+from devstack.postgres import PgServer, free_port
+from devstack.processes import die_with_parent_prefix
+from devstack.temporal import DevServer, TemporalBinaryError
 from warmup.db import connect_pool
-from warmup.devstack.postgres import PgServer, free_port
-from warmup.devstack.processes import die_with_parent_prefix
-from warmup.devstack.temporal import DevServer, TemporalBinaryError
 from warmup.secrets import SecretBox, generate_key
 
 DATABASE = "warmup"

@@ -24,16 +24,16 @@ import pytest_asyncio
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from warmup.config import Settings, load_settings
-from warmup.db import migrate
-from warmup.devstack.postgres import PgServer
-from warmup.devstack.smtp_sink import SmtpSink
-from warmup.devstack.temporal import (
+from devstack.postgres import PgServer
+from devstack.smtp_sink import SmtpSink
+from devstack.temporal import (
     dynamic_config_args,
     search_attribute_keys,
     temporal_cli,
     test_server_binary,
 )
+from warmup.config import Settings, load_settings
+from warmup.db import migrate
 from warmup.secrets import generate_key
 
 TEMPLATE_DB = "warmup_template"

@@ -18,9 +18,9 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.stack_support import FAST_TIMING, Workers, worker_env
+from devstack.smtp_sink import ReceivedMessage, SmtpSink
+from tests.helpers.worker_procs import FAST_TIMING, Workers, worker_env
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import ReceivedMessage, SmtpSink
 from warmup.mailboxes import SmtpAccount, upsert_mailbox
 from warmup.models import MailboxEnrollment, SmtpSecurity, UserPlan, UserWorkflowInput
 from warmup.secrets import SecretBox

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from devstack.temporal import SEARCH_ATTRIBUTES
 from warmup.config import Settings, load_settings
-from warmup.devstack.temporal import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,10 +14,10 @@ import aiosmtplib
 import asyncpg
 import pytest
 
-from warmup.devstack.postgres import PgServer, PgServerError, free_port
-from warmup.devstack.processes import PidRegistry
-from warmup.devstack.smtp_sink import SmtpSink
-from warmup.devstack.temporal import DevServer, temporal_cli
+from devstack.postgres import PgServer, PgServerError, free_port
+from devstack.processes import PidRegistry
+from devstack.smtp_sink import SmtpSink
+from devstack.temporal import DevServer, temporal_cli
 
 
 def _mail(subject: str = "hello", sender: str = "a@demo.test", to: str = "b@demo.test") -> EmailMessage:

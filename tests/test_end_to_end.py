@@ -16,11 +16,11 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.operator_support import unique_mailbox_ids
-from tests.stack_support import Workers, worker_env
+from devstack.smtp_sink import SmtpSink
+from devstack.temporal import temporal_cli
+from tests.helpers.operator_cli import unique_mailbox_ids
+from tests.helpers.worker_procs import Workers, worker_env
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import SmtpSink
-from warmup.devstack.temporal import temporal_cli
 
 MAILBOXES = [f"e2e{i}@flow.test" for i in range(4)]
 BAD_LOGIN = "locked@flow.test"

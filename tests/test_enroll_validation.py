@@ -31,7 +31,7 @@ from starter.enroll_request import (
     normalize_address,
     parse_enroll_request,
 )
-from tests.operator_support import Op, op_fixture  # noqa: F401  (the fixture)
+from tests.helpers.operator_cli import Op, op_fixture  # noqa: F401  (the fixture)
 from warmup.config import load_settings
 from warmup.models import ScheduleSettings, SmtpSecurity
 from warmup.secrets import generate_key

@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from tests.workflow_support import skip_to, start_mailboxes, status
+from tests.helpers.workflows import skip_to, start_mailboxes, status
 from warmup import schedule
 from warmup.models import (
     ERR_AUTH,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from warmup.devstack.devenv import read_env_file
-from warmup.devstack.postgres import free_port
+from devstack.devenv import read_env_file
+from devstack.postgres import free_port
 
 MAIL_LINE = re.compile(r"^\d\d:\d\d:\d\d  mail  (demo\d@demo\.test) -> (demo\d@demo\.test)  \S", re.MULTILINE)
 
@@ -22,7 +22,7 @@ MAIL_LINE = re.compile(r"^\d\d:\d\d:\d\d  mail  (demo\d@demo\.test) -> (demo\d@d
 def _command(data_dir: Path, *extra: str) -> list[str]:
     ports = [free_port() for _ in range(4)]
     return [
-        sys.executable, "-m", "warmup.devstack", "--data-dir", str(data_dir),
+        sys.executable, "-m", "devstack", "--data-dir", str(data_dir),
         "--pg-port", str(ports[0]), "--temporal-port", str(ports[1]), "--ui-port", str(ports[2]),
         "--smtp-port", str(ports[3]), *extra,
     ]  # fmt: skip

@@ -16,7 +16,8 @@ import asyncpg
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from tests.operator_support import (
+from devstack.smtp_sink import SmtpSink
+from tests.helpers.operator_cli import (
     PASSWORD,
     Samples,
     enroll_argv,
@@ -27,10 +28,9 @@ from tests.operator_support import (
     unique_mailbox_ids,
     value,
 )
-from tests.stack_support import Workers, worker_env
+from tests.helpers.worker_procs import Workers, worker_env
 from warmup import metrics
 from warmup.config import Settings, load_settings
-from warmup.devstack.smtp_sink import SmtpSink
 
 GOOD = [f"m{i}@metrics.test" for i in range(3)]
 LOCKED = "locked@metrics.test"

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tests.promtool import run_promtool
+from tests.helpers.promtool import run_promtool
 from warmup import metrics
 
 ROOT = Path(__file__).resolve().parent.parent

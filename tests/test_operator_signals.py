@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 from temporalio.common import SearchAttributeKey
 
-from tests.operator_support import (  # noqa: F401  (the fixtures)
+from devstack.temporal import temporal_cli
+from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
     NO_SENDS,
     PASSWORD,
     Op,
@@ -19,7 +20,6 @@ from tests.operator_support import (  # noqa: F401  (the fixtures)
     op_fixture,
     worker_fixture,
 )
-from warmup.devstack.temporal import temporal_cli
 
 
 def _temporal(op: Op, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.operator_support import (  # noqa: F401  (the fixtures)
+from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
     NO_SENDS,
     Op,
     eventually,

@@ -16,8 +16,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker, WorkflowReplayResult
 
+from tests.helpers.workflows import skip_to, start_mailboxes
 from tests.test_mailbox_workflow import UTC_DAY, Recorder
-from tests.workflow_support import skip_to, start_mailboxes
 from warmup.models import MailboxWorkflowInput
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow

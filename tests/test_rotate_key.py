@@ -12,11 +12,11 @@ import asyncpg
 from cryptography.fernet import Fernet, InvalidToken
 from temporalio.testing import WorkflowEnvironment
 
-from tests.operator_support import Run, enroll_argv, starter, unique_mailbox_ids
-from tests.stack_support import Workers, worker_env
+from devstack.smtp_sink import SmtpSink
+from tests.helpers.operator_cli import Run, enroll_argv, starter, unique_mailbox_ids
+from tests.helpers.worker_procs import Workers, worker_env
 from tests.test_secrets_audit import terminate_queue
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import SmtpSink
 from warmup.mailboxes import SmtpAccount, upsert_mailbox
 from warmup.models import ScheduleSettings, SmtpSecurity
 from warmup.secrets import SecretBox, generate_key

@@ -21,10 +21,10 @@ from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.operator_support import unique_mailbox_ids
-from tests.stack_support import Workers, worker_env
+from devstack.smtp_sink import SmtpSink
+from tests.helpers.operator_cli import unique_mailbox_ids
+from tests.helpers.worker_procs import Workers, worker_env
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import SmtpSink
 from warmup.secrets import SecretBox
 
 GOOD = ["audit-a@leak.test", "audit-b@leak.test"]

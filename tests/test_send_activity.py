@@ -22,9 +22,9 @@ from temporalio.worker import Worker
 from activities import recipients
 from activities.send import SendActivities
 from activities.smtp_errors import ERR_TRANSIENT
+from devstack.smtp_sink import SmtpSink
+from devstack.tls import self_signed_server_context
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import SmtpSink
-from warmup.devstack.tls import self_signed_server_context
 from warmup.ledger import LedgerRow, ledger_row
 from warmup.mailboxes import MailboxRecord, SmtpAccount, get_mailbox, set_state, upsert_mailbox
 from warmup.models import (

@@ -14,10 +14,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.send import SendActivities
-from tests.workflow_support import next_dst_change_day, skip_to, start_mailboxes, status
+from devstack.smtp_sink import SmtpSink
+from tests.helpers.workflows import next_dst_change_day, skip_to, start_mailboxes, status
 from warmup import schedule
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import SmtpSink
 from warmup.mailboxes import SmtpAccount, upsert_mailbox
 from warmup.models import RampSettings, ScheduleSettings, SmtpSecurity
 from warmup.secrets import SecretBox

@@ -24,10 +24,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.smtp_sink import SmtpSink
+from devstack.tls import self_signed_server_context
 from starter import cli
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import SmtpSink
-from warmup.devstack.tls import self_signed_server_context
 from warmup.mailboxes import workflow_id_for
 from warmup.secrets import SecretBox
 

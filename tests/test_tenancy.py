@@ -12,7 +12,7 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
-from tests.operator_support import (  # noqa: F401  (the fixtures)
+from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
     NO_SENDS,
     PASSWORD,
     Op,

@@ -12,8 +12,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from tests.helpers.workflows import skip_to
 from tests.test_mailbox_workflow import Recorder
-from tests.workflow_support import skip_to
 from warmup.mailboxes import workflow_id_for
 from warmup.models import (
     MailboxEnrollment,

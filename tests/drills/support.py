@@ -20,15 +20,15 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from tests.operator_support import PASSWORD, enroll_argv, starter, unique_mailbox_ids
-from tests.stack_support import Workers, worker_env
+from devstack.smtp_sink import SmtpSink
+from tests.helpers.operator_cli import PASSWORD, enroll_argv, starter, unique_mailbox_ids
+from tests.helpers.worker_procs import Workers, worker_env
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import SmtpSink
 from workflows.user import user_workflow_id
 
 FINAL = ("SENT", "UNKNOWN", "FAILED")
 
-# Compressed timing shared by the drills (on top of tests.stack_support.FAST_TIMING): a short SMTP
+# Compressed timing shared by the drills (on top of tests.helpers.worker_procs.FAST_TIMING): a short SMTP
 # timeout keeps the activity's start-to-close (6 x timeout + 10 s) at 22 s, which is how long a
 # SIGKILLed worker's send waits before Temporal retries it; a low backoff ceiling brings sends back
 # within seconds once an outage ends.

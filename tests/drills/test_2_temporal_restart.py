@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from devstack.temporal import DevServer
 from tests.drills.support import DrillStack, assert_clean
-from tests.operator_support import free_port
+from tests.helpers.operator_cli import free_port
 from warmup.config import Settings
-from warmup.devstack.temporal import DevServer
 
 QUOTA = 6
 DOWN_SECONDS = 5.0

@@ -18,10 +18,10 @@ from pathlib import Path
 import asyncpg
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.postgres import PgServer, free_port
 from tests.drills.support import DrillStack, assert_clean
 from warmup.config import Settings
 from warmup.db import migrate
-from warmup.devstack.postgres import PgServer, free_port
 
 QUOTA = 5
 OUTAGE_SECONDS = 30.0

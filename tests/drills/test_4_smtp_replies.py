@@ -14,9 +14,9 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.smtp_sink import SmtpSink
 from tests.drills.support import DrillStack, Sender, assert_clean
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import SmtpSink
 
 QUOTA = 2
 TRANSIENT = {

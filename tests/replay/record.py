@@ -19,15 +19,15 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from tests.test_mailbox_workflow import UTC_DAY, Recorder
-from tests.test_user_workflow import FIXED_TEN, _enroll
-from tests.workflow_support import skip_to, start_mailboxes
-from warmup.devstack.temporal import (
+from devstack.temporal import (
     dynamic_config_args,
     search_attribute_keys,
     temporal_cli,
     test_server_binary,
 )
+from tests.helpers.workflows import skip_to, start_mailboxes
+from tests.test_mailbox_workflow import UTC_DAY, Recorder
+from tests.test_user_workflow import FIXED_TEN, _enroll
 from warmup.mailboxes import workflow_id_for
 from warmup.models import (
     ERR_AUTH,

@@ -1,4 +1,4 @@
-"""`python -m warmup.devstack` (what `make dev` runs): the whole stack on loopback with a demo."""
+"""`python -m devstack` (what `make dev` runs): the whole stack on loopback with a demo."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from warmup.devstack.stack import DevStack, StackOptions
+from devstack.stack import DevStack, StackOptions
 
 
 def default_data_dir() -> Path:
@@ -33,7 +33,7 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m warmup.devstack",
+        prog="python -m devstack",
         description="Run PostgreSQL, the Temporal dev server (with Web UI), an SMTP sink and workers on "
         "127.0.0.1, and enroll five demo mailboxes. Ctrl-C stops everything; data stays in the data folder.",
         allow_abbrev=False,

@@ -21,12 +21,12 @@ from typing import TextIO
 
 import asyncpg
 
-from warmup.devstack import demo
-from warmup.devstack.devenv import load_or_create
-from warmup.devstack.postgres import PgServer
-from warmup.devstack.processes import PidRegistry, die_with_parent_prefix
-from warmup.devstack.smtp_sink import ReceivedMessage, SmtpSink
-from warmup.devstack.temporal import DevServer, temporal_cli
+from devstack import demo
+from devstack.devenv import load_or_create
+from devstack.postgres import PgServer
+from devstack.processes import PidRegistry, die_with_parent_prefix
+from devstack.smtp_sink import ReceivedMessage, SmtpSink
+from devstack.temporal import DevServer, temporal_cli
 
 DATABASE = "warmup"
 WORKER_STOP_SECONDS = 20.0

@@ -20,10 +20,10 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.send import SendActivities
+from devstack.smtp_sink import SmtpSink
 from starter import cli
-from tests.stack_support import worker_env
+from tests.helpers.worker_procs import worker_env
 from warmup.config import Settings
-from warmup.devstack.smtp_sink import SmtpSink
 from warmup.secrets import SecretBox
 from workers.worker import build_worker
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from temporalio.common import SearchAttributeKey
 
+from devstack.processes import die_with_parent_prefix
 from warmup import search_attributes
-from warmup.devstack.processes import die_with_parent_prefix
 
 # Registered on every server we start, so workflows can upsert them and the Web UI can filter on them.
 SEARCH_ATTRIBUTES = search_attributes.NAMES

@@ -23,7 +23,7 @@ from types import TracebackType
 
 import asyncpg
 
-from warmup.devstack.processes import die_with_parent_prefix
+from devstack.processes import die_with_parent_prefix
 
 # PostgreSQL refuses to run as root; when we are root it runs as this OS user instead.
 OS_USER = "warmup-pg"
