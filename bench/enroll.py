@@ -16,22 +16,10 @@ from dataclasses import dataclass
 import asyncpg
 from temporalio.client import Client
 
-from warmup.mailboxes import SCHEDULE_COLUMNS, schedule_values, workflow_id_for
+from warmup import mailbox_settings as ms
+from warmup.mailboxes import SmtpAccount, mailbox_row, workflow_id_for
 from warmup.models import MailboxWorkflowInput, ScheduleSettings, SmtpSecurity
 from workflows.mailbox import MailboxWarmupWorkflow
-
-_COLUMNS = (
-    "user_id",
-    "address",
-    "smtp_host",
-    "smtp_port",
-    "smtp_security",
-    "smtp_username",
-    "secret_ciphertext",
-    "verify_tls",
-    *SCHEDULE_COLUMNS,
-    "spread_over_window",
-)
 
 
 @dataclass(frozen=True)
@@ -52,23 +40,19 @@ async def insert_mailboxes(
     users = sorted({u for u, _ in mailboxes})
     rows = []
     for i, (user, s) in enumerate(mailboxes):
+        smtp = SmtpAccount("127.0.0.1", smtp_port, SmtpSecurity.NONE, f"{prefix}-{i}", verify_tls=False)
         rows.append(
-            (
-                user,
-                f"{prefix}-{i}@bench.test",
-                "127.0.0.1",
-                smtp_port,
-                SmtpSecurity.NONE.value,
-                f"{prefix}-{i}",
-                ciphertext,
-                False,
-                *schedule_values(s),
-                s.spread_over_window,
+            mailbox_row(
+                user_id=user,
+                address=f"{prefix}-{i}@bench.test",
+                smtp=smtp,
+                secret_ciphertext=ciphertext,
+                schedule=s,
             )
         )
     async with pool.acquire() as conn, conn.transaction():
         await conn.copy_records_to_table("users", records=[(u,) for u in users], columns=["id"])
-        await conn.copy_records_to_table("mailboxes", records=rows, columns=_COLUMNS)
+        await conn.copy_records_to_table("mailboxes", records=rows, columns=ms.COLUMNS)
         ids = await conn.fetch(
             "SELECT id, address FROM mailboxes WHERE address LIKE $1", f"{prefix}-%@bench.test"
         )

@@ -11,43 +11,19 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from starter.enroll_request import FLAGS, EnrollRequest, EnrollValidationError, parse_enroll_request
+from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
+from warmup import mailbox_settings as ms
+from warmup.mailbox_settings import csv_label
 from warmup.models import ScheduleSettings
 
-# Column -> EnrollRequest field. Headers are matched case-insensitively, '-' and '_' alike.
-COLUMNS: dict[str, str] = {
-    "mailbox": "address",
-    "user": "user_id",
-    "smtp_host": "smtp_host",
-    "smtp_port": "smtp_port",
-    "smtp_security": "smtp_security",
-    "username": "username",
-    "timezone": "timezone",
-    "verify_tls": "verify_tls",
-    "window_start": "window_start_hour",
-    "window_end": "window_end_hour",
-    "delay_min": "delay_min_minutes",
-    "delay_max": "delay_max_minutes",
-    "ramp_start": "ramp_start",
-    "ramp_increment": "ramp_increment",
-    "ramp_ceiling": "ramp_ceiling",
-    "ramp_variance": "ramp_variance",
-    "weekdays_only": "weekdays_only",
-}
-SECRET_COLUMNS = ("secret", "secret_env")  # the password itself, or the name of a variable holding it
-REQUIRED = ("mailbox", "user", "smtp_host", "smtp_port", "username", "timezone")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-
-# The enroll model's messages name flags; in a file the user wrote columns.
-_FLAG_TO_COLUMN = sorted(
-    [(FLAGS[f], c) for c, f in COLUMNS.items() if f != "verify_tls"]
-    + [("--no-verify-tls", "verify_tls"), (FLAGS["secret"], "secret/secret_env")],
-    key=lambda pair: -len(pair[0]),
-)
+# Columns come from the settings' declarations (warmup.mailbox_settings); headers are matched
+# case-insensitively, '-' and '_' alike.
+COLUMNS = ms.CSV_COLUMNS
+SECRET_COLUMNS = tuple(c for x in ms.SECRETS for c in (x.csv_value, x.csv_env))
+REQUIRED = tuple(s.csv for s in ms.REQUIRED)
 
 
 class CsvFileError(Exception):
@@ -74,32 +50,31 @@ def _header(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
-def _in_columns(message: str) -> str:
-    for flag, column in _FLAG_TO_COLUMN:
-        message = message.replace(flag, column)
-    return message
-
-
-def _secret(row: Mapping[str, str], env: Mapping[str, str]) -> tuple[str | None, list[str]]:
-    """The row's password and the problems finding it; the value itself never enters a message."""
-    inline = (row.get("secret") or "").strip()
-    var = (row.get("secret_env") or "").strip()
+def _secret(
+    secret: ms.SecretSetting, row: Mapping[str, str], env: Mapping[str, str]
+) -> tuple[str | None, list[str]]:
+    """The row's secret and the problems finding it; the value itself never enters a message."""
+    inline = (row.get(secret.csv_value) or "").strip()
+    var = (row.get(secret.csv_env) or "").strip()
     if inline and var:
-        return None, ["secret and secret_env are both set: give the password in one of them only"]
+        return None, [
+            f"{secret.csv_value} and {secret.csv_env} are both set: "
+            f"give the {secret.what} in one of them only"
+        ]
     if inline:
         return inline, []
     if var:
-        shown = var if _ENV_NAME.fullmatch(var) else "(name not shown)"
         value = env.get(var)
         if not value:
             state = "is empty" if value == "" else "is not set"
             return None, [
-                f"secret_env: the environment variable {shown} {state}; export it before the import"
+                f"{secret.csv_env}: the environment variable {ms.shown_env_name(var)} {state}; "
+                "export it before the import"
             ]
         return value, []
     return None, [
-        "no SMTP password: fill the secret column (the password) or secret_env (the name of an "
-        "environment variable holding it)"
+        f"no {secret.what}: fill the {secret.csv_value} column (the {secret.what}) or {secret.csv_env} "
+        "(the name of an environment variable holding it)"
     ]
 
 
@@ -199,17 +174,16 @@ def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> 
                 )
             )
             continue
-        values: dict[str, object] = {COLUMNS[c]: (row.get(c) or None) for c in COLUMNS}
-        secret, problems = _secret(row, env)
-        values["secret"] = secret if secret is not None else "unused placeholder"
-        if values.get("verify_tls") is None:
-            values["verify_tls"] = True
-        if values.get("weekdays_only") is None:
-            values["weekdays_only"] = False
+        values: dict[str, object] = {s.name: (row.get(c) or None) for c, s in COLUMNS.items()}
+        problems: list[str] = []
+        for secret in ms.SECRETS:
+            value, found = _secret(secret, row, env)
+            values[secret.name] = value if value is not None else "unused placeholder"
+            problems += found
         try:
-            req = parse_enroll_request(values, defaults)
+            req = parse_enroll_request(values, defaults, csv_label)
         except EnrollValidationError as exc:
-            problems += [_in_columns(p) for p in exc.problems]
+            problems += exc.problems
             results.append(RowResult(line, row.get("mailbox", ""), "invalid", problems))
             continue
         if problems:

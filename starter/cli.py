@@ -18,14 +18,15 @@ from typing import NoReturn, TextIO
 
 import asyncpg
 
-from starter import cmd_control, cmd_enroll, cmd_plan, cmd_rotate_key, cmd_views
+from starter import cmd_control, cmd_enroll, cmd_plan, cmd_rotate_key, cmd_views, setting_flags
 from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
 from starter.context import Io, scrub
 from starter.enroll_request import EnrollValidationError
+from warmup import mailbox_settings as ms
 from warmup.config import ConfigError, Settings, load_settings
-from warmup.models import MailboxState, PauseRequest, SmtpSecurity
+from warmup.models import MailboxState, PauseRequest
 
-_SECRET_FLAGS = ("--secret-env", "--secret-stdin")
+_SECRET_FLAGS = tuple(f for x in ms.SECRETS for f in (x.env_flag, x.stdin_flag))
 # Ctrl-C: the shell's convention for "stopped by SIGINT".
 EXIT_INTERRUPTED = 130
 
@@ -53,17 +54,6 @@ def _target(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--user", metavar="USER", help=f"{what} every mailbox of this user, or scope --mailbox")
 
 
-def _schedule_flags(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--window-start", metavar="H", help="local hour the sending window opens (0-23)")
-    group.add_argument("--window-end", metavar="H", help="local hour it closes (1-24)")
-    group.add_argument("--delay-min", metavar="MIN", help="minutes at least between two sends")
-    group.add_argument("--delay-max", metavar="MIN", help="minutes at most between two sends")
-    group.add_argument("--ramp-start", metavar="N", help="emails on the first day")
-    group.add_argument("--ramp-increment", metavar="N", help="emails added each day")
-    group.add_argument("--ramp-ceiling", metavar="N", help="most emails per day")
-    group.add_argument("--ramp-variance", metavar="F", help="daily +/- jitter fraction, 0-0.5")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="starter",
@@ -84,44 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: SMTP_PASSWORD=... starter enroll --mailbox alice@example.com --user acme "
         "--smtp-host smtp.example.com --smtp-port 587 --username alice@example.com "
         "--secret-env SMTP_PASSWORD --timezone Europe/Berlin --check. "
-        "CSV columns: mailbox, user, smtp_host, smtp_port, username, timezone, secret (the password) "
-        "or secret_env (a variable's name); optional smtp_security, verify_tls, window_start, window_end, "
-        "delay_min, delay_max, ramp_start, ramp_increment, ramp_ceiling, ramp_variance, weekdays_only.",
+        f"CSV columns: {', '.join(s.csv for s in ms.REQUIRED)}, {ms.SMTP_SECRET.csv_value} (the password) "
+        f"or {ms.SMTP_SECRET.csv_env} (a variable's name); optional "
+        f"{', '.join(c for c, s in ms.CSV_COLUMNS.items() if not s.required)}.",
     )
-    enroll.add_argument("--mailbox", metavar="ADDRESS", help="the mailbox's email address")
-    enroll.add_argument("--user", metavar="USER", help="id of the user who owns the mailbox")
-    enroll.add_argument("--smtp-host", metavar="HOST")
-    enroll.add_argument("--smtp-port", metavar="PORT", help="465 (tls), 587 or 25 (starttls)")
-    enroll.add_argument(
-        "--smtp-security",
-        choices=[s.value for s in SmtpSecurity],
-        help="default from the port: 465 -> tls, 587/25 -> starttls; none (clear text) only if chosen",
-    )
-    enroll.add_argument("--username", metavar="NAME", help="SMTP login name")
-    secret = enroll.add_mutually_exclusive_group()
-    secret.add_argument(
-        "--secret-env", metavar="VARNAME", help="name of the environment variable with the password"
-    )
-    secret.add_argument(
-        "--secret-stdin", action="store_true", help="read the password as one line from stdin"
-    )
-    enroll.add_argument("--timezone", metavar="IANA_TZ", help="e.g. Europe/Berlin")
-    enroll.add_argument(
-        "--no-verify-tls",
-        dest="verify_tls",
-        action="store_false",
-        help="accept any TLS certificate (test servers)",
-    )
+    setting_flags.add_enroll_flags(enroll)
     enroll.add_argument(
         "--check", action="store_true", help="log in to the SMTP server before storing anything"
     )
     enroll.add_argument("--csv", metavar="FILE", help="enroll every row of this CSV file ('-' = stdin)")
     enroll.add_argument("--dry-run", action="store_true", help="with --csv: check every row, store nothing")
-    schedule = enroll.add_argument_group("schedule (defaults from WARMUP_* settings)")
-    _schedule_flags(schedule)
-    schedule.add_argument(
-        "--weekdays-only", action="store_true", help="no sends on Saturday and Sunday (local days)"
-    )
     _json_flag(enroll)
 
     lst = sub.add_parser("list", help="list mailboxes, by user and state", allow_abbrev=False)
@@ -163,16 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "running workflow re-plans the rest of today at once.",
     )
     _target(update, "update")
-    schedule = update.add_argument_group("schedule")
-    schedule.add_argument("--timezone", metavar="IANA_TZ", help="e.g. Europe/Berlin")
-    _schedule_flags(schedule)
-    days = schedule.add_mutually_exclusive_group()
-    days.add_argument(
-        "--weekdays-only", dest="weekdays_only", action="store_const", const=True, help="send Monday-Friday"
-    )
-    days.add_argument(
-        "--all-days", dest="weekdays_only", action="store_const", const=False, help="send every day"
-    )
+    setting_flags.add_update_flags(update.add_argument_group("schedule"))
     _json_flag(update)
 
     remove = sub.add_parser(

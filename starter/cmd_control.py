@@ -9,6 +9,7 @@ import dataclasses
 import asyncpg
 
 from starter import client as temporal_ops
+from starter import setting_flags
 from starter.client import EXIT_FAILURE, EXIT_USAGE, MailboxOutcome, StarterError
 from starter.context import EXIT_OK, Io, address, database, find_mailbox
 from starter.enroll_request import EnrollValidationError
@@ -16,6 +17,7 @@ from starter.mailbox_store import ledger_rows_of, update_schedule
 from starter.update_request import ScheduleUpdate, parse_schedule_change
 from starter.views import outcomes_json, outcomes_view
 from warmup import fleet
+from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.mailboxes import MailboxRecord, get_mailbox, set_state, workflow_id_for
 from warmup.models import MailboxState
@@ -91,19 +93,6 @@ async def resume(args: argparse.Namespace, settings: Settings, io: Io) -> int:
 
 # --- update -------------------------------------------------------------------------------------------
 
-# (argparse dest, ScheduleFields name, flag)
-UPDATE_FLAGS = (
-    ("timezone", "timezone", "--timezone"),
-    ("window_start", "window_start_hour", "--window-start"),
-    ("window_end", "window_end_hour", "--window-end"),
-    ("delay_min", "delay_min_minutes", "--delay-min"),
-    ("delay_max", "delay_max_minutes", "--delay-max"),
-    ("ramp_start", "ramp_start", "--ramp-start"),
-    ("ramp_increment", "ramp_increment", "--ramp-increment"),
-    ("ramp_ceiling", "ramp_ceiling", "--ramp-ceiling"),
-    ("ramp_variance", "ramp_variance", "--ramp-variance"),
-)
-
 
 async def _targets(conn: asyncpg.Connection, args: argparse.Namespace, command: str) -> list[MailboxRecord]:
     """The mailbox named by --mailbox (owned by --user when given), or every mailbox of --user
@@ -123,26 +112,15 @@ async def _targets(conn: asyncpg.Connection, args: argparse.Namespace, command: 
 
 
 def _changes(update: ScheduleUpdate, before: MailboxRecord) -> dict[str, list[object]]:
-    old = dataclasses.asdict(before.schedule)
-    new = dataclasses.asdict(update.schedule)
-    flat_old = {
-        **{k: v for k, v in old.items() if k != "ramp"},
-        **{f"ramp_{k}": v for k, v in old["ramp"].items()},
-    }
-    flat_new = {
-        **{k: v for k, v in new.items() if k != "ramp"},
-        **{f"ramp_{k}": v for k, v in new["ramp"].items()},
-    }
-    return {k: [flat_old[k], flat_new[k]] for k in flat_new if flat_old.get(k) != flat_new[k]}
+    old, new = ms.schedule_values_of(before.schedule), ms.schedule_values_of(update.schedule)
+    return {k: [old[k], new[k]] for k in new if old[k] != new[k]}
 
 
 async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
-    raw = {name: getattr(args, dest) for dest, name, _ in UPDATE_FLAGS}
-    if all(v is None for v in raw.values()) and args.weekdays_only is None:
-        flags = ", ".join(flag for _, _, flag in UPDATE_FLAGS)
-        raise StarterError(
-            f"nothing to update: give at least one of {flags}, --weekdays-only, --all-days", EXIT_USAGE
-        )
+    raw = setting_flags.given(args, ms.UPDATABLE)
+    if all(v is None for v in raw.values()):
+        flags = ", ".join(f for s in ms.UPDATABLE for f in (s.flag, s.off_flag) if f)
+        raise StarterError(f"nothing to update: give at least one of {flags}", EXIT_USAGE)
 
     client = await temporal_ops.connect_temporal(settings)
     async with database(settings) as conn:
@@ -153,7 +131,7 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         problems: list[str] = []
         for record in records:
             try:
-                plan = parse_schedule_change(record.schedule, raw, args.weekdays_only)
+                plan = parse_schedule_change(record.schedule, raw)
             except EnrollValidationError as exc:
                 prefix = f"{record.address}: " if by_user else ""
                 problems += [prefix + p for p in exc.problems]

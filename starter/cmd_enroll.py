@@ -5,66 +5,45 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
-import re
 import stat
 import sys
 from pathlib import Path
 
 from starter import client as temporal_ops
+from starter import setting_flags
 from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, decode, parse_csv
 from starter.bulk_enroll import counts as row_counts
 from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
 from starter.context import EXIT_OK, Io, database, ui_link
 from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
 from starter.output import table
+from starter.setting_flags import dest
 from starter.smtp_check import SmtpCheckError, check_login
 from starter.views import bulk_view
+from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.db import Conn
+from warmup.mailbox_settings import SecretSetting, shown_env_name
 from warmup.mailboxes import get_mailbox_by_address, workflow_id_for
 from warmup.secrets import SecretBox, SecretKeyError
 
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
-# Flags of a single enrollment (dest, flag); `--csv` takes all of them from the file instead.
-SINGLE_FLAGS = (
-    ("mailbox", "--mailbox"),
-    ("user", "--user"),
-    ("smtp_host", "--smtp-host"),
-    ("smtp_port", "--smtp-port"),
-    ("smtp_security", "--smtp-security"),
-    ("username", "--username"),
-    ("secret_env", "--secret-env"),
-    ("timezone", "--timezone"),
-    ("window_start", "--window-start"),
-    ("window_end", "--window-end"),
-    ("delay_min", "--delay-min"),
-    ("delay_max", "--delay-max"),
-    ("ramp_start", "--ramp-start"),
-    ("ramp_increment", "--ramp-increment"),
-    ("ramp_ceiling", "--ramp-ceiling"),
-    ("ramp_variance", "--ramp-variance"),
-)
-REQUIRED_SINGLE = ("--mailbox", "--user", "--smtp-host", "--smtp-port", "--username", "--timezone")
-
-
-def read_secret(args: argparse.Namespace, io: Io) -> str | None:
-    """The password from stdin or the named variable; None when absent (the model reports it)."""
-    if args.secret_stdin:
+def read_secret(secret: SecretSetting, args: argparse.Namespace, io: Io) -> str | None:
+    """The secret from stdin or the named variable; None when absent (the request check reports it)."""
+    if getattr(args, dest(secret.stdin_flag)):
         if io.stdin is sys.stdin and sys.stdin.isatty():
-            return getpass.getpass("SMTP password: ")
+            return getpass.getpass(f"{secret.what}: ")
         return io.stdin.readline().strip()
-    if args.secret_env is not None:
-        name: str = args.secret_env
+    name: str | None = getattr(args, dest(secret.env_flag))
+    if name is not None:
         value = io.env.get(name)
         if not value:
-            # Show the name only when it looks like one: a mistyped password must not be echoed.
-            shown = name if _ENV_NAME.fullmatch(name) else "(name not shown)"
             state = "is empty" if value == "" else "is not set"
             raise EnrollValidationError(
                 [
-                    f"--secret-env: the environment variable {shown} {state}; export it with the SMTP "
-                    "password (e.g. `read -rs SMTP_PASSWORD; export SMTP_PASSWORD`) or use --secret-stdin"
+                    f"{secret.env_flag}: the environment variable {shown_env_name(name)} {state}; export it "
+                    f"with the {secret.what} (e.g. `read -rs SMTP_PASSWORD; export SMTP_PASSWORD`) or use "
+                    f"{secret.stdin_flag}"
                 ]
             )
         return value
@@ -81,38 +60,20 @@ def _secret_box(settings: Settings) -> SecretBox:
 async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if args.csv is not None:
         return await enroll_csv(args, settings, io)
-    missing = [flag for dest, flag in SINGLE_FLAGS if flag in REQUIRED_SINGLE and getattr(args, dest) is None]
+    missing = [s.flag for s in ms.REQUIRED if getattr(args, s.name) is None]
     if missing:
         raise StarterError(
             f"the following arguments are required: {', '.join(missing)} (or --csv FILE to enroll many)",
             EXIT_USAGE,
         )
-    raw: dict[str, object] = {
-        "address": args.mailbox,
-        "user_id": args.user,
-        "smtp_host": args.smtp_host,
-        "smtp_port": args.smtp_port,
-        "smtp_security": args.smtp_security,
-        "username": args.username,
-        "secret": None,
-        "timezone": args.timezone,
-        "verify_tls": args.verify_tls,
-        "window_start_hour": args.window_start,
-        "window_end_hour": args.window_end,
-        "delay_min_minutes": args.delay_min,
-        "delay_max_minutes": args.delay_max,
-        "ramp_start": args.ramp_start,
-        "ramp_increment": args.ramp_increment,
-        "ramp_ceiling": args.ramp_ceiling,
-        "ramp_variance": args.ramp_variance,
-        "weekdays_only": args.weekdays_only,
-    }
-    # Read the secret first but report its problem together with every other one.
+    raw = setting_flags.given(args, ms.USER_SETTINGS)
+    # Read each secret first but report its problem together with every other one.
     secret_problems: list[str] = []
-    try:
-        raw["secret"] = read_secret(args, io)
-    except EnrollValidationError as exc:
-        secret_problems, raw["secret"] = exc.problems, "unused placeholder"
+    for secret in ms.SECRETS:
+        try:
+            raw[secret.name] = read_secret(secret, args, io)
+        except EnrollValidationError as exc:
+            secret_problems, raw[secret.name] = secret_problems + exc.problems, "unused placeholder"
     try:
         req: EnrollRequest = parse_enroll_request(raw, settings.default_schedule("UTC"))
     except EnrollValidationError as exc:
@@ -129,7 +90,7 @@ async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
             reply = await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
         except SmtpCheckError as exc:
             raise StarterError(f"--check: {exc}; nothing was stored") from None
-        io.note(f"SMTP login OK at {req.smtp_host}:{req.smtp_port}: {reply}")
+        io.note(f"SMTP login OK at {req.smtp.host}:{req.smtp.port}: {reply}")
 
     # Temporal first: if it is unreachable, nothing has been written yet.
     client = await temporal_ops.connect_temporal(settings)
@@ -226,13 +187,11 @@ async def _store(settings: Settings, good: list[ParsedRow]) -> bool:
 
 
 async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> int:
-    given = [flag for dest, flag in SINGLE_FLAGS if getattr(args, dest) is not None]
-    given += ["--secret-stdin"] if args.secret_stdin else []
-    given += ["--no-verify-tls"] if not args.verify_tls else []
+    given = setting_flags.given_flags(args, ms.USER_SETTINGS) + setting_flags.secret_flags_given(args)
     if given:
         raise StarterError(
             f"--csv takes every mailbox setting from the file; leave out {', '.join(given)} "
-            "(columns: mailbox, user, smtp_host, smtp_port, username, timezone, secret or secret_env, ...)",
+            f"(columns: {', '.join(s.csv for s in ms.REQUIRED)}, secret or secret_env, ...)",
             EXIT_USAGE,
         )
     try:

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+from warmup import mailbox_settings as ms
 from warmup.db import Conn
-from warmup.mailboxes import schedule_values
 from warmup.models import ScheduleSettings
+
+_SET_UPDATABLE = ", ".join(f"{s.db_column} = ${i}" for i, s in enumerate(ms.UPDATABLE, start=2))
 
 
 async def update_schedule(conn: Conn, mailbox_id: int, schedule: ScheduleSettings) -> None:
-    """Store a mailbox's new schedule (the columns `starter update` can change)."""
+    """Store a mailbox's new schedule (the settings `starter update` can change)."""
+    values = ms.schedule_values_of(schedule)
     await conn.execute(
-        """
-        UPDATE mailboxes SET timezone = $2, window_start_hour = $3, window_end_hour = $4,
-            delay_min_minutes = $5, delay_max_minutes = $6, ramp_start = $7, ramp_increment = $8,
-            ramp_ceiling = $9, ramp_variance = $10, weekdays_only = $11, updated_at = now()
-        WHERE id = $1
-        """,
+        f"UPDATE mailboxes SET {_SET_UPDATABLE}, updated_at = now() WHERE id = $1",
         mailbox_id,
-        *schedule_values(schedule),
+        *(values[s.name] for s in ms.UPDATABLE),
     )
 
 

@@ -26,12 +26,12 @@ from temporalio.service import RPCError
 from starter import cli, cmd_enroll
 from starter import client as temporal_client
 from starter.enroll_request import (
-    EnrollRequest,
     EnrollValidationError,
     normalize_address,
     parse_enroll_request,
 )
 from tests.helpers.operator_cli import Op, op_fixture  # noqa: F401  (the fixture)
+from warmup import mailbox_settings as ms
 from warmup.config import load_settings
 from warmup.models import ScheduleSettings, SmtpSecurity
 from warmup.secrets import generate_key
@@ -66,13 +66,13 @@ def problems(**overrides: object) -> str:
 def test_a_good_request_is_normalised() -> None:
     req = parse_enroll_request(good())
     assert req.address == "alice@example.com"
-    assert req.smtp_port == 587
+    assert req.smtp.port == 587
     assert req.security is SmtpSecurity.STARTTLS
     assert req.smtp.verify_tls is True
     assert req.password == PASSWORD
     # The model's repr (e.g. in a traceback) never shows the password.
     assert PASSWORD not in repr(req)
-    assert PASSWORD not in str(req.model_dump())
+    assert PASSWORD not in str(req.values)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ def test_any_port_outside_the_range_is_rejected(port: int) -> None:
 
 @given(st.integers(min_value=1, max_value=65535))
 def test_any_port_inside_the_range_is_accepted(port: int) -> None:
-    assert parse_enroll_request(good(smtp_port=str(port), smtp_security="none")).smtp_port == port
+    assert parse_enroll_request(good(smtp_port=str(port), smtp_security="none")).smtp.port == port
 
 
 @given(st.text(max_size=40).filter(lambda s: s.strip() not in zoneinfo.available_timezones()))
@@ -260,7 +260,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_the_model_has_no_password_field() -> None:
     # The secret only ever arrives through --secret-env/--secret-stdin, as `secret`.
-    assert "password" not in EnrollRequest.model_fields
+    assert "password" not in ms.BY_NAME
     with pytest.raises(EnrollValidationError, match="unknown field 'password'"):
         parse_enroll_request(good(password="x"))
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from warmup import mailbox_settings as ms
 from warmup.db import Conn
-from warmup.models import MailboxState, RampSettings, ScheduleSettings, SmtpSecurity
+from warmup.models import MailboxState, ScheduleSettings, SmtpSecurity
 
 
 @dataclass(frozen=True)
@@ -43,77 +44,58 @@ def workflow_id_for(mailbox_id: int) -> str:
     return f"mailbox-{mailbox_id}"
 
 
-_COLUMNS = (
-    "id, user_id, address, smtp_host, smtp_port, smtp_security, smtp_username, secret_ciphertext,"
-    " verify_tls, timezone, window_start_hour, window_end_hour, delay_min_minutes, delay_max_minutes,"
-    " ramp_start, ramp_increment, ramp_ceiling, ramp_variance, weekdays_only, spread_over_window, state,"
-    " pause_reason"
-)
+# Every stored setting (warmup.mailbox_settings) plus what the database itself keeps.
+_COLUMNS = ", ".join(("id", *ms.COLUMNS, "state", "pause_reason"))
 
 
 def _record(row: asyncpg.Record) -> MailboxRecord:
+    v = ms.from_row(row)
     return MailboxRecord(
         id=int(row["id"]),
-        user_id=row["user_id"],
-        address=row["address"],
+        user_id=ms.USER.of(v),
+        address=ms.ADDRESS.of(v),
         smtp=SmtpAccount(
-            host=row["smtp_host"],
-            port=int(row["smtp_port"]),
-            security=SmtpSecurity(row["smtp_security"]),
-            username=row["smtp_username"],
-            verify_tls=bool(row["verify_tls"]),
+            host=ms.SMTP_HOST.of(v),
+            port=ms.SMTP_PORT.of(v),
+            security=ms.SMTP_SECURITY.of(v),
+            username=ms.USERNAME.of(v),
+            verify_tls=ms.VERIFY_TLS.of(v),
         ),
-        secret_ciphertext=row["secret_ciphertext"],
-        schedule=ScheduleSettings(
-            timezone=row["timezone"],
-            window_start_hour=int(row["window_start_hour"]),
-            window_end_hour=int(row["window_end_hour"]),
-            delay_min_minutes=float(row["delay_min_minutes"]),
-            delay_max_minutes=float(row["delay_max_minutes"]),
-            ramp=RampSettings(
-                start_volume=int(row["ramp_start"]),
-                daily_increment=int(row["ramp_increment"]),
-                ceiling=int(row["ramp_ceiling"]),
-                daily_variance=float(row["ramp_variance"]),
-            ),
-            spread_over_window=bool(row["spread_over_window"]),
-            weekdays_only=bool(row["weekdays_only"]),
-        ),
+        secret_ciphertext=row[ms.SMTP_SECRET.column],
+        schedule=ms.schedule_from(v, ScheduleSettings()),
         state=MailboxState(row["state"]),
         pause_reason=row["pause_reason"],
     )
 
 
-# The columns `schedule_values` fills, in its order (for writers that name columns, such as COPY).
-SCHEDULE_COLUMNS = (
-    "timezone",
-    "window_start_hour",
-    "window_end_hour",
-    "delay_min_minutes",
-    "delay_max_minutes",
-    "ramp_start",
-    "ramp_increment",
-    "ramp_ceiling",
-    "ramp_variance",
-    "weekdays_only",
-)
+def mailbox_row(
+    *, user_id: str, address: str, smtp: SmtpAccount, secret_ciphertext: str, schedule: ScheduleSettings
+) -> tuple[object, ...]:
+    """The values of `ms.COLUMNS` for one mailbox, for every writer (the upsert, a bulk COPY)."""
+    values: dict[str, object] = {
+        ms.USER.name: user_id,
+        ms.ADDRESS.name: address.lower(),
+        ms.SMTP_HOST.name: smtp.host,
+        ms.SMTP_PORT.name: smtp.port,
+        ms.SMTP_SECURITY.name: smtp.security,
+        ms.USERNAME.name: smtp.username,
+        ms.VERIFY_TLS.name: smtp.verify_tls,
+        **ms.schedule_values_of(schedule),
+    }
+    return ms.row_values(values, {ms.SMTP_SECRET.name: secret_ciphertext})
 
 
-def schedule_values(s: ScheduleSettings) -> tuple[str, int, int, float, float, int, int, int, float, bool]:
-    """The schedule's columns, timezone to ramp_variance then weekdays_only: one list for every writer."""
-    r = s.ramp
-    return (
-        s.timezone,
-        s.window_start_hour,
-        s.window_end_hour,
-        s.delay_min_minutes,
-        s.delay_max_minutes,
-        r.start_volume,
-        r.daily_increment,
-        r.ceiling,
-        r.daily_variance,
-        s.weekdays_only,
-    )
+_KEYS = (ms.USER.db_column, ms.ADDRESS.db_column)
+_UPSERT = f"""
+    INSERT INTO mailboxes ({", ".join(ms.COLUMNS)})
+    VALUES ({", ".join(f"${i}" for i in range(1, len(ms.COLUMNS) + 1))})
+    ON CONFLICT (address) DO UPDATE SET
+        {", ".join(f"{c} = EXCLUDED.{c}" for c in ms.COLUMNS if c not in _KEYS)},
+        state = CASE WHEN mailboxes.state = 'removed' THEN 'active'::mailbox_state ELSE mailboxes.state END,
+        updated_at = now()
+    WHERE mailboxes.user_id = EXCLUDED.user_id
+    RETURNING {_COLUMNS}
+"""
 
 
 async def get_mailbox(conn: Conn, mailbox_id: int) -> MailboxRecord | None:
@@ -142,38 +124,14 @@ async def upsert_mailbox(
     """Insert or update by address; re-enrolling re-activates a removed mailbox. Returns the stored row."""
     await ensure_user(conn, user_id)
     row = await conn.fetchrow(
-        f"""
-        INSERT INTO mailboxes (user_id, address, smtp_host, smtp_port, smtp_security, smtp_username,
-            secret_ciphertext, verify_tls, timezone, window_start_hour, window_end_hour,
-            delay_min_minutes, delay_max_minutes, ramp_start, ramp_increment, ramp_ceiling, ramp_variance,
-            weekdays_only, spread_over_window)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-        ON CONFLICT (address) DO UPDATE SET
-            smtp_host = EXCLUDED.smtp_host, smtp_port = EXCLUDED.smtp_port,
-            smtp_security = EXCLUDED.smtp_security, smtp_username = EXCLUDED.smtp_username,
-            secret_ciphertext = EXCLUDED.secret_ciphertext, verify_tls = EXCLUDED.verify_tls,
-            timezone = EXCLUDED.timezone, window_start_hour = EXCLUDED.window_start_hour,
-            window_end_hour = EXCLUDED.window_end_hour, delay_min_minutes = EXCLUDED.delay_min_minutes,
-            delay_max_minutes = EXCLUDED.delay_max_minutes, ramp_start = EXCLUDED.ramp_start,
-            ramp_increment = EXCLUDED.ramp_increment, ramp_ceiling = EXCLUDED.ramp_ceiling,
-            ramp_variance = EXCLUDED.ramp_variance, weekdays_only = EXCLUDED.weekdays_only,
-            spread_over_window = EXCLUDED.spread_over_window,
-            state = CASE WHEN mailboxes.state = 'removed'
-                THEN 'active'::mailbox_state ELSE mailboxes.state END,
-            updated_at = now()
-        WHERE mailboxes.user_id = EXCLUDED.user_id
-        RETURNING {_COLUMNS}
-        """,
-        user_id,
-        address.lower(),
-        smtp.host,
-        smtp.port,
-        smtp.security.value,
-        smtp.username,
-        secret_ciphertext,
-        smtp.verify_tls,
-        *schedule_values(schedule),
-        schedule.spread_over_window,
+        _UPSERT,
+        *mailbox_row(
+            user_id=user_id,
+            address=address,
+            smtp=smtp,
+            secret_ciphertext=secret_ciphertext,
+            schedule=schedule,
+        ),
     )
     if row is None:
         # The WHERE clause refused: the address belongs to another user (tenancy).

@@ -1,0 +1,405 @@
+"""Every mailbox setting, declared once.
+
+A `Setting` names its request field and stored column, its command-line flag and CSV column, its type and
+bounds, what a valid value looks like, its help text, where it lives in the workflow's `ScheduleSettings`
+and whether `starter update` may change it. The `enroll`/`update` flags, the CSV columns, the validation
+messages, the mailboxes table's columns and the SQL that reads and writes them are all derived from
+`SETTINGS`; adding a setting is its declaration, a migration and the code that uses it.
+
+Validated values travel as a dict by setting name; `SMTP_HOST.of(values)` reads one as its type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import ipaddress
+import math
+import re
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, TypeVar, cast
+
+from warmup.models import ScheduleSettings, SettingsUpdate, SmtpSecurity
+
+T = TypeVar("T")
+
+# How a message names a setting: by its flag on the command line, by its column in a CSV file.
+Label = Callable[["Setting[Any]"], str]
+
+
+def flag_label(s: Setting[Any]) -> str:
+    return s.flag or s.name
+
+
+def csv_label(s: Setting[Any]) -> str:
+    return s.csv or s.name
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    name: str  # request field, and the mailboxes column unless `column` says otherwise
+    type: type[T]
+    expected: str  # what a valid value looks like, e.g. "a whole hour from 0 to 23 (...)"
+    flag: str = ""  # "" = not set by the user (derived from configuration)
+    csv: str = ""  # CSV column, "" = none
+    help: str = ""
+    metavar: str | None = None
+    low: float | None = None
+    high: float | None = None
+    low_exclusive: bool = False  # (0, high] rather than [0, high]
+    # Extra check: (value, label of this setting) -> normalised value, or ValueError naming the fix.
+    check: Callable[[Any, str], Any] | None = None
+    required: bool = False  # `enroll` needs it (no default)
+    default: object = None  # used when left out and not a schedule field (None: required or derived)
+    schedule_path: tuple[str, ...] = ()  # where the workflow's ScheduleSettings holds it
+    updatable: bool = False  # `starter update` may change it
+    off_flag: str = ""  # a switch's flag for False (`update`); on `enroll` a switch is its flag alone
+    column: str = ""
+
+    @property
+    def db_column(self) -> str:
+        return self.column or self.name
+
+    def of(self, values: Mapping[str, object]) -> T:
+        """This setting's value in validated `values` (typed as declared)."""
+        return cast(T, values[self.name])
+
+    @property
+    def is_switch(self) -> bool:
+        return self.type is bool
+
+    def coerce(self, raw: object, label: str) -> T:
+        """The value as its type, within bounds, or ValueError with the label and the fix."""
+        value = _coerce(self, raw, label)
+        if self.check is not None:
+            value = self.check(value, label)
+        return cast(T, value)
+
+
+def _bad(label: str, s: Setting[Any], raw: object, quoted: bool = True) -> ValueError:
+    shown = repr(raw) if quoted else str(raw)
+    return ValueError(f"{label} must be {s.expected}, got {shown}")
+
+
+_TRUE = frozenset({"true", "yes", "1", "on"})
+_FALSE = frozenset({"false", "no", "0", "off"})
+
+
+def _coerce(s: Setting[Any], raw: object, label: str) -> object:
+    if s.type is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise _bad(label, s, raw)
+    if s.type is int:
+        if isinstance(raw, bool):
+            raise _bad(label, s, raw)
+        if isinstance(raw, float) and raw.is_integer():
+            raw = int(raw)
+        if isinstance(raw, str) and re.fullmatch(r"[+-]?\d+", raw.strip()):
+            raw = int(raw.strip())
+        if not isinstance(raw, int):
+            raise _bad(label, s, raw)
+        return _bounded(s, raw, label)
+    if s.type is float:
+        try:
+            number = float(raw) if isinstance(raw, int | float | str) and not isinstance(raw, bool) else None
+        except ValueError:
+            number = None
+        if number is None or math.isnan(number) or math.isinf(number):
+            raise _bad(label, s, raw)
+        return _bounded(s, number, label)
+    if issubclass(s.type, StrEnum):
+        try:
+            return s.type(raw.strip().lower() if isinstance(raw, str) else str(raw))
+        except ValueError:
+            raise _bad(label, s, raw) from None
+    if not isinstance(raw, str):
+        raise _bad(label, s, raw)
+    return raw.strip()
+
+
+def _bounded(s: Setting[Any], value: float, label: str) -> float:
+    too_low = s.low is not None and (value <= s.low if s.low_exclusive else value < s.low)
+    too_high = s.high is not None and value > s.high
+    if too_low or too_high:
+        raise _bad(label, s, value, quoted=False)
+    return value
+
+
+# --- the checks that are more than a type and a range ---------------------------------------------
+
+_USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# Single-label domains are no real mailbox, except the loopback name used by local test setups.
+_SINGLE_LABEL_DOMAINS = frozenset({"localhost"})
+
+
+def normalize_address(value: str, label: str = "--mailbox") -> str:
+    """Lower-cased address, or ValueError naming `label`. Used by every command that takes --mailbox."""
+    address = value.strip()
+    hint = f"give the mailbox's full address, e.g. {label} alice@example.com"
+    if address.count("@") != 1:
+        raise ValueError(f"{label} {value!r} is not an email address (it needs exactly one @): {hint}")
+    local, domain = address.split("@")
+    if not local or len(local) > 64 or not _LOCAL_PART.fullmatch(local):
+        raise ValueError(f"{label} {value!r} has an invalid part before the @: {hint}")
+    labels = domain.split(".")
+    if (
+        not domain
+        or len(address) > 254
+        or not all(_LABEL.fullmatch(part) for part in labels)
+        or (len(labels) < 2 and domain.lower() not in _SINGLE_LABEL_DOMAINS)
+    ):
+        raise ValueError(
+            f"{label} {value!r} has an invalid domain (it needs a dot, as in example.com): {hint}"
+        )
+    return address.lower()
+
+
+def _user_id(value: str, label: str) -> str:
+    if not _USER_ID.fullmatch(value):
+        raise ValueError(
+            f"{label} {value!r} is not a valid user id: use 1-64 letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit (e.g. {label} acme-42)"
+        )
+    return value
+
+
+def _host(value: str, label: str) -> str:
+    host = value.rstrip(".")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]")
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if not host or len(host) > 253 or not all(_LABEL.fullmatch(part) for part in labels):
+        raise ValueError(
+            f"{label} {value!r} is not a host name or IP address: "
+            f"give the server, e.g. {label} smtp.example.com"
+        )
+    return host.lower()
+
+
+def _one_line(value: str, label: str) -> str:
+    if not value or any(c in value for c in "\r\n\0"):
+        raise ValueError(
+            f"{label} must be the SMTP login name (often the full address), "
+            f"non-empty and on one line, e.g. {label} alice@example.com"
+        )
+    return value
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def is_valid_timezone(name: str) -> bool:
+    return name in _zones()
+
+
+def _timezone(value: str, label: str) -> str:
+    if is_valid_timezone(value):
+        return value
+    close = difflib.get_close_matches(value, sorted(_zones()), n=3, cutoff=0.6)
+    suggestion = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"{label} {value!r} is not an IANA time zone: use a name such as Europe/Berlin, "
+        f"America/New_York or UTC.{suggestion}"
+    )
+
+
+# --- the settings ----------------------------------------------------------------------------------
+
+_MAX_DELAY_MINUTES = 1440
+_MAX_RAMP = 10_000
+
+ADDRESS = Setting(
+    "address", str, "the mailbox's email address, e.g. alice@example.com", flag="--mailbox", csv="mailbox",
+    help="the mailbox's email address", metavar="ADDRESS", required=True, check=normalize_address,
+)  # fmt: skip
+USER = Setting(
+    "user_id", str, "the owner's user id, e.g. acme-42", flag="--user", csv="user",
+    help="id of the user who owns the mailbox", metavar="USER", required=True, check=_user_id,
+)  # fmt: skip
+SMTP_HOST = Setting(
+    "smtp_host", str, "the SMTP server, e.g. smtp.example.com", flag="--smtp-host", csv="smtp_host",
+    metavar="HOST", help="the mailbox's SMTP server", required=True, check=_host,
+)  # fmt: skip
+SMTP_PORT = Setting(
+    "smtp_port", int, "a whole number from 1 to 65535 (usually 587 for STARTTLS or 465 for TLS)",
+    flag="--smtp-port", csv="smtp_port", metavar="PORT", help="465 (tls), 587 or 25 (starttls)",
+    low=1, high=65535, required=True,
+)  # fmt: skip
+SMTP_SECURITY = Setting(
+    "smtp_security", SmtpSecurity, "one of starttls, tls, none", flag="--smtp-security", csv="smtp_security",
+    help="default from the port: 465 -> tls, 587/25 -> starttls; none (clear text) only if chosen",
+)  # fmt: skip
+USERNAME = Setting(
+    "username", str, "the SMTP login name, often the full address", flag="--username", csv="username",
+    metavar="NAME", help="SMTP login name", required=True, check=_one_line, column="smtp_username",
+)  # fmt: skip
+VERIFY_TLS = Setting(
+    "verify_tls", bool, "true or false", flag="--no-verify-tls", csv="verify_tls",
+    help="accept any TLS certificate (test servers)", default=True,
+)  # fmt: skip
+TIMEZONE = Setting(
+    "timezone", str, "an IANA time zone such as Europe/Berlin", flag="--timezone", csv="timezone",
+    metavar="IANA_TZ", help="e.g. Europe/Berlin", required=True, check=_timezone,
+    schedule_path=("timezone",), updatable=True,
+)  # fmt: skip
+WINDOW_START = Setting(
+    "window_start_hour", int, "a whole hour from 0 to 23 (local time the sending window opens)",
+    flag="--window-start", csv="window_start", metavar="H", help="local hour the sending window opens (0-23)",
+    low=0, high=23, schedule_path=("window_start_hour",), updatable=True,
+)  # fmt: skip
+WINDOW_END = Setting(
+    "window_end_hour", int, "a whole hour from 1 to 24 (local time the window closes; 24 = midnight)",
+    flag="--window-end", csv="window_end", metavar="H", help="local hour it closes (1-24)",
+    low=1, high=24, schedule_path=("window_end_hour",), updatable=True,
+)  # fmt: skip
+DELAY_MIN = Setting(
+    "delay_min_minutes", float, f"a number of minutes above 0 and at most {_MAX_DELAY_MINUTES}",
+    flag="--delay-min", csv="delay_min", metavar="MIN", help="minutes at least between two sends",
+    low=0, low_exclusive=True, high=_MAX_DELAY_MINUTES, schedule_path=("delay_min_minutes",), updatable=True,
+)  # fmt: skip
+DELAY_MAX = Setting(
+    "delay_max_minutes", float, f"a number of minutes above 0 and at most {_MAX_DELAY_MINUTES}",
+    flag="--delay-max", csv="delay_max", metavar="MIN", help="minutes at most between two sends",
+    low=0, low_exclusive=True, high=_MAX_DELAY_MINUTES, schedule_path=("delay_max_minutes",), updatable=True,
+)  # fmt: skip
+RAMP_START = Setting(
+    "ramp_start", int, f"a whole number from 0 to {_MAX_RAMP} (emails on the first day)",
+    flag="--ramp-start", csv="ramp_start", metavar="N", help="emails on the first day",
+    low=0, high=_MAX_RAMP, schedule_path=("ramp", "start_volume"), updatable=True,
+)  # fmt: skip
+RAMP_INCREMENT = Setting(
+    "ramp_increment", int, f"a whole number from 0 to {_MAX_RAMP} (emails added each day)",
+    flag="--ramp-increment", csv="ramp_increment", metavar="N", help="emails added each day",
+    low=0, high=_MAX_RAMP, schedule_path=("ramp", "daily_increment"), updatable=True,
+)  # fmt: skip
+RAMP_CEILING = Setting(
+    "ramp_ceiling", int, f"a whole number from 0 to {_MAX_RAMP} (most emails per day)",
+    flag="--ramp-ceiling", csv="ramp_ceiling", metavar="N", help="most emails per day",
+    low=0, high=_MAX_RAMP, schedule_path=("ramp", "ceiling"), updatable=True,
+)  # fmt: skip
+RAMP_VARIANCE = Setting(
+    "ramp_variance", float, "a fraction from 0 to 0.5 (daily +/- jitter, e.g. 0.1)",
+    flag="--ramp-variance", csv="ramp_variance", metavar="F", help="daily +/- jitter fraction, 0-0.5",
+    low=0, high=0.5, schedule_path=("ramp", "daily_variance"), updatable=True,
+)  # fmt: skip
+WEEKDAYS_ONLY = Setting(
+    "weekdays_only", bool, "true or false (true: no sends on Saturday and Sunday)",
+    flag="--weekdays-only", off_flag="--all-days", csv="weekdays_only",
+    help="no sends on Saturday and Sunday (local days)", schedule_path=("weekdays_only",), updatable=True,
+)  # fmt: skip
+# From configuration (WARMUP_SPREAD_OVER_WINDOW), not from the user: stored, no flag, no column in CSV.
+SPREAD_OVER_WINDOW = Setting(
+    "spread_over_window", bool, "true or false", schedule_path=("spread_over_window",),
+)  # fmt: skip
+
+SETTINGS: tuple[Setting[Any], ...] = (
+    ADDRESS, USER, SMTP_HOST, SMTP_PORT, SMTP_SECURITY, USERNAME, VERIFY_TLS,
+    TIMEZONE, WINDOW_START, WINDOW_END, DELAY_MIN, DELAY_MAX,
+    RAMP_START, RAMP_INCREMENT, RAMP_CEILING, RAMP_VARIANCE, WEEKDAYS_ONLY, SPREAD_OVER_WINDOW,
+)  # fmt: skip
+
+USER_SETTINGS = tuple(s for s in SETTINGS if s.flag)
+SCHEDULE_SETTINGS = tuple(s for s in SETTINGS if s.schedule_path)
+UPDATABLE = tuple(s for s in SETTINGS if s.updatable)
+CSV_COLUMNS: dict[str, Setting[Any]] = {s.csv: s for s in SETTINGS if s.csv}
+REQUIRED = tuple(s for s in SETTINGS if s.required)
+BY_NAME: dict[str, Setting[Any]] = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class SecretSetting:
+    """A secret a mailbox needs (the SMTP password): read from a named variable or stdin, never an
+    argument; stored Fernet-encrypted in `column`."""
+
+    name: str
+    what: str  # "SMTP password"
+    env_flag: str
+    stdin_flag: str
+    csv_value: str  # the secret itself in the file
+    csv_env: str  # the name of a variable holding it
+    column: str
+
+
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+def shown_env_name(name: str) -> str:
+    """A variable's name as a message may show it: only when it looks like one, since a secret typed
+    where the name belongs must not be echoed."""
+    return name if _ENV_NAME.fullmatch(name) else "(name not shown)"
+
+
+SMTP_SECRET = SecretSetting(
+    "secret", "SMTP password", "--secret-env", "--secret-stdin", "secret", "secret_env", "secret_ciphertext"
+)
+SECRETS: tuple[SecretSetting, ...] = (SMTP_SECRET,)
+
+
+# --- values ------------------------------------------------------------------------------------------
+
+
+def _get_path(obj: object, path: tuple[str, ...]) -> object:
+    for part in path:
+        obj = getattr(obj, part)
+    return obj
+
+
+def schedule_values_of(schedule: ScheduleSettings) -> dict[str, object]:
+    """Each schedule setting's value in `schedule`, by setting name."""
+    return {s.name: _get_path(schedule, s.schedule_path) for s in SCHEDULE_SETTINGS}
+
+
+def schedule_from(values: Mapping[str, object], base: ScheduleSettings) -> ScheduleSettings:
+    """`base` with every schedule setting present in `values` replaced."""
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for s in SCHEDULE_SETTINGS:
+        if s.name not in values:
+            continue
+        if len(s.schedule_path) == 1:
+            top[s.schedule_path[0]] = values[s.name]
+        else:
+            nested.setdefault(s.schedule_path[0], {})[s.schedule_path[1]] = values[s.name]
+    for part, fields in nested.items():
+        top[part] = dataclasses.replace(getattr(base, part), **fields)
+    return dataclasses.replace(base, **top)
+
+
+def settings_update(schedule: ScheduleSettings) -> SettingsUpdate:
+    """The whole schedule as an update, so the workflow's settings end up exactly `schedule`."""
+    return SettingsUpdate(**{f.name: getattr(schedule, f.name) for f in dataclasses.fields(ScheduleSettings)})
+
+
+# --- stored columns ----------------------------------------------------------------------------------
+
+# Every stored setting's column, in declaration order, then each secret's ciphertext column.
+COLUMNS: tuple[str, ...] = tuple(s.db_column for s in SETTINGS) + tuple(x.column for x in SECRETS)
+
+
+def row_values(values: Mapping[str, object], ciphertexts: Mapping[str, str]) -> tuple[object, ...]:
+    """A row for `COLUMNS`: the setting values (enums stored as their text) and the ciphertexts."""
+    out: list[object] = []
+    for s in SETTINGS:
+        value = values[s.name]
+        out.append(value.value if isinstance(value, StrEnum) else value)
+    out += [ciphertexts[x.name] for x in SECRETS]
+    return tuple(out)
+
+
+def from_row(row: Any) -> dict[str, object]:
+    """The setting values of a stored mailboxes row, typed as declared."""
+    return {s.name: s.type(row[s.db_column]) for s in SETTINGS}
