@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import Any
 
 import asyncpg
 
 from starter import client as temporal_ops
 from starter import setting_flags
+from starter.cli_args import json_flag, target
 from starter.client import EXIT_FAILURE, EXIT_USAGE, MailboxOutcome, StarterError
 from starter.context import EXIT_OK, Io, address, database, find_mailbox
 from starter.enroll_request import EnrollValidationError
@@ -20,7 +22,7 @@ from warmup import fleet
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.mailboxes import MailboxRecord, get_mailbox, set_state, workflow_id_for
-from warmup.models import MailboxState
+from warmup.models import MailboxState, PauseRequest
 
 
 def _finish_user(
@@ -237,3 +239,43 @@ async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         io.note(f"starter remove: {len(failed)} mailbox(es) failed; run the same command again for them")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
+    pause_cmd = sub.add_parser("pause", help="pause a mailbox's (or a user's) warmup", allow_abbrev=False)
+    target(pause_cmd, "pause")
+    pause_cmd.add_argument("--reason", default=PauseRequest().reason, metavar="TEXT", help="shown in status")
+    json_flag(pause_cmd)
+
+    resume_cmd = sub.add_parser("resume", help="resume a paused mailbox (or a user's)", allow_abbrev=False)
+    target(resume_cmd, "resume")
+    json_flag(resume_cmd)
+
+    update_cmd = sub.add_parser(
+        "update",
+        help="change the ramp, window, timezone or spacing of a mailbox (or a user's)",
+        allow_abbrev=False,
+        description="Change schedule settings; a flag left out keeps the mailbox's current value. The "
+        "running workflow re-plans the rest of today at once.",
+    )
+    target(update_cmd, "update")
+    setting_flags.add_update_flags(update_cmd.add_argument_group("schedule"))
+    json_flag(update_cmd)
+
+    remove_cmd = sub.add_parser(
+        "remove",
+        help="stop a mailbox's (or a user's) warmup for good; the send history is kept",
+        allow_abbrev=False,
+        description="Signal the workflow to finish, mark the mailbox removed (it leaves the recipient "
+        "pool) and keep its ledger. `starter enroll` brings it back.",
+    )
+    target(remove_cmd, "remove")
+    remove_cmd.add_argument(
+        "--wait", type=float, default=10.0, metavar="SECONDS", help="wait this long for the workflow to end"
+    )
+    json_flag(remove_cmd)
+
+    pause_cmd.set_defaults(handler=pause)
+    resume_cmd.set_defaults(handler=resume)
+    update_cmd.set_defaults(handler=update)
+    remove_cmd.set_defaults(handler=remove)

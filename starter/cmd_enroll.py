@@ -8,11 +8,13 @@ import getpass
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 from starter import client as temporal_ops
 from starter import setting_flags
 from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, decode, parse_csv
 from starter.bulk_enroll import counts as row_counts
+from starter.cli_args import json_flag
 from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
 from starter.context import EXIT_OK, Io, database, ui_link
 from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
@@ -237,3 +239,32 @@ async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> in
     if c["invalid"]:
         return EXIT_USAGE
     return EXIT_FAILURE if c["failed"] else EXIT_OK
+
+
+def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
+    enroll_cmd = sub.add_parser(
+        "enroll",
+        help="store a mailbox (or a CSV file of them) and start its warmup workflow",
+        allow_abbrev=False,
+        description="Store a mailbox and start its warmup workflow; enrolling again updates both. "
+        "The SMTP password is read from an environment variable or standard input, never an argument. "
+        "With --csv, every row of the file is one mailbox: the whole file is checked first, and one "
+        "bad row (reported with its line and column) stores nothing at all.",
+        epilog="example: SMTP_PASSWORD=... starter enroll --mailbox alice@example.com --user acme "
+        "--smtp-host smtp.example.com --smtp-port 587 --username alice@example.com "
+        "--secret-env SMTP_PASSWORD --timezone Europe/Berlin --check. "
+        f"CSV columns: {', '.join(s.csv for s in ms.REQUIRED)}, {ms.SMTP_SECRET.csv_value} (the password) "
+        f"or {ms.SMTP_SECRET.csv_env} (a variable's name); optional "
+        f"{', '.join(c for c, s in ms.CSV_COLUMNS.items() if not s.required)}.",
+    )
+    setting_flags.add_enroll_flags(enroll_cmd)
+    enroll_cmd.add_argument(
+        "--check", action="store_true", help="log in to the SMTP server before storing anything"
+    )
+    enroll_cmd.add_argument("--csv", metavar="FILE", help="enroll every row of this CSV file ('-' = stdin)")
+    enroll_cmd.add_argument(
+        "--dry-run", action="store_true", help="with --csv: check every row, store nothing"
+    )
+    json_flag(enroll_cmd)
+
+    enroll_cmd.set_defaults(handler=enroll)

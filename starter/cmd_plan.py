@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 from starter import client as temporal_ops
 from starter.client import EXIT_USAGE, StarterError
 from starter.context import EXIT_OK, Io, database
+from warmup import mailbox_settings as ms
 from warmup.config import Settings
 
-_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-
-def add_parser(sub: Any) -> None:  # argparse's private _SubParsersAction type
+def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
     plan = sub.add_parser(
         "plan",
         help="set a user's plan and daily limit",
@@ -30,13 +28,14 @@ def add_parser(sub: Any) -> None:  # argparse's private _SubParsersAction type
     )
     limit.add_argument("--no-limit", action="store_true", help="no daily limit: every mailbox fills its ramp")
     plan.add_argument("--json", action="store_true", help="print the result as JSON")
+    plan.set_defaults(handler=set_plan)
 
 
 async def set_plan(args: argparse.Namespace, settings: Settings, io: Io) -> int:
-    if not _USER.match(args.user):
-        raise StarterError(
-            f"--user {args.user!r}: use letters, digits, '.', '_' or '-' (64 at most)", EXIT_USAGE
-        )
+    try:
+        ms.USER.coerce(args.user, "--user")
+    except ValueError as exc:
+        raise StarterError(str(exc), EXIT_USAGE) from None
     weights = settings.plan_weights()
     if args.plan not in weights:
         known = ", ".join(sorted(weights))

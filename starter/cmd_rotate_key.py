@@ -22,7 +22,7 @@ from warmup.secrets import SecretBox, SecretKeyError
 DEFAULT_BATCH = 500
 
 
-def add_parser(sub: Any) -> None:  # argparse's private _SubParsersAction type
+def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
     p = sub.add_parser(
         "rotate-key",
         help="re-encrypt every stored SMTP secret with the first key of WARMUP_SECRET_KEYS",
@@ -42,6 +42,7 @@ def add_parser(sub: Any) -> None:  # argparse's private _SubParsersAction type
         help=f"rows per transaction ({DEFAULT_BATCH})",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=rotate_key)
 
 
 @dataclass

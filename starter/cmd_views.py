@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from rich.console import Group, RenderableType
@@ -14,6 +15,7 @@ from rich.text import Text
 from temporalio.client import Client
 
 from starter import client as temporal_ops
+from starter.cli_args import json_flag, target
 from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
 from starter.context import EXIT_OK, Io, address, database, find_mailbox, ui_link
 from starter.output import bar, console, status_table
@@ -144,3 +146,45 @@ async def _watch(look: Callable[[], Awaitable[_Snapshot]], args: argparse.Namesp
     finally:
         if live is not None:
             live.stop()
+
+
+def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
+    lst_cmd = sub.add_parser("list", help="list mailboxes, by user and state", allow_abbrev=False)
+    lst_cmd.add_argument("--user", metavar="USER", help="only this user's mailboxes")
+    lst_cmd.add_argument(
+        "--state", choices=[s.value for s in MailboxState], help="only mailboxes in this state"
+    )
+    json_flag(lst_cmd)
+
+    status_cmd = sub.add_parser(
+        "status",
+        help="today's progress of a mailbox or of a user's mailboxes",
+        allow_abbrev=False,
+        description="Sent today against today's quota, next send, ramp day, state and reason, last error.",
+    )
+    target(status_cmd, "show")
+    status_cmd.add_argument("--watch", action="store_true", help="refresh until Ctrl-C (live progress today)")
+    status_cmd.add_argument(
+        "--interval",
+        type=float,
+        metavar="SECONDS",
+        help="with --watch: seconds between refreshes (default 5)",
+    )
+    status_cmd.add_argument("--count", type=int, metavar="N", help="with --watch: stop after N refreshes")
+    json_flag(status_cmd)
+
+    report_cmd = sub.add_parser(
+        "report",
+        help="under-quota mailboxes, hourly throughput, queue health",
+        allow_abbrev=False,
+        description="The audit's three dashboard queries: mailboxes under quota today with fill %%, "
+        "hourly throughput over the last 24 h, and queue health (Temporal's backlog, workflow states).",
+    )
+    report_cmd.add_argument("--user", metavar="USER", help="only this user's mailboxes in the quota section")
+    report_cmd.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="rows of the quota table (0 = all; JSON has all)"
+    )
+    json_flag(report_cmd)
+    lst_cmd.set_defaults(handler=list_mailboxes)
+    status_cmd.set_defaults(handler=status)
+    report_cmd.set_defaults(handler=report)
