@@ -12,10 +12,11 @@ import sys
 import time
 
 from temporalio import activity
-from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.bare_workflow import BareLoopWorkflow
+from warmup import temporal_connection
+from warmup.temporal_connection import TemporalConnection
 from workers.sandbox import workflow_runner
 
 _completed = 0
@@ -28,7 +29,8 @@ async def noop() -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    client = await Client.connect(args.address)
+    # The bench's own dev server: plaintext, whatever TEMPORAL_* the shell holds.
+    client = await temporal_connection.connect(TemporalConnection.plain(args.address))
     worker = Worker(
         client,
         task_queue=args.task_queue,

@@ -20,8 +20,10 @@ from temporalio.client import Client
 from devstack.postgres import PgServer, free_port
 from devstack.processes import die_with_parent_prefix
 from devstack.temporal import DevServer, TemporalBinaryError
+from warmup import temporal_connection
 from warmup.db import connect_pool
 from warmup.secrets import SecretBox, generate_key
+from warmup.temporal_connection import TemporalConnection
 
 DATABASE = "warmup"
 REPO = Path(__file__).resolve().parent.parent
@@ -57,7 +59,7 @@ class Stack:
             await self.pg.create_database(DATABASE)
             self._pool = await connect_pool(self.dsn, max_size=8)
             self._start_temporal()
-            self._client = await Client.connect(self.temporal.address)
+            self._client = await temporal_connection.connect(TemporalConnection.plain(self.temporal.address))
             self._start_sink()
         except BaseException:
             await self.close()

@@ -22,7 +22,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.enroll_request import EnrollRequest
-from warmup import fleet
+from warmup import fleet, temporal_connection
 from warmup.config import Settings
 from warmup.db import Conn
 from warmup.mailboxes import MailboxRecord, get_mailbox_by_address, set_state, upsert_mailbox, workflow_id_for
@@ -62,12 +62,13 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 async def connect_temporal(settings: Settings) -> Client:
-    address, namespace = settings.TEMPORAL_ADDRESS, settings.TEMPORAL_NAMESPACE
+    """The shared connection (warmup/temporal_connection.py): TLS, API key and profiles as configured."""
     try:
-        return await Client.connect(address, namespace=namespace, connect_timeout=_CONNECT_TIMEOUT)
-    except Exception as exc:  # the bridge raises RuntimeError, DNS/TLS problems other types
-        cause = "connection refused" if "Connection refused" in str(exc) else _one_line(str(exc))
-        raise StarterError(f"cannot reach Temporal at {address} ({cause}); check TEMPORAL_ADDRESS") from None
+        return await temporal_connection.connect(
+            settings.temporal_connection(), connect_timeout=_CONNECT_TIMEOUT
+        )
+    except temporal_connection.TemporalConnectError as exc:
+        raise StarterError(str(exc)) from None
 
 
 def _rpc_failure(action: str, workflow_id: str, exc: RPCError, settings: Settings) -> StarterError:

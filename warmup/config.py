@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from warmup.models import RampSettings, ScheduleSettings, SendRetrySettings
+from warmup.temporal_connection import (
+    DEFAULT_ADDRESS,
+    DEFAULT_NAMESPACE,
+    TemporalConfigError,
+    TemporalConnection,
+    TemporalProfile,
+    load_profile,
+)
 
 
 class ConfigError(Exception):
@@ -74,8 +82,22 @@ class Settings(BaseSettings):
     WORKFLOW_SANDBOX: Literal["shared", "isolated"] = Field(
         "shared", description="shared: workflow modules imported once (less memory); isolated: per run"
     )
-    TEMPORAL_ADDRESS: str = Field("localhost:7233", min_length=3, description="host:port of Temporal")
-    TEMPORAL_NAMESPACE: str = Field("default", min_length=1, description="Temporal namespace")
+    # Not read here: load_settings takes both from the SDK's envconfig (TEMPORAL_* variables and the
+    # profile file), the one reader of the connection settings, so these always equal what the client
+    # connects with (warmup/temporal_connection.py); the rest of the profile (TLS, API key) is private.
+    TEMPORAL_ADDRESS: str = Field(DEFAULT_ADDRESS, min_length=3, description="host:port of Temporal")
+    TEMPORAL_NAMESPACE: str = Field(DEFAULT_NAMESPACE, min_length=1, description="Temporal namespace")
+    _temporal_profile: TemporalProfile = PrivateAttr(default_factory=TemporalProfile)
+
+    # --- Worker lifecycle ---
+    SHUTDOWN_GRACE_SECONDS: float = Field(
+        200,
+        ge=0,
+        le=3600,
+        description="on SIGTERM, how long in-flight sends may take to finish before they are cancelled",
+    )
+    HEALTH_PORT: int = Field(0, ge=0, le=65_535, description="/livez and /readyz port per worker; 0 = off")
+    HEALTH_HOST: str = Field("0.0.0.0", min_length=1, description="address the health port listens on")
 
     # --- Metrics (each worker serves Prometheus on its own port; see README "Metrics") ---
     METRICS_PORT: int = Field(0, ge=0, le=65_535, description="Prometheus port per worker; 0 = off")
@@ -112,6 +134,11 @@ class Settings(BaseSettings):
                     f"WARMUP_PLAN_WEIGHTS entry {item!r} must look like plan:weight with a weight above 0 "
                     "(e.g. free:1,pro:3)"
                 )
+        if self.HEALTH_PORT and self.HEALTH_PORT == self.METRICS_PORT:
+            raise ValueError(
+                f"WARMUP_HEALTH_PORT and WARMUP_METRICS_PORT are both {self.HEALTH_PORT}; "
+                "give each its own port"
+            )
         if self.SEND_RETRY_INITIAL_SECONDS > self.SEND_RETRY_MAX_SECONDS:
             raise ValueError(
                 "WARMUP_SEND_RETRY_INITIAL_SECONDS must not exceed WARMUP_SEND_RETRY_MAX_SECONDS"
@@ -127,6 +154,11 @@ class Settings(BaseSettings):
 
     def plan_weight(self, plan: str) -> float:
         return self.plan_weights().get(plan, 1.0)
+
+    def temporal_connection(self) -> TemporalConnection:
+        """Where and how to connect: address and namespace from these fields, TLS and API key from
+        the profile load_settings resolved (none for Settings built another way)."""
+        return TemporalConnection(self.TEMPORAL_ADDRESS, self.TEMPORAL_NAMESPACE, self._temporal_profile)
 
     def secret_keys(self) -> list[str]:
         return [k.strip() for k in self.SECRET_KEYS.get_secret_value().split(",") if k.strip()]
@@ -194,13 +226,22 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     import os
 
     source = dict(os.environ if env is None else env)
-    for field, name in _UNPREFIXED.items():
-        if name in source:
-            source[f"WARMUP_{field}"] = source[name]
+    try:
+        temporal, address, namespace = load_profile(source)
+    except TemporalConfigError as exc:
+        raise ConfigError(f"Invalid configuration:\n  {exc}") from None
     try:
         # Build from an explicit mapping so tests can pass an environment without touching os.environ.
-        values = {f: source[f"WARMUP_{f}"] for f in Settings.model_fields if f"WARMUP_{f}" in source}
-        return Settings.model_validate(values)
+        values: dict[str, object] = {
+            f: source[f"WARMUP_{f}"] for f in Settings.model_fields if f"WARMUP_{f}" in source
+        }
+        for field, value in (("TEMPORAL_ADDRESS", address), ("TEMPORAL_NAMESPACE", namespace)):
+            values.pop(field, None)  # only envconfig's value counts (WARMUP_TEMPORAL_* is not a name)
+            if value is not None:
+                values[field] = value
+        settings = Settings.model_validate(values)
+        settings._temporal_profile = temporal
+        return settings
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

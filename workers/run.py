@@ -1,4 +1,8 @@
-"""`python -m workers.run`: one worker process. Run as many side by side as the load needs."""
+"""`python -m workers.run`: one worker process. Run as many side by side as the load needs.
+
+SIGTERM or SIGINT: /readyz turns 503, the worker stops polling, the sends in flight finish (for up to
+WARMUP_SHUTDOWN_GRACE_SECONDS; then they are cancelled), and the process exits 0.
+"""
 
 from __future__ import annotations
 
@@ -8,63 +12,129 @@ import logging
 import os
 import signal
 import sys
-
-from temporalio.client import Client
+import time
 
 from activities.send import SendActivities
-from warmup import metrics
-from warmup.config import ConfigError, load_settings
+from warmup import metrics, temporal_connection
+from warmup.config import ConfigError, Settings, load_settings
 from warmup.db import DatabaseError, connect_pool
 from warmup.secrets import SecretBox, SecretKeyError
+from warmup.temporal_connection import TemporalConnectError
+from workers import health
 from workers.queue_limits import apply_queue_rate_limit
 from workers.worker import build_worker
 
 log = logging.getLogger("warmup.worker")
 
 
+def _longest_send_seconds(settings: Settings) -> float:
+    # The send activity's start-to-close timeout, as workflows/mailbox.py sets it: no attempt runs longer.
+    return settings.SMTP_TIMEOUT_SECONDS * 6 + 10
+
+
+def _stop_on_signals(stop: asyncio.Event, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.info(
+                "%s again: still letting in-flight sends finish (at most %gs after the first signal)",
+                sig.name,
+                settings.SHUTDOWN_GRACE_SECONDS,
+            )
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
 async def serve() -> None:
     settings = load_settings()
     secrets = SecretBox(settings.secret_keys())  # fail at start, not on the first send
+    stop = asyncio.Event()
+    _stop_on_signals(stop, settings)  # from the start: a SIGTERM during start-up is a clean exit too
+    readiness = health.Readiness()
+    health_server = await health.start(settings, readiness)
+    try:
+        await _run_worker(settings, secrets, readiness, stop)
+    finally:
+        if health_server is not None:
+            await health_server.close()
+
+
+async def _run_worker(
+    settings: Settings, secrets: SecretBox, readiness: health.Readiness, stop: asyncio.Event
+) -> None:
+    if settings.SHUTDOWN_GRACE_SECONDS < _longest_send_seconds(settings):
+        log.warning(
+            "WARMUP_SHUTDOWN_GRACE_SECONDS=%g is shorter than a send may take (%gs with "
+            "WARMUP_SMTP_TIMEOUT_SECONDS=%g): a send still running when it ends is cancelled and may be "
+            "recorded UNKNOWN",
+            settings.SHUTDOWN_GRACE_SECONDS,
+            _longest_send_seconds(settings),
+            settings.SMTP_TIMEOUT_SECONDS,
+        )
     # Metrics: the runtime serves Temporal's and our series on WARMUP_METRICS_PORT (0 = off), and the
     # interceptor, given to the client, reaches every worker built on it.
     runtime = metrics.runtime_for(settings)
     instruments = (
         None if runtime is None else metrics.Instruments(runtime.metric_meter, settings.WORKER_CONCURRENCY)
     )
-    client = await Client.connect(
-        settings.TEMPORAL_ADDRESS,
-        namespace=settings.TEMPORAL_NAMESPACE,
+    target = settings.temporal_connection()
+    client = await temporal_connection.connect(
+        target,
         runtime=runtime,
         interceptors=[] if instruments is None else [metrics.MetricsInterceptor(instruments)],
     )
+    readiness.client = client
     pool = await connect_pool(
         settings.DATABASE_URL.get_secret_value(), max_size=settings.WORKER_CONCURRENCY + 2
     )
+    collector: asyncio.Task[None] | None = None
     try:
+        if stop.is_set():
+            return
         await apply_queue_rate_limit(client, settings)
         worker = build_worker(client, settings, SendActivities(pool, secrets, settings))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        collector = None
+        readiness.worker = worker
         if instruments is not None:
             collector = asyncio.create_task(metrics.FleetCollector(settings, client, instruments).run())
             log.info("metrics on %s:%d/metrics", settings.METRICS_HOST, settings.METRICS_PORT)
-        async with worker:
-            log.info(
-                "worker polling task queue %r on %s (concurrency %d)",
-                settings.TASK_QUEUE,
-                settings.TEMPORAL_ADDRESS,
-                settings.WORKER_CONCURRENCY,
-            )
-            await stop.wait()
-            log.info("shutting down: finishing in-flight activities")
-            if collector is not None:
-                collector.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await collector
+        running = asyncio.create_task(worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        log.info(
+            "worker polling task queue %r on %s (concurrency %d)",
+            settings.TASK_QUEUE,
+            target.describe(),
+            settings.WORKER_CONCURRENCY,
+        )
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():  # the worker gave up by itself (namespace gone, credentials revoked, ...)
+            stopping.cancel()
+            readiness.stopping = True
+            try:
+                running.result()
+            except Exception as exc:
+                raise TemporalConnectError(
+                    "the worker stopped: " + temporal_connection.explain(exc, target)
+                ) from None
+            return
+        readiness.stopping = True
+        began = time.monotonic()
+        log.info(
+            "shutting down: polling stopped, in-flight sends have up to %gs to finish "
+            "(WARMUP_SHUTDOWN_GRACE_SECONDS)",
+            settings.SHUTDOWN_GRACE_SECONDS,
+        )
+        await worker.shutdown()
+        with contextlib.suppress(Exception):  # its failure, if any, was logged by the SDK
+            await running
+        log.info("worker stopped %.1fs after the signal", time.monotonic() - began)
     finally:
+        if collector is not None:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
         await pool.close()
 
 
@@ -72,14 +142,11 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(serve())
-    except (ConfigError, SecretKeyError, metrics.MetricsError) as exc:
+    except (ConfigError, SecretKeyError, metrics.MetricsError, health.HealthError) as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 2
-    except DatabaseError as exc:
+    except (DatabaseError, TemporalConnectError) as exc:
         print(f"worker: {exc}", file=sys.stderr)
-        return 1
-    except RuntimeError as exc:  # Temporal connection failures surface as RuntimeError
-        print(f"worker: cannot reach Temporal: {exc}; check TEMPORAL_ADDRESS", file=sys.stderr)
         return 1
     return 0
 

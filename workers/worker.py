@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -23,4 +25,7 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities)
         max_cached_workflows=settings.MAX_CACHED_WORKFLOWS,
         # Eager activities skip the server's task-queue rate limits, which the caps rely on.
         disable_eager_activity_execution=True,
+        # On shutdown the worker stops polling at once but lets running sends finish for this long:
+        # a send cancelled during DATA leaves its row SENDING, and the retry must call it UNKNOWN.
+        graceful_shutdown_timeout=timedelta(seconds=settings.SHUTDOWN_GRACE_SECONDS),
     )
