@@ -137,7 +137,8 @@ class Stack:
 
     def worker_env(self, task_queue: str, settings: Mapping[str, str]) -> dict[str, str]:
         """The environment of a `python -m workers.run` for this stack; `settings` are WARMUP_* values."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WARMUP_")}
+        # A developer's own WARMUP_*/TEMPORAL_* (a Cloud API key, TLS files) must not reach local workers.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("WARMUP_", "TEMPORAL_"))}
         env.update(
             TEMPORAL_ADDRESS=self.temporal.address,
             WARMUP_DATABASE_URL=self.dsn,

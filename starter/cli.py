@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="starter",
         description="Enroll mailboxes in email warmup, control their workflows, report on the fleet.",
         allow_abbrev=False,
-        epilog="Configuration comes from WARMUP_* variables, TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE.",
+        epilog="Configuration comes from WARMUP_* variables and the Temporal SDK's environment configuration "
+        "(TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_CONFIG_FILE and "
+        "TEMPORAL_PROFILE); see the README's Configuration section.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -23,7 +23,8 @@ FAST_TIMING = {
 
 def worker_env(settings: Settings, temporal_address: str, **overrides: str) -> dict[str, str]:
     """The process environment for `python -m workers.run` / `python -m starter` against `settings`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARMUP_")}
+    # A developer's own WARMUP_*/TEMPORAL_* (a Cloud API key, TLS files) must not reach local workers.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WARMUP_", "TEMPORAL_"))}
     env["TEMPORAL_ADDRESS"] = temporal_address
     for name in Settings.model_fields:
         if name.startswith("TEMPORAL_"):
