@@ -425,10 +425,13 @@ def manifest_problems(directory: Path = K8S) -> list[str]:
     workers = int(setting("WORKER_COUNT"))
     if spec.get("minReplicaCount", 0) != workers:
         problems.append(f"minReplicaCount {spec.get('minReplicaCount')} is not WARMUP_WORKER_COUNT {workers}")
+    # At most maxReplicaCount pods, plus a rollout's surge, each with its connection pool.
     per_worker = int(setting("WORKER_CONCURRENCY")) + 2
-    if spec.get("maxReplicaCount", 100) * per_worker > PG_MAX_CONNECTIONS - PG_RESERVED_CONNECTIONS:
+    surge = int(deployment["spec"].get("strategy", {}).get("rollingUpdate", {}).get("maxSurge", 1))
+    pods = spec.get("maxReplicaCount", 100) + surge
+    if pods * per_worker > PG_MAX_CONNECTIONS - PG_RESERVED_CONNECTIONS:
         problems.append(
-            f"maxReplicaCount {spec.get('maxReplicaCount')} x {per_worker} PostgreSQL connections exceeds "
+            f"{pods} pods (maxReplicaCount + maxSurge) x {per_worker} PostgreSQL connections exceeds "
             f"max_connections {PG_MAX_CONNECTIONS} less {PG_RESERVED_CONNECTIONS} for the starter and tools"
         )
     if meta.get("taskQueue") != env.get("WARMUP_TASK_QUEUE", settings_defaults["TASK_QUEUE"]):
@@ -525,6 +528,7 @@ def _edited_copy(tmp_path: Path, file: str, old: str, new: str) -> Path:
             "what WARMUP_MAX_CACHED_WORKFLOWS=50000 workflows need",
         ),
         ("worker-scaledobject.yaml", "maxReplicaCount: 5", "maxReplicaCount: 8", "exceeds max_connections"),
+        ("worker-deployment.yaml", "maxSurge: 0", "maxSurge: 1", "6 pods (maxReplicaCount + maxSurge)"),
         (
             "worker-scaledobject.yaml",
             "taskQueue: warmup",
