@@ -48,8 +48,10 @@ class Settings(BaseSettings):
     PLAN_WEIGHTS: str = Field(
         "free:1,starter:2,pro:3,agency:4", min_length=3, description="plan:weight share of the global cap"
     )
-    SCALE_UP_QUEUE_THRESHOLD: int = Field(1000, ge=1, description="advisory for an autoscaler")
-    SCALE_DOWN_IDLE_MINUTES: int = Field(10, ge=1, description="advisory for an autoscaler")
+    SCALE_UP_QUEUE_THRESHOLD: int = Field(
+        1000, ge=1, description="KEDA target: task-queue backlog per scale-up (deploy/kubernetes)"
+    )
+    SCALE_DOWN_IDLE_MINUTES: int = Field(10, ge=1, description="KEDA cooldown before scaling down (minutes)")
 
     # --- Ramp-up defaults for newly enrolled mailboxes ---
     RAMP_START_VOLUME: int = Field(5, ge=0, le=10_000, description="emails on the first day")

@@ -6,6 +6,7 @@ WARMUP_SHUTDOWN_GRACE_SECONDS; then they are cancelled), and the process exits 0
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -13,6 +14,8 @@ import os
 import signal
 import sys
 import time
+
+from pydantic import SecretStr
 
 from activities.send import SendActivities
 from warmup import metrics, temporal_connection
@@ -138,7 +141,37 @@ async def _run_worker(
         await pool.close()
 
 
+_TEMPORAL_ENV = (
+    "TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_CONFIG_FILE, "
+    "TEMPORAL_PROFILE: the Temporal connection (the SDK's envconfig)"
+)
+
+
+def _parse_args(argv: list[str]) -> None:
+    """`--help` needs no configuration: it lists the environment a worker reads, from the settings model."""
+    lines = []
+    for name, info in Settings.model_fields.items():
+        if name.startswith("TEMPORAL_"):
+            continue  # read by the SDK's envconfig, listed below
+        default = (
+            ""
+            if info.default is None or isinstance(info.default, SecretStr)
+            else f" (default {info.default})"
+        )
+        lines.append(f"  WARMUP_{name}{default}: {info.description or ''}".rstrip(": "))
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.run",
+        description="One warmup worker process: runs the mailbox and user workflows and the send activity "
+        "on the task queue WARMUP_TASK_QUEUE. Run as many side by side as the load needs; SIGTERM or SIGINT "
+        "lets in-flight sends finish (WARMUP_SHUTDOWN_GRACE_SECONDS).",
+        epilog="Environment:\n" + "\n".join(lines) + "\n  " + _TEMPORAL_ENV,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+
+
 def main() -> int:
+    _parse_args(sys.argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(serve())
