@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import aiosmtplib
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -33,30 +32,28 @@ from activities.ledger_writes import (
 )
 from activities.message import build_message
 from activities.recipients import choose_recipient
-from activities.smtp_errors import ERR_TRANSIENT, ERROR_TYPES, Outcome, SmtpFailure, Stage, classify
+from activities.smtp_errors import ERROR_TYPES, Outcome, SmtpFailure, Stage, classify
 from warmup import caps
 from warmup.config import Settings
 from warmup.db import Conn
-from warmup.ledger import LedgerRow, ledger_row
-from warmup.mailboxes import MailboxRecord, get_mailbox, pause_mailbox
-from warmup.models import (
+from warmup.errors import (
     ERR_AUTH,
     ERR_CAP_DEFERRED,
     ERR_CAP_WINDOW_CLOSED,
     ERR_CONFIG,
     ERR_POLICY,
+    ERR_TRANSIENT,
     ERR_UNKNOWN_OUTCOME,
-    MailboxState,
-    SendRequest,
-    SendResult,
-    SendStatus,
-    SmtpSecurity,
+    ledger_error,
 )
+from warmup.ledger import LedgerRow, ledger_row
+from warmup.mailboxes import MailboxRecord, get_mailbox, pause_mailbox
+from warmup.models import MailboxState, SendRequest, SendResult, SendStatus
 from warmup.secrets import SecretBox, SecretKeyError
+from warmup.smtp_client import quit_or_drop, smtp_client
 
 log = logging.getLogger(__name__)
 
-_QUIT_TIMEOUT = 5.0  # seconds: a polite QUIT must not hold the activity up
 # How long the SENT update after a 250 keeps trying while PostgreSQL is unreachable (at most; never
 # past the attempt's start-to-close timeout). Giving up leaves the row SENDING, which the next attempt
 # turns into UNKNOWN: the truth ("it was sent") would then be lost, so this one write is worth a wait.
@@ -221,18 +218,6 @@ class SendActivities:
 
     # --- SMTP ----------------------------------------------------------------------------------
 
-    def _client(self, sender: MailboxRecord) -> aiosmtplib.SMTP:
-        smtp = sender.smtp
-        return aiosmtplib.SMTP(
-            hostname=smtp.host,
-            port=smtp.port,
-            use_tls=smtp.security is SmtpSecurity.TLS,
-            # True fails when the server offers no STARTTLS: never fall back to clear text silently.
-            start_tls=smtp.security is SmtpSecurity.STARTTLS,
-            validate_certs=smtp.verify_tls,
-            timeout=self._settings.SMTP_TIMEOUT_SECONDS,
-        )
-
     async def _deliver(
         self, req: SendRequest, sender: MailboxRecord, row: LedgerRow, recipient: str, password: str
     ) -> SendResult:
@@ -241,7 +226,7 @@ class SendActivities:
             early = await cap_gate.peek(conn, sender.user_id, self._windows)
         if early.binding is not None:
             raise await self._defer(req, sender, key, early)
-        client = self._client(sender)
+        client = smtp_client(sender.smtp, self._settings.SMTP_TIMEOUT_SECONDS)
         stage = Stage.CONNECT
         try:
             try:
@@ -286,7 +271,7 @@ class SendActivities:
             client.close()  # the worker is stopping: no goodbye, and the row stays as it is
             raise
         finally:
-            await _close(client)
+            await quit_or_drop(client)
         await self._after_delivery(req)
         return SendResult(SendStatus.SENT, row.recipient_id, row.message_id, binding_cap=row.binding_cap)
 
@@ -342,7 +327,9 @@ class SendActivities:
         wait = decision.wait_seconds
         if req.not_after and time.time() + wait > req.not_after:
             async with self._pool.acquire() as conn:
-                await mark_failed(conn, key, None, f"{ERR_CAP_WINDOW_CLOSED}: {what} until the window closed")
+                await mark_failed(
+                    conn, key, None, ledger_error(ERR_CAP_WINDOW_CLOSED, f"{what} until the window closed")
+                )
             log.warning("mailbox %s: %s until its window closed; send %s given up", sender.id, what, key)
             return ApplicationError(
                 f"mailbox {sender.id}: {what} until the window closed; the cap is binding",
@@ -375,7 +362,7 @@ class SendActivities:
                 if failures < self._settings.SEND_RETRY_MAX_ATTEMPTS:
                     log.warning("%s; send %s will be retried", message, key)
                     return ApplicationError(message, type=ERR_TRANSIENT, non_retryable=False)
-                await mark_failed(conn, key, failure.code, f"{ERR_TRANSIENT}: {text}")
+                await mark_failed(conn, key, failure.code, ledger_error(ERR_TRANSIENT, text))
                 log.warning("%s; send %s gave up after %d attempts", message, key, failures)
                 return ApplicationError(
                     f"{message} (gave up after {failures} attempts)", type=ERR_TRANSIENT, non_retryable=True
@@ -386,7 +373,7 @@ class SendActivities:
                 log.warning("%s (send %s)", message, key)
                 return ApplicationError(message, type=error_type, non_retryable=True)
             async with conn.transaction():
-                await mark_failed(conn, key, failure.code, f"{error_type}: {text}")
+                await mark_failed(conn, key, failure.code, ledger_error(error_type, text))
                 await pause_mailbox(conn, sender.id, text)
         log.warning("%s; mailbox paused (send %s)", message, key)
         return ApplicationError(message, type=error_type, non_retryable=True)
@@ -417,13 +404,3 @@ async def _heartbeating() -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def _close(client: aiosmtplib.SMTP) -> None:
-    """QUIT politely when the connection is still usable; otherwise just drop it."""
-    if not client.is_connected:
-        return
-    try:
-        await client.quit(timeout=_QUIT_TIMEOUT)
-    except Exception:  # the send is decided already; a failed goodbye changes nothing
-        client.close()

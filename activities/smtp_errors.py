@@ -12,7 +12,7 @@ from enum import StrEnum
 
 import aiosmtplib
 
-from warmup.models import ERR_AUTH, ERR_CONFIG, ERR_POLICY, ERR_UNKNOWN_OUTCOME
+from warmup.errors import ERR_AUTH, ERR_CONFIG, ERR_POLICY, ERR_TRANSIENT, ERR_UNKNOWN_OUTCOME
 
 
 class Stage(StrEnum):
@@ -33,11 +33,10 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # the message may have been delivered: never resend
 
 
-# ApplicationError.type of the retryable failures (Temporal's retry policy backs off and tries again).
-ERR_TRANSIENT = "SmtpTransientError"
-
-# ApplicationError.type for the outcomes that end the send; RETRY raises a plain retryable error.
+# The ApplicationError.type the send raises for each outcome (RETRY's is the only retryable one);
+# the mailbox workflow pauses the mailbox for those in warmup.errors.PAUSING_ERRORS.
 ERROR_TYPES: dict[Outcome, str] = {
+    Outcome.RETRY: ERR_TRANSIENT,
     Outcome.AUTH: ERR_AUTH,
     Outcome.POLICY: ERR_POLICY,
     Outcome.CONFIG: ERR_CONFIG,
@@ -51,14 +50,6 @@ class SmtpFailure:
     stage: Stage
     code: int | None  # the server's reply code, when there was a reply
     detail: str  # the server's reply or the network error, for people; never holds the password
-
-    @property
-    def retryable(self) -> bool:
-        return self.outcome is Outcome.RETRY
-
-    @property
-    def pauses_mailbox(self) -> bool:
-        return self.outcome in (Outcome.AUTH, Outcome.POLICY, Outcome.CONFIG)
 
     def describe(self) -> str:
         """One line naming the step and the code or error, e.g. 'RCPT refused (550 5.7.1 ...)'."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import shlex
 import shutil
 import signal
@@ -28,6 +27,7 @@ from bench.report import Results, write
 from bench.scale import run_scale
 from bench.stack import Stack
 from bench.throughput import run_throughput
+from warmup.process_exit import EXIT_INTERRUPTED, EXIT_OK, exit_skipping_teardown
 
 PHASES = ("fill", "crosscheck", "throughput", "memory", "scale")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -223,18 +223,14 @@ def main() -> int:
         results = asyncio.run(_interruptible(a))
     except asyncio.CancelledError:
         say("interrupted: everything the benchmark started is stopped; no results written")
-        return 130
+        return EXIT_INTERRUPTED
     path = write(results, a.results, a.docs)
     say("")
     for target, measured, ok in results.targets():
         say(f"{'met ' if ok else 'MISS' if ok is not None else '  - '}  {target}: {measured}")
     say(f"\nresults: {path} (and {path.with_suffix('.json')}); {results.wall_seconds / 60:.1f} minutes")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # temporalio may abort during interpreter teardown after a clean run (sdk-python #300).
-    os._exit(code)
+    exit_skipping_teardown(main())

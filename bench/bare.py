@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
-import sys
 import time
 
 from temporalio import activity
@@ -16,6 +14,7 @@ from temporalio.worker import Worker
 
 from bench.bare_workflow import BareLoopWorkflow
 from warmup import temporal_connection
+from warmup.process_exit import exit_skipping_teardown
 from warmup.temporal_connection import TemporalConnection
 from workers.sandbox import workflow_runner
 
@@ -67,8 +66,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--cache", type=int, default=2000)
     asyncio.run(serve(parser.parse_args()))
-    sys.stdout.flush()
-    os._exit(0)  # temporalio may abort in interpreter teardown (sdk-python #300)
+    exit_skipping_teardown(0)
 
 
 if __name__ == "__main__":

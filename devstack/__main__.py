@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 from pathlib import Path
 
 from devstack.stack import DevStack, StackOptions
+from warmup.process_exit import exit_skipping_teardown
 
 
 def default_data_dir() -> Path:
@@ -71,8 +70,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # temporalio may abort during interpreter teardown (sdk-python #300): leave with the real status.
-    os._exit(code)
+    exit_skipping_teardown(main())

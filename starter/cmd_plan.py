@@ -6,10 +6,11 @@ import argparse
 from typing import Any
 
 from starter import client as temporal_ops
-from starter.client import EXIT_USAGE, StarterError
-from starter.context import EXIT_OK, Io, database
+from starter.client import StarterError
+from starter.context import Io, database
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
+from warmup.process_exit import EXIT_OK, EXIT_USAGE
 
 
 def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type

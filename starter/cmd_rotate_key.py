@@ -14,9 +14,10 @@ from typing import Any
 import asyncpg
 from cryptography.fernet import Fernet, InvalidToken
 
-from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
-from starter.context import EXIT_OK, Io, database
+from starter.client import StarterError
+from starter.context import Io, database
 from warmup.config import Settings
+from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from warmup.secrets import SecretBox, SecretKeyError
 
 DEFAULT_BATCH = 500

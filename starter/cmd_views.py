@@ -16,15 +16,17 @@ from temporalio.client import Client
 
 from starter import client as temporal_ops
 from starter.cli_args import json_flag, target
-from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
-from starter.context import EXIT_OK, Io, address, database, find_mailbox, ui_link
+from starter.client import StarterError
+from starter.context import Io, address, database, find_mailbox, ui_link
 from starter.output import bar, console, status_table
 from starter.report import build_report
 from starter.views import list_json, list_table, report_view, user_status_json, user_status_view
 from warmup import fleet
 from warmup.config import Settings
-from warmup.mailboxes import MailboxRecord, workflow_id_for
+from warmup.mailboxes import MailboxRecord
 from warmup.models import MailboxState
+from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from warmup.workflow_ids import mailbox_workflow_id
 
 DEFAULT_WATCH_INTERVAL = 5.0
 
@@ -66,7 +68,7 @@ class _Snapshot:
 async def _mailbox_snapshot(
     client: Client, record: MailboxRecord, settings: Settings, io: Io, watching: bool
 ) -> _Snapshot:
-    workflow_id = workflow_id_for(record.id)
+    workflow_id = mailbox_workflow_id(record.id)
     status = await temporal_ops.status(client, record.id, settings)
     text = status_table(status, record.address, workflow_id, record.state)
     text += f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"

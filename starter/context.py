@@ -14,14 +14,15 @@ import asyncpg
 from rich.console import RenderableType
 
 from starter import client as temporal_ops
-from starter.client import EXIT_USAGE, StarterError
+from starter.client import StarterError
 from starter.enroll_request import normalize_address
 from starter.output import render, to_json
 from warmup.config import Settings
 from warmup.db import migrate
 from warmup.mailboxes import MailboxRecord, get_mailbox_by_address
+from warmup.process_exit import EXIT_OK as EXIT_OK  # re-exported until cmd_enroll/cmd_control import it
+from warmup.process_exit import EXIT_USAGE
 
-EXIT_OK = 0
 _DB_CONNECT_TIMEOUT = 15.0
 # Where the Temporal Web UI lives when it is not on the dev server's default port next to the server.
 UI_URL_ENV = "WARMUP_TEMPORAL_UI_URL"

@@ -17,12 +17,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from warmup import fleet
+from warmup import search_attributes as sa
 from warmup.config import Settings
 from warmup.db import Conn
 from warmup.models import MailboxState
 
-# WarmupStatus values of running workflows (warmup.search_attributes, set by the mailbox workflow).
-WARMUP_STATUSES = ("sending", "idle", "paused")
+# The WarmupStatus values a running mailbox workflow sets (`removed` is set only as it ends).
+_RUNNING_STATUSES = (sa.SENDING, sa.IDLE, sa.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,10 @@ def under_quota(days: list[fleet.MailboxDay]) -> tuple[list[UnderQuota], list[Un
 
 
 async def _warmup_status_counts(client: Client, task_queue: str) -> dict[str, int]:
-    base = (
-        f"WorkflowType = '{fleet.MAILBOX_WORKFLOW_TYPE}' AND TaskQueue = '{fleet.quote_literal(task_queue)}'"
-        " AND ExecutionStatus = 'Running'"
-    )
+    base = f"{fleet.mailbox_workflows_query(task_queue)} AND ExecutionStatus = 'Running'"
     counts: dict[str, int] = {}
     try:
-        for value in WARMUP_STATUSES:
+        for value in _RUNNING_STATUSES:
             counts[value] = (await client.count_workflows(f"{base} AND WarmupStatus = '{value}'")).count
     except RPCError:
         return {}  # the search attribute is not registered on this server

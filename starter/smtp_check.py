@@ -1,7 +1,6 @@
 """`starter enroll --check`: log in to the mailbox's SMTP server before anything is stored.
 
-Same TLS rules as the send activity: implicit TLS for `tls`, STARTTLS required (never a silent
-fall-back to clear text) for `starttls`, certificates validated unless the mailbox turned it off.
+The client is the send activity's (warmup.smtp_client), so the check obeys the same TLS rule.
 """
 
 from __future__ import annotations
@@ -10,23 +9,11 @@ import aiosmtplib
 
 from activities.smtp_errors import Stage, classify
 from warmup.mailboxes import SmtpAccount
-from warmup.models import SmtpSecurity
+from warmup.smtp_client import quit_or_drop, smtp_client
 
 
 class SmtpCheckError(Exception):
     """The login did not work; the message holds the server's reply, never the password."""
-
-
-def smtp_client(account: SmtpAccount, timeout: float) -> aiosmtplib.SMTP:
-    return aiosmtplib.SMTP(
-        hostname=account.host,
-        port=account.port,
-        use_tls=account.security is SmtpSecurity.TLS,
-        # True = STARTTLS required; False = never (clear text only when chosen explicitly).
-        start_tls=account.security is SmtpSecurity.STARTTLS,
-        validate_certs=account.verify_tls,
-        timeout=timeout,
-    )
 
 
 async def check_login(account: SmtpAccount, password: str, *, command_timeout: float = 30.0) -> str:
@@ -53,9 +40,5 @@ async def check_login(account: SmtpAccount, password: str, *, command_timeout: f
             "check --username and the password given with --secret-env/--secret-stdin"
         ) from None
     finally:
-        if client.is_connected:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                client.close()
+        await quit_or_drop(client)
     return f"{reply.code} {reply.message}"

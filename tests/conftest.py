@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 import tempfile
 import uuid
 import weakref
@@ -34,6 +33,7 @@ from devstack.temporal import (
 )
 from warmup.config import Settings, load_settings
 from warmup.db import migrate
+from warmup.process_exit import exit_skipping_teardown
 from warmup.secrets import generate_key
 
 TEMPLATE_DB = "warmup_template"
@@ -199,6 +199,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is not None:
         capman.stop_global_capturing()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(config.stash[_EXIT_STATUS])
+    exit_skipping_teardown(config.stash[_EXIT_STATUS])

@@ -1,20 +1,23 @@
-"""The audit's bug #1 cannot come back: the row the send path writes is the row every quota query counts."""
+"""The audit's bug #1 cannot come back: the row the send path writes is the row every count counts.
+
+The counts are the queries production runs: `warmup.fleet` (`starter list/status/report` and the
+metrics collector) and `warmup.ledger.recipients_on` (the send activity's uniqueness check).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import asyncpg
 import pytest
 
 from activities import cap_gate, ledger_writes
-from warmup import caps, ledger
+from warmup import caps, fleet, ledger
 from warmup.config import load_settings
+from warmup.errors import ERR_CAP_WINDOW_CLOSED, ERR_POLICY, ERR_TRANSIENT, ledger_error
 from warmup.mailboxes import SmtpAccount, upsert_mailbox
 from warmup.models import ScheduleSettings, SendStatus, SmtpSecurity
-
-DAY = dt.date(2026, 6, 1)
-NOON = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC).timestamp()
 
 
 async def _two_mailboxes(conn: asyncpg.pool.PoolConnectionProxy) -> tuple[int, int]:
@@ -32,41 +35,106 @@ async def _two_mailboxes(conn: asyncpg.pool.PoolConnectionProxy) -> tuple[int, i
     return ids[0], ids[1]
 
 
-async def test_a_sent_row_written_by_the_send_path_is_counted_by_every_quota_query(
+async def _today(conn: asyncpg.pool.PoolConnectionProxy, sender: int) -> dt.date:
+    """The sender's local calendar day: the one its workflow plans and `starter list` counts."""
+    day = await conn.fetchval(
+        "SELECT (now() AT TIME ZONE timezone)::date FROM mailboxes WHERE id = $1", sender
+    )
+    assert isinstance(day, dt.date)
+    return day
+
+
+async def _pending(conn: asyncpg.pool.PoolConnectionProxy, sender: int, recipient: int, slot: int) -> str:
+    """Record a send as the activity does, on the sender's local today."""
+    day = await _today(conn, sender)
+    key = f"{sender}:{day}:{slot}"
+    now = time.time()
+    await ledger_writes.insert_pending(
+        conn,
+        idempotency_key=key,
+        sender_id=sender,
+        user_id="alice",
+        recipient_id=recipient,
+        day=day,
+        slot=slot,
+        message_id=f"<{slot}@example.test>",
+        message="Subject: hi\r\n\r\nhello",
+        planned_at=now,
+        dispatched_at=now,
+    )
+    return key
+
+
+async def _counts(conn: asyncpg.pool.PoolConnectionProxy, sender: int) -> dict[str, int]:
+    """What each production query says the sender delivered today, and the last hours' totals."""
+    day = await _today(conn, sender)
+    listed = {m.id: m.delivered_today for m in await fleet.list_mailboxes(conn, user_id="alice")}
+    hours = await fleet.hourly_throughput(conn, user_id="alice")
+    return {
+        "delivered_on": (await fleet.delivered_on(conn, [(sender, day)])).get((sender, day), 0),
+        "delivered_today": listed[sender],
+        "hourly_delivered": sum(h.delivered for h in hours),
+        "hourly_senders": sum(h.active_mailboxes for h in hours),
+        "hourly_failed": sum(h.failed for h in hours),
+    }
+
+
+async def test_a_sent_row_written_by_the_send_path_is_counted_by_every_production_query(
     db_pool: asyncpg.Pool,
 ) -> None:
     async with db_pool.acquire() as conn:
         sender, recipient = await _two_mailboxes(conn)
-        key = f"{sender}:{DAY}:0"
-        await ledger_writes.insert_pending(
-            conn,
-            idempotency_key=key,
-            sender_id=sender,
-            user_id="alice",
-            recipient_id=recipient,
-            day=DAY,
-            slot=0,
-            message_id="<k@example.test>",
-            message="Subject: hi\r\n\r\nhello",
-            planned_at=NOON,
-            dispatched_at=NOON,
-        )
-        assert await ledger.delivered_by_mailbox_on(conn, sender, DAY) == 0, "PENDING is not delivered"
+        key = await _pending(conn, sender, recipient, 0)
+        nothing = {
+            "delivered_on": 0,
+            "delivered_today": 0,
+            "hourly_delivered": 0,
+            "hourly_senders": 0,
+            "hourly_failed": 0,
+        }
+        assert await _counts(conn, sender) == nothing, "PENDING is not delivered"
         assert (await cap_gate.claim(conn, key, "alice", caps.windows(load_settings({})))).claimed
+        assert await _counts(conn, sender) == nothing, "SENDING is not delivered"
         await ledger_writes.mark_sent(conn, key, 250)
 
         assert await conn.fetchval("SELECT status::text FROM send_ledger") == SendStatus.SENT.value
-        assert await ledger.delivered_by_mailbox_on(conn, sender, DAY) == 1
-        assert await ledger.delivered_by_user_on(conn, "alice", DAY) == 1
-        assert await ledger.recipients_on(conn, sender, DAY) == {recipient}
-        assert await ledger.status_counts_on(conn, sender, DAY) == {SendStatus.SENT: 1}
-        hours = await ledger.delivered_per_hour(conn, dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
-        assert [(sent, senders) for _, sent, senders in hours] == [(1, 1)]
+        one = {**nothing, "delivered_on": 1, "delivered_today": 1, "hourly_delivered": 1, "hourly_senders": 1}
+        assert await _counts(conn, sender) == one
+        assert await ledger.recipients_on(conn, sender, await _today(conn, sender)) == {recipient}
+        by_status = {(s.status, s.count) for s in await fleet.ledger_last_day(conn, "alice")}
+        assert by_status == {(SendStatus.SENT, 1)}
+        assert await fleet.hourly_throughput(conn, user_id="bob") == [], "another user's view counts none"
 
-        # REPLIED still counts toward the quota and the plan, as the audit's plan checks did.
+        # REPLIED still counts as delivered, as the audit's plan checks did.
         await conn.execute("UPDATE send_ledger SET status = $1", SendStatus.REPLIED.value)
-        assert await ledger.delivered_by_mailbox_on(conn, sender, DAY) == 1
-        assert await ledger.delivered_by_user_on(conn, "alice", DAY) == 1
+        assert await _counts(conn, sender) == one
+
+
+async def test_a_send_given_up_is_counted_as_an_error_of_its_kind_never_as_delivered(
+    db_pool: asyncpg.Pool,
+) -> None:
+    async with db_pool.acquire() as conn:
+        sender, recipient = await _two_mailboxes(conn)
+        # The texts the send activity stores when it gives a slot up, one per kind.
+        given_up = {
+            "gave_up": ledger_error(ERR_TRANSIENT, "SMTP DATA refused (451 4.3.0 try again later)"),
+            "cap_window_closed": ledger_error(
+                ERR_CAP_WINDOW_CLOSED, "the cap held it until the window closed"
+            ),
+            "refused": ledger_error(ERR_POLICY, "SMTP RCPT refused (550 5.1.1 no such user)"),
+        }
+        for slot, error in enumerate(given_up.values()):
+            key = await _pending(conn, sender, recipient, slot)
+            await ledger_writes.mark_failed(conn, key, None, error)
+        unknown = await _pending(conn, sender, recipient, 3)
+        assert (await cap_gate.claim(conn, unknown, "alice", caps.windows(load_settings({})))).claimed
+        assert await ledger_writes.mark_unknown(conn, unknown, "no reply after DATA")
+
+        errors = await fleet.errors_last_hour(conn)
+        assert errors == {"gave_up": 1, "cap_window_closed": 1, "refused": 1, "unknown": 1, "retrying": 0}
+        counts = await _counts(conn, sender)
+        assert counts["delivered_on"] == counts["delivered_today"] == counts["hourly_delivered"] == 0
+        assert counts["hourly_failed"] == 4  # FAILED and UNKNOWN
 
 
 @pytest.mark.parametrize("spelling", ["sent", "Sent", "SENT "])
@@ -79,9 +147,8 @@ async def test_a_misspelt_status_is_refused_not_silently_uncounted(
             await conn.execute(
                 "INSERT INTO send_ledger (idempotency_key, sender_id, recipient_id, day, slot, message_id,"
                 " message, status, planned_at, dispatched_at, user_id)"
-                " VALUES ('k', $1, $2, $3, 0, 'm', 'x', $4, now(), now(), 'alice')",
+                " VALUES ('k', $1, $2, current_date, 0, 'm', 'x', $3, now(), now(), 'alice')",
                 sender,
                 recipient,
-                DAY,
                 spelling,
             )

@@ -31,6 +31,7 @@ from tests.helpers.operator_cli import (
 from tests.helpers.worker_procs import Workers, worker_env
 from warmup import metrics
 from warmup.config import Settings, load_settings
+from warmup.errors import ERR_TRANSIENT
 
 GOOD = [f"m{i}@metrics.test" for i in range(3)]
 LOCKED = "locked@metrics.test"
@@ -150,8 +151,8 @@ async def test_the_six_metrics_match_the_ledger_after_a_run(
     assert all(value(s, metrics.QUEUE.name, task_queue_type="activity") is None for s in others)
 
     # warmup_errors_per_hour: the 535 (refused, mailbox paused) and the 451 that used up its attempts.
-    refused = [r for r in rows if r["status"] == "FAILED" and not r["error"].startswith("SmtpTransientError")]
-    gave_up = [r for r in rows if r["status"] == "FAILED" and r["error"].startswith("SmtpTransientError")]
+    refused = [r for r in rows if r["status"] == "FAILED" and not r["error"].startswith(ERR_TRANSIENT)]
+    gave_up = [r for r in rows if r["status"] == "FAILED" and r["error"].startswith(ERR_TRANSIENT)]
     assert (len(refused), len(gave_up)) == (1, 1)
     assert value(fleet, metrics.ERRORS.name, kind="refused") == len(refused)
     assert value(fleet, metrics.ERRORS.name, kind="gave_up") == len(gave_up)

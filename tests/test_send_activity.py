@@ -21,17 +21,13 @@ from temporalio.worker import Worker
 
 from activities import recipients
 from activities.send import SendActivities
-from activities.smtp_errors import ERR_TRANSIENT
 from devstack.smtp_sink import SmtpSink
 from devstack.tls import self_signed_server_context
 from warmup.config import Settings
+from warmup.errors import ERR_AUTH, ERR_CONFIG, ERR_POLICY, ERR_TRANSIENT, ERR_UNKNOWN_OUTCOME
 from warmup.ledger import LedgerRow, ledger_row
 from warmup.mailboxes import MailboxRecord, SmtpAccount, get_mailbox, set_state, upsert_mailbox
 from warmup.models import (
-    ERR_AUTH,
-    ERR_CONFIG,
-    ERR_POLICY,
-    ERR_UNKNOWN_OUTCOME,
     MailboxState,
     ScheduleSettings,
     SendRequest,

@@ -8,8 +8,13 @@ import ssl
 import aiosmtplib
 import pytest
 
-from activities.smtp_errors import ERROR_TYPES, Outcome, Stage, classify
-from warmup.models import ERR_AUTH, ERR_POLICY, ERR_UNKNOWN_OUTCOME
+from activities.smtp_errors import ERROR_TYPES, Outcome, SmtpFailure, Stage, classify
+from warmup.errors import ERR_AUTH, ERR_POLICY, ERR_TRANSIENT, ERR_UNKNOWN_OUTCOME, PAUSING_ERRORS
+
+
+def pauses(failure: SmtpFailure) -> bool:
+    """What the mailbox workflow does with the error type the send activity raises for it."""
+    return ERROR_TYPES[failure.outcome] in PAUSING_ERRORS
 
 
 @pytest.mark.parametrize(
@@ -34,8 +39,8 @@ from warmup.models import ERR_AUTH, ERR_POLICY, ERR_UNKNOWN_OUTCOME
 )
 def test_transient_failures_are_retried(exc: BaseException, stage: Stage) -> None:
     failure = classify(exc, stage)
-    assert failure.outcome is Outcome.RETRY
-    assert failure.retryable and not failure.pauses_mailbox
+    assert failure.outcome is Outcome.RETRY and ERROR_TYPES[failure.outcome] == ERR_TRANSIENT
+    assert not pauses(failure)
 
 
 def test_535_is_an_auth_rejection_naming_the_code() -> None:
@@ -43,7 +48,7 @@ def test_535_is_an_auth_rejection_naming_the_code() -> None:
         aiosmtplib.SMTPAuthenticationError(535, "5.7.8 Authentication credentials invalid"), Stage.AUTH
     )
     assert failure.outcome is Outcome.AUTH and ERROR_TYPES[failure.outcome] == ERR_AUTH
-    assert failure.pauses_mailbox and not failure.retryable
+    assert pauses(failure)
     assert failure.describe() == (
         "SMTP login rejected (535 5.7.8 Authentication credentials invalid): check the username/password"
     )
@@ -63,7 +68,7 @@ def test_other_5xx_are_policy_rejections_with_the_reply(
 ) -> None:
     failure = classify(exc, stage)
     assert failure.outcome is Outcome.POLICY and ERROR_TYPES[failure.outcome] == ERR_POLICY
-    assert failure.pauses_mailbox
+    assert pauses(failure)
     assert failure.describe() == f"SMTP {step} refused ({exc.code} {exc.message})"
 
 
@@ -79,7 +84,7 @@ def test_other_5xx_are_policy_rejections_with_the_reply(
 def test_no_reply_after_data_is_unknown_never_retried(exc: BaseException) -> None:
     failure = classify(exc, Stage.DATA)
     assert failure.outcome is Outcome.UNKNOWN and ERROR_TYPES[failure.outcome] == ERR_UNKNOWN_OUTCOME
-    assert not failure.retryable and not failure.pauses_mailbox
+    assert not pauses(failure)
     assert "not resent" in failure.describe()
 
 
@@ -92,7 +97,7 @@ def test_the_same_timeout_before_data_is_retried() -> None:
 def test_missing_starttls_is_a_config_problem_not_a_clear_text_fallback() -> None:
     exc = aiosmtplib.SMTPException("SMTP STARTTLS extension not supported by server.")
     failure = classify(exc, Stage.CONNECT)
-    assert failure.outcome is Outcome.CONFIG and failure.pauses_mailbox
+    assert failure.outcome is Outcome.CONFIG and pauses(failure)
     assert "STARTTLS" in failure.describe()
 
 

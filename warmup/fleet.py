@@ -20,8 +20,9 @@ from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRej
 from temporalio.service import RPCError, RPCStatusCode
 
 from warmup.db import Conn
-from warmup.mailboxes import workflow_id_for
+from warmup.errors import ERR_CAP_WINDOW_CLOSED, ERR_TRANSIENT
 from warmup.models import DELIVERED_STATUSES, MailboxState, MailboxStatus, SendStatus
+from warmup.workflow_ids import mailbox_workflow_id
 
 _DELIVERED = [s.value for s in DELIVERED_STATUSES]
 T = TypeVar("T")
@@ -54,7 +55,7 @@ class MailboxRow:
 
     @property
     def workflow_id(self) -> str:
-        return workflow_id_for(self.id)
+        return mailbox_workflow_id(self.id)
 
 
 async def list_mailboxes(
@@ -118,10 +119,6 @@ async def delivered_on(conn: Conn, days: Sequence[tuple[int, dt.date]]) -> dict[
 # Error kinds of `warmup_errors_per_hour` and `starter report`, from the ledger's status and the
 # error type the activity stores as the prefix of `error` ("SmtpAuthRejected: 535 ...").
 ERROR_KINDS = ("refused", "gave_up", "unknown", "retrying", "cap_window_closed")
-_ERR_TRANSIENT = (
-    "SmtpTransientError"  # activities.smtp_errors.ERR_TRANSIENT (warmup never imports activities)
-)
-_ERR_CAP_WINDOW_CLOSED = "CapWindowClosed"
 
 
 async def errors_last_hour(conn: Conn, now: dt.datetime | None = None) -> dict[str, int]:
@@ -150,8 +147,8 @@ async def errors_last_hour(conn: Conn, now: dt.datetime | None = None) -> dict[s
         SendStatus.FAILED.value,
         SendStatus.UNKNOWN.value,
         SendStatus.PENDING.value,
-        _ERR_TRANSIENT,
-        _ERR_CAP_WINDOW_CLOSED,
+        ERR_TRANSIENT,
+        ERR_CAP_WINDOW_CLOSED,
     )
     counts = dict.fromkeys(ERROR_KINDS, 0)
     counts.update({r["kind"]: int(r["n"]) for r in rows})
@@ -239,7 +236,7 @@ class StatusUnavailable(Exception):
 
 
 async def query_status(client: Client, mailbox_id: int, rpc_seconds: float = 10.0) -> MailboxStatus:
-    workflow_id = workflow_id_for(mailbox_id)
+    workflow_id = mailbox_workflow_id(mailbox_id)
     handle = client.get_workflow_handle(workflow_id)
     try:
         result = await handle.query(
@@ -382,10 +379,14 @@ async def task_queue_backlog(client: Client, task_queue: str) -> list[Backlog]:
 MAILBOX_WORKFLOW_TYPE = "MailboxWarmupWorkflow"
 
 
+def mailbox_workflows_query(task_queue: str) -> str:
+    """The visibility query that selects the mailbox workflows of `task_queue`."""
+    return f"WorkflowType = '{MAILBOX_WORKFLOW_TYPE}' AND TaskQueue = '{quote_literal(task_queue)}'"
+
+
 async def workflow_counts(client: Client, task_queue: str) -> dict[str, int]:
     """Mailbox workflows on the task queue by execution status (Running, Completed, Failed...)."""
-    query = f"WorkflowType = '{MAILBOX_WORKFLOW_TYPE}' AND TaskQueue = '{quote_literal(task_queue)}'"
-    result = await client.count_workflows(f"{query} GROUP BY ExecutionStatus")
+    result = await client.count_workflows(f"{mailbox_workflows_query(task_queue)} GROUP BY ExecutionStatus")
     return {str(g.group_values[0]): g.count for g in result.groups if g.group_values}
 
 

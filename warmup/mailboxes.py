@@ -9,6 +9,10 @@ import asyncpg
 from warmup import mailbox_settings as ms
 from warmup.db import Conn
 from warmup.models import MailboxState, ScheduleSettings, SmtpSecurity
+from warmup.workflow_ids import mailbox_workflow_id
+
+# The old name of warmup.workflow_ids.mailbox_workflow_id, for the callers not yet switched.
+workflow_id_for = mailbox_workflow_id
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,7 @@ class MailboxRecord:
 
     @property
     def workflow_id(self) -> str:
-        return workflow_id_for(self.id)
-
-
-def workflow_id_for(mailbox_id: int) -> str:
-    return f"mailbox-{mailbox_id}"
+        return mailbox_workflow_id(self.id)
 
 
 # Every stored setting (warmup.mailbox_settings) plus what the database itself keeps.

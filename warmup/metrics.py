@@ -43,6 +43,7 @@ from temporalio.worker import Interceptor as WorkerInterceptor
 
 from warmup import fleet
 from warmup.config import Settings
+from warmup.errors import ERR_CAP_DEFERRED
 from warmup.models import DELIVERED_STATUSES, MailboxState, SendRequest, SendResult
 
 log = logging.getLogger("warmup.metrics")
@@ -140,7 +141,6 @@ FILL_QUANTILES = (0.0, 0.1, 0.5)
 CYCLE_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 # The fleet collector's lock: one advisory lock key for the whole database ("WMET").
 COLLECTOR_LOCK = 0x574D4554
-_CAP_DEFERRED = "CapDeferred"  # warmup.models.ERR_CAP_DEFERRED: waiting for a cap is not an outcome
 
 
 class MetricsError(Exception):
@@ -207,7 +207,7 @@ def _final(exc: BaseException, info: activity.Info) -> bool:
     if isinstance(exc, ApplicationError):
         if exc.non_retryable:
             return True
-        if exc.type == _CAP_DEFERRED:
+        if exc.type == ERR_CAP_DEFERRED:  # waiting for a cap is not an outcome
             return False
     policy = info.retry_policy
     if policy is None:

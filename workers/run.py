@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -21,6 +20,7 @@ from activities.send import SendActivities
 from warmup import metrics, temporal_connection
 from warmup.config import ConfigError, Settings, load_settings
 from warmup.db import DatabaseError, connect_pool
+from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exit_skipping_teardown
 from warmup.secrets import SecretBox, SecretKeyError
 from warmup.temporal_connection import TemporalConnectError
 from workers import health
@@ -177,17 +177,12 @@ def main() -> int:
         asyncio.run(serve())
     except (ConfigError, SecretKeyError, metrics.MetricsError, health.HealthError) as exc:
         print(f"worker: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except (DatabaseError, TemporalConnectError) as exc:
         print(f"worker: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # temporalio may abort during interpreter teardown after a clean shutdown (sdk-python #300):
-    # leave with the real status instead.
-    os._exit(code)
+    exit_skipping_teardown(main())

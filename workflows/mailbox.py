@@ -18,9 +18,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
     from warmup import search_attributes as sa
+    from warmup.errors import ERR_UNKNOWN_OUTCOME, PAUSING_ERRORS
     from warmup.models import (
-        ERR_UNKNOWN_OUTCOME,
-        PAUSING_ERRORS,
         AllowanceGrant,
         AllowanceRequest,
         MailboxStatus,

@@ -14,7 +14,6 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from warmup import search_attributes as sa
-    from warmup.mailboxes import workflow_id_for
     from warmup.models import (
         AllowanceGrant,
         AllowanceRequest,
@@ -29,13 +28,11 @@ with workflow.unsafe.imports_passed_through():
         UserWorkflowState,
     )
     from warmup.plan_share import allowance
+    from warmup.workflow_ids import mailbox_workflow_id
+    from warmup.workflow_ids import user_workflow_id as user_workflow_id  # re-exported for the tests
     from workflows.mailbox import MailboxWarmupWorkflow
 
 _KEEP_GRANT_DAYS = 3
-
-
-def user_workflow_id(user_id: str) -> str:
-    return f"user-{user_id}"
 
 
 @workflow.defn
@@ -147,7 +144,7 @@ class UserWarmupWorkflow:
     # --- internals -------------------------------------------------------------------------------
 
     async def _deliver(self, mailbox_id: int, name: str, arg: object) -> None:
-        handle = workflow.get_external_workflow_handle(workflow_id_for(mailbox_id))
+        handle = workflow.get_external_workflow_handle(mailbox_workflow_id(mailbox_id))
         try:
             await handle.signal(name, arg) if arg is not None else await handle.signal(name)
         except FailureError as err:
@@ -174,7 +171,7 @@ class UserWarmupWorkflow:
             await workflow.start_child_workflow(
                 MailboxWarmupWorkflow.run,
                 child_input,
-                id=workflow_id_for(e.mailbox_id),
+                id=mailbox_workflow_id(e.mailbox_id),
                 # Abandon: the mailboxes outlive this run's continue-as-new, and keep sending if the
                 # user workflow is ever restarted.
                 parent_close_policy=ParentClosePolicy.ABANDON,

@@ -1,0 +1,37 @@
+"""The SMTP client of a mailbox, with its TLS rule, for the send activity and `starter enroll --check`.
+
+The rule: implicit TLS for `tls`; STARTTLS required for `starttls` (a server that does not offer it
+fails the connection, never a silent fall-back to clear text); clear text only for `none`, chosen
+explicitly. Certificates are validated unless the mailbox turned `verify_tls` off.
+"""
+
+from __future__ import annotations
+
+import aiosmtplib
+
+from warmup.mailboxes import SmtpAccount
+from warmup.models import SmtpSecurity
+
+QUIT_TIMEOUT = 5.0  # seconds: a polite QUIT must not hold anything up
+
+
+def smtp_client(account: SmtpAccount, timeout: float) -> aiosmtplib.SMTP:
+    """An unconnected client for `account`; `timeout` bounds the connection and each command."""
+    return aiosmtplib.SMTP(
+        hostname=account.host,
+        port=account.port,
+        use_tls=account.security is SmtpSecurity.TLS,
+        start_tls=account.security is SmtpSecurity.STARTTLS,  # True: required, not opportunistic
+        validate_certs=account.verify_tls,
+        timeout=timeout,
+    )
+
+
+async def quit_or_drop(client: aiosmtplib.SMTP) -> None:
+    """QUIT politely when the connection is still usable; otherwise just drop it."""
+    if not client.is_connected:
+        return
+    try:
+        await client.quit(timeout=QUIT_TIMEOUT)
+    except Exception:  # whatever was to happen has happened; a failed goodbye changes nothing
+        client.close()

@@ -1,0 +1,15 @@
+"""The Temporal workflow ids: one per mailbox and one per user, derived from the database ids.
+
+Deterministic ids are what make enrolling twice safe (Temporal refuses a second running workflow
+with the same id) and let the Temporal CLI and Web UI find a workflow from the id alone.
+"""
+
+from __future__ import annotations
+
+
+def mailbox_workflow_id(mailbox_id: int) -> str:
+    return f"mailbox-{mailbox_id}"
+
+
+def user_workflow_id(user_id: str) -> str:
+    return f"user-{user_id}"
