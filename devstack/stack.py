@@ -215,13 +215,6 @@ class DevStack:
         self._cleanups.append(("SMTP sink", sink.stop))
         self._step_done(f"SMTP sink on 127.0.0.1:{sink.port}", t)
 
-        # Enroll before any worker runs: `starter enroll` commits the mailbox row only after Temporal
-        # accepted the workflow, so a running worker could look for the row before it exists.
-        t = time.monotonic()
-        await self._enroll(env, sink.port)
-        ids = await self._mailbox_ids(pg.dsn(DATABASE))
-        self._step_done(f"enrolled {len(demo.DEMO_MAILBOXES)} demo mailboxes", t)
-
         t = time.monotonic()
         count = opts.workers or int(os.environ.get("WARMUP_WORKER_COUNT") or demo.DEFAULT_WORKER_COUNT)
         logs = self.data_dir / "logs"
@@ -231,6 +224,13 @@ class DevStack:
             await self._start_worker(i, worker_env, logs / f"worker-{i}.log")
         self._cleanups.append(("workers", self._stop_workers))
         self._step_done(f"{count} worker process(es), logs in {_shown(logs)}/", t)
+
+        # Enroll once the workers run: `starter enroll` is an Update a worker answers (its validator
+        # can refuse). A first send that comes before the row commits is retried by the activity.
+        t = time.monotonic()
+        await self._enroll(env, sink.port)
+        ids = await self._mailbox_ids(pg.dsn(DATABASE))
+        self._step_done(f"enrolled {len(demo.DEMO_MAILBOXES)} demo mailboxes", t)
         self._banner(temporal, pg, sink, ids)
 
     def _track(self, name: str, stop: Callable[[], object], pid: int | None) -> None:

@@ -1,4 +1,8 @@
-"""The starter's Temporal operations: connect, start-or-update a mailbox workflow, signal, query.
+"""The starter's Temporal operations: connect, enroll through the user's workflow, update, signal, query.
+
+Every call names the workflow's handler by method reference. Where the caller must know the outcome
+(enroll, a settings change, a plan) it is a Temporal Update, whose validator's refusal comes back
+here as a StarterError before anything is stored; pause, resume and remove stay signals.
 
 Each failure becomes a StarterError whose message says what went wrong and which setting to check;
 no business logic lives here, only the calls the workflow's interface defines.
@@ -7,18 +11,26 @@ no business logic lives here, only the calls the workflow's interface defines.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 from urllib.parse import quote
 
 import asyncpg
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from starter.enroll_request import EnrollRequest
@@ -27,25 +39,29 @@ from warmup.config import Settings
 from warmup.db import Conn
 from warmup.mailboxes import MailboxRecord, get_mailbox_by_address, set_state, upsert_mailbox, workflow_id_for
 from warmup.models import (
+    EnrollResult,
     MailboxEnrollment,
     MailboxState,
     MailboxStatus,
-    MailboxWorkflowInput,
     PauseRequest,
     ScheduleSettings,
     SettingsUpdate,
     UserPlan,
     UserWorkflowInput,
 )
-from warmup.process_exit import EXIT_FAILURE as EXIT_FAILURE  # re-exported until callers import it
-from warmup.process_exit import EXIT_USAGE as EXIT_USAGE  # from warmup.process_exit, its home
-from warmup.workflow_ids import user_workflow_id
 from workflows.mailbox import MailboxWarmupWorkflow
-from workflows.user import UserWarmupWorkflow
+from workflows.user import UserWarmupWorkflow, user_workflow_id
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 _CONNECT_TIMEOUT = timedelta(seconds=10)
 _RPC_TIMEOUT = timedelta(seconds=15)
+# An Update is answered by a worker: this long for one to run the validator and the handler.
+_UPDATE_TIMEOUT = timedelta(seconds=15)
 DEFAULT_UI_PORT = 8233
+
+T = TypeVar("T")
 
 
 class StarterError(Exception):
@@ -85,6 +101,43 @@ def _rpc_failure(action: str, workflow_id: str, exc: RPCError, settings: Setting
     return StarterError(f"Temporal refused to {action} {workflow_id}: {_one_line(exc.message)}")
 
 
+async def _rpc(action: str, workflow_id: str, settings: Settings, call: Awaitable[T]) -> T:
+    """A signal or query: Temporal's refusal as a StarterError."""
+    try:
+        return await call
+    except RPCError as exc:
+        raise _rpc_failure(action, workflow_id, exc, settings) from None
+
+
+async def _update(action: str, workflow_id: str, settings: Settings, call: Awaitable[T]) -> T:
+    """An Update: the validator's refusal (or the handler's failure) and a missing worker as a
+    StarterError, so the caller's database transaction rolls back."""
+    try:
+        async with asyncio.timeout(_UPDATE_TIMEOUT.total_seconds()):
+            return await call
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise StarterError(f"{workflow_id} refused to {action}: {_one_line(reason)}") from None
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise StarterError(
+            f"no worker answered within {_UPDATE_TIMEOUT.total_seconds():g}s to {action} {workflow_id}; "
+            f"check that a worker polls task queue {settings.TASK_QUEUE!r} (WARMUP_TASK_QUEUE). Nothing "
+            "was stored; Temporal may still apply the change once a worker runs, so run the same "
+            "command again then"
+        ) from None
+    except RPCError as exc:
+        raise _rpc_failure(action, workflow_id, exc, settings) from None
+
+
+def _user_handle(client: Client, user_id: str) -> WorkflowHandle[UserWarmupWorkflow, None]:
+    return client.get_workflow_handle_for(UserWarmupWorkflow.run, user_workflow_id(user_id))
+
+
+def _mailbox_handle(client: Client, mailbox_id: int) -> WorkflowHandle[MailboxWarmupWorkflow, None]:
+    return client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id_for(mailbox_id))
+
+
 async def user_plan(conn: Conn, user_id: str, settings: Settings) -> UserPlan:
     """The user's plan as stored, with its weight from WARMUP_PLAN_WEIGHTS."""
     row = await conn.fetchrow("SELECT plan, plan_daily_limit FROM users WHERE id = $1", user_id)
@@ -94,45 +147,32 @@ async def user_plan(conn: Conn, user_id: str, settings: Settings) -> UserPlan:
 
 
 async def start_or_update(
-    client: Client,
-    record: MailboxRecord,
-    schedule: ScheduleSettings,
-    update: SettingsUpdate,
-    plan: UserPlan,
-    settings: Settings,
-) -> WorkflowHandle[MailboxWarmupWorkflow, None]:
-    """Start the mailbox's workflow (or update the running one: signal-with-start, so enrolling
-    twice never makes a second workflow), then enroll it with its user's workflow, which adopts
-    it: the plan's daily share, user-wide pause and removal go through there."""
-    workflow_id = workflow_id_for(record.id)
-    try:
-        handle = await client.start_workflow(
-            MailboxWarmupWorkflow.run,
-            MailboxWorkflowInput(
-                record.id, record.user_id, schedule, settings.send_retry(), fairness_weight=plan.weight
-            ),
-            id=workflow_id,
-            task_queue=settings.TASK_QUEUE,
-            start_signal="update_settings",
-            start_signal_args=[update],
-            rpc_timeout=_RPC_TIMEOUT,
-        )
-    except RPCError as exc:
-        raise _rpc_failure("start or update", workflow_id, exc, settings) from None
+    client: Client, record: MailboxRecord, schedule: ScheduleSettings, plan: UserPlan, settings: Settings
+) -> EnrollResult:
+    """Enroll the mailbox with its user's workflow (update-with-start: the first enrollment starts
+    that workflow). The user workflow is the one start path of a mailbox workflow: it starts it as
+    its child with these settings, or gives the running one the new settings, once; a refusal
+    (another user's mailbox, an unusable schedule) comes back as a StarterError."""
     user_id = user_workflow_id(record.user_id)
-    try:
-        await client.start_workflow(
-            UserWarmupWorkflow.run,
-            UserWorkflowInput(record.user_id, plan),
-            id=user_id,
-            task_queue=settings.TASK_QUEUE,
-            start_signal="enroll",
-            start_signal_args=[MailboxEnrollment(record.id, schedule, settings.send_retry(), record.user_id)],
+    start = WithStartWorkflowOperation(
+        UserWarmupWorkflow.run,
+        UserWorkflowInput(record.user_id, plan),
+        id=user_id,
+        task_queue=settings.TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    enrollment = MailboxEnrollment(record.id, schedule, settings.send_retry(), record.user_id)
+    return await _update(
+        f"enroll mailbox {record.id} through",
+        user_id,
+        settings,
+        client.execute_update_with_start_workflow(
+            UserWarmupWorkflow.enroll_mailbox,
+            enrollment,
+            start_workflow_operation=start,
             rpc_timeout=_RPC_TIMEOUT,
-        )
-    except RPCError as exc:
-        raise _rpc_failure("enroll through", user_id, exc, settings) from None
-    return handle
+        ),
+    )
 
 
 async def store_plan(conn: Conn, user_id: str, plan: str, limit: int | None, settings: Settings) -> UserPlan:
@@ -147,53 +187,41 @@ async def store_plan(conn: Conn, user_id: str, plan: str, limit: int | None, set
 
 
 async def send_plan(client: Client, user_id: str, plan: UserPlan, settings: Settings) -> bool:
-    """Give the user's running workflow its new plan; False when it has none yet (no mailbox)."""
-    workflow_id = user_workflow_id(user_id)
-    try:
-        await client.get_workflow_handle(workflow_id).signal("set_plan", plan, rpc_timeout=_RPC_TIMEOUT)
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND and "namespace" not in exc.message.lower():
-            return False
-        raise _rpc_failure("set the plan of", workflow_id, exc, settings) from None
-    return True
+    """Give the user's running workflow its new plan (an Update: a refusal raises StarterError);
+    False when it has none yet (no mailbox)."""
+    handle = _user_handle(client, user_id)
 
+    async def change() -> bool:
+        try:
+            await handle.execute_update(UserWarmupWorkflow.change_plan, plan, rpc_timeout=_RPC_TIMEOUT)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND and "namespace" not in exc.message.lower():
+                return False
+            raise
+        return True
 
-async def signal_user(client: Client, user_id: str, name: str, arg: object, settings: Settings) -> None:
-    """A signal to the user's workflow, which passes it on to each of its mailboxes."""
-    workflow_id = user_workflow_id(user_id)
-    handle = client.get_workflow_handle(workflow_id)
-    try:
-        if arg is None:
-            await handle.signal(name, rpc_timeout=_RPC_TIMEOUT)
-        else:
-            await handle.signal(name, arg, rpc_timeout=_RPC_TIMEOUT)
-    except RPCError as exc:
-        raise _rpc_failure(name, workflow_id, exc, settings) from None
+    return await _update("change the plan of", handle.id, settings, change())
 
 
 async def pause(client: Client, mailbox_id: int, reason: str, settings: Settings) -> None:
-    workflow_id = workflow_id_for(mailbox_id)
-    handle = client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id)
-    try:
-        await handle.signal(MailboxWarmupWorkflow.pause, PauseRequest(reason), rpc_timeout=_RPC_TIMEOUT)
-    except RPCError as exc:
-        raise _rpc_failure("pause", workflow_id, exc, settings) from None
+    handle = _mailbox_handle(client, mailbox_id)
+    signal = handle.signal(MailboxWarmupWorkflow.pause, PauseRequest(reason), rpc_timeout=_RPC_TIMEOUT)
+    await _rpc("pause", handle.id, settings, signal)
 
 
 async def resume(client: Client, mailbox_id: int, settings: Settings) -> None:
-    workflow_id = workflow_id_for(mailbox_id)
-    handle = client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id)
-    try:
-        await handle.signal(MailboxWarmupWorkflow.resume, rpc_timeout=_RPC_TIMEOUT)
-    except RPCError as exc:
-        raise _rpc_failure("resume", workflow_id, exc, settings) from None
+    handle = _mailbox_handle(client, mailbox_id)
+    await _rpc(
+        "resume", handle.id, settings, handle.signal(MailboxWarmupWorkflow.resume, rpc_timeout=_RPC_TIMEOUT)
+    )
 
 
 async def status(client: Client, mailbox_id: int, settings: Settings) -> MailboxStatus:
     workflow_id = workflow_id_for(mailbox_id)
-    handle = client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id)
+    handle = _mailbox_handle(client, mailbox_id)
     try:
-        return await handle.query(MailboxWarmupWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
+        st = await handle.query(MailboxWarmupWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
+        return await _with_last_attempt(handle, st) if st.sending_since else st
     except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
         raise StarterError(f"the workflow {workflow_id} could not answer the status query: {exc}") from None
     except RPCError as exc:
@@ -206,6 +234,26 @@ async def status(client: Client, mailbox_id: int, settings: Settings) -> Mailbox
         raise _rpc_failure("query", workflow_id, exc, settings) from None
 
 
+async def _with_last_attempt(
+    handle: WorkflowHandle[MailboxWarmupWorkflow, None], st: MailboxStatus
+) -> MailboxStatus:
+    """The workflow knows only that its send is in flight; the server knows the attempts so far:
+    add the last one's failure (a cap's CapDeferred, an SMTP error being retried) to `waiting_for`."""
+    desc = await handle.describe(rpc_timeout=_RPC_TIMEOUT)
+    for pending in desc.raw_description.pending_activities:
+        if pending.activity_type.name != "send_email" or not pending.HasField("last_failure"):
+            continue
+        failure = pending.last_failure
+        kind = failure.application_failure_info.type or "error"
+        tried = max(pending.attempt - 1, 1)  # `attempt` is the number of the attempt to come
+        more = f"; {tried} attempt(s) so far, the last failed with {kind}: {_one_line(failure.message, 200)}"
+        if pending.HasField("next_attempt_schedule_time"):
+            at = pending.next_attempt_schedule_time.ToDatetime().replace(microsecond=0)
+            more += f"; next attempt {at.isoformat()}+00:00"
+        return dataclasses.replace(st, waiting_for=st.waiting_for + more)
+    return st
+
+
 def web_ui_url(settings: Settings, workflow_id: str, ui_base: str | None = None) -> str:
     """Link to the workflow in the Temporal Web UI (the dev server's UI port unless `ui_base` is given)."""
     if not ui_base:
@@ -216,12 +264,10 @@ def web_ui_url(settings: Settings, workflow_id: str, ui_base: str | None = None)
 
 
 async def update(client: Client, mailbox_id: int, update: SettingsUpdate, settings: Settings) -> None:
-    workflow_id = workflow_id_for(mailbox_id)
-    handle = client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id)
-    try:
-        await handle.signal(MailboxWarmupWorkflow.update_settings, update, rpc_timeout=_RPC_TIMEOUT)
-    except RPCError as exc:
-        raise _rpc_failure("update", workflow_id, exc, settings) from None
+    """The new settings, as an Update: the workflow's validator refuses an unusable schedule."""
+    handle = _mailbox_handle(client, mailbox_id)
+    change = handle.execute_update(MailboxWarmupWorkflow.change_settings, update, rpc_timeout=_RPC_TIMEOUT)
+    await _update("update", handle.id, settings, change)
 
 
 async def remove(client: Client, mailbox_id: int, user_id: str, settings: Settings) -> bool:
@@ -229,12 +275,13 @@ async def remove(client: Client, mailbox_id: int, user_id: str, settings: Settin
 
     The user's workflow hears of it first, so the plan's daily share no longer counts this mailbox.
     """
+    user = _user_handle(client, user_id)
     try:
-        await signal_user(client, user_id, "remove_mailbox", mailbox_id, settings)
-    except StarterError:
+        await user.signal(UserWarmupWorkflow.remove_mailbox, mailbox_id, rpc_timeout=_RPC_TIMEOUT)
+    except RPCError:
         pass  # no user workflow (enrolled before there was one): the mailbox's own signal suffices
     workflow_id = workflow_id_for(mailbox_id)
-    handle = client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id)
+    handle = _mailbox_handle(client, mailbox_id)
     try:
         await handle.signal(MailboxWarmupWorkflow.remove, rpc_timeout=_RPC_TIMEOUT)
     except RPCError as exc:
@@ -297,7 +344,13 @@ async def pause_user(
     """Pause the user through its workflow, which pauses every mailbox and keeps later enrollments
     paused too; the database follows once Temporal accepted the signal."""
     rows = await _user_mailboxes(conn, user_id)
-    await signal_user(client, user_id, "pause", PauseRequest(reason), settings)
+    user = _user_handle(client, user_id)
+    await _rpc(
+        "pause",
+        user.id,
+        settings,
+        user.signal(UserWarmupWorkflow.pause, PauseRequest(reason), rpc_timeout=_RPC_TIMEOUT),
+    )
     for m in rows:
         await set_state(conn, m.id, MailboxState.PAUSED, reason)
     return [MailboxOutcome(m.id, m.address, True, "paused") for m in rows]
@@ -305,7 +358,8 @@ async def pause_user(
 
 async def resume_user(client: Client, conn: Conn, user_id: str, settings: Settings) -> list[MailboxOutcome]:
     rows = await _user_mailboxes(conn, user_id)
-    await signal_user(client, user_id, "resume", None, settings)
+    user = _user_handle(client, user_id)
+    await _rpc("resume", user.id, settings, user.signal(UserWarmupWorkflow.resume, rpc_timeout=_RPC_TIMEOUT))
     for m in rows:
         await set_state(conn, m.id, MailboxState.ACTIVE, "")
     return [MailboxOutcome(m.id, m.address, True, "resumed") for m in rows]
@@ -344,7 +398,7 @@ async def enroll(
                     f"{req.user_id}; enroll it under its owner or remove it there first"
                 ) from None
             plan = await user_plan(conn, req.user_id, settings)
-            await start_or_update(client, record, req.schedule, req.settings_update(), plan, settings)
+            await start_or_update(client, record, req.schedule, plan, settings)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise StarterError(
             f"database error while enrolling ({type(exc).__name__}: {exc}); run the same enroll again"

@@ -130,6 +130,7 @@ def status_table(status: MailboxStatus, address: str, workflow_id: str, db_state
         ("Failed today", str(status.failed_today)),
         ("Unknown today", str(status.unknown_today)),
         ("Next send", next_send_text(status)),
+        *([("Waiting for", status.waiting_for)] if status.waiting_for else []),
         ("Ramp day", str(status.ramp_day)),
         ("Sent in total", str(status.sent_total)),
     ]

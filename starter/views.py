@@ -105,6 +105,8 @@ def user_status_view(
         # The reason a failure paused the mailbox is its last error too: say it once.
         error = "" if s.paused and s.pause_reason and s.pause_reason in s.last_error else s.last_error
         nxt = "-" if s.paused else s.next_send_at or "done for today"
+        if s.waiting_for and not s.paused:
+            nxt += f", waiting for {s.waiting_for}"
         rows.append(
             [
                 m.address,

@@ -7,22 +7,32 @@ test_send_activity.py.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import typing
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from starter import client as temporal_ops
 from tests.helpers.workflows import skip_to, start_mailboxes, status
 from warmup import schedule
+from warmup.config import load_settings
+from warmup.mailboxes import workflow_id_for
 from warmup.models import (
     ERR_AUTH,
+    ERR_CAP_DEFERRED,
+    ERR_REFUSED,
     ERR_UNKNOWN_OUTCOME,
+    MailboxWorkflowInput,
     PauseRequest,
     RampSettings,
     ScheduleSettings,
@@ -33,6 +43,7 @@ from warmup.models import (
 )
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
+from workflows.send_contract import SendEmail
 
 UTC_DAY = ScheduleSettings(timezone="UTC", ramp=RampSettings(start_volume=8, daily_increment=2, ceiling=20))
 
@@ -200,3 +211,155 @@ async def test_remove_completes_the_workflow_and_stops_sending(
     assert 0 < sent < 8
     await env.sleep(dt.timedelta(hours=30))
     assert len(rec.requests) == sent, "a removed mailbox kept sending"
+
+
+def test_the_activity_the_workflow_calls_is_the_one_workers_register() -> None:
+    from activities.send import SendActivities
+
+    stub = activity._Definition.must_from_callable(SendEmail.send_email)
+    real = activity._Definition.must_from_callable(SendActivities.send_email)
+    assert stub.name == real.name == "send_email"
+    assert typing.get_type_hints(SendEmail.send_email) == typing.get_type_hints(SendActivities.send_email)
+
+
+async def _accepted_updates(h: WorkflowHandle[MailboxWarmupWorkflow, None]) -> list[str]:
+    """The Updates the history accepted: a refused one never enters it."""
+    return [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        async for e in h.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
+
+
+async def test_a_settings_change_is_validated_before_it_enters_history(
+    rig: tuple[WorkflowEnvironment, Recorder, str],
+) -> None:
+    env, _, queue = rig
+    (h,) = await start_mailboxes(env.client, queue, [(9, UTC_DAY)])
+    for bad, expected in [
+        (SettingsUpdate(window_start_hour=23), "window_start_hour (23) must be before window_end_hour (22)"),
+        (SettingsUpdate(delay_min_minutes=0), "delay_min_minutes must be a number of minutes above 0"),
+        (
+            SettingsUpdate(delay_min_minutes=30),
+            "delay_min_minutes (30) must not exceed delay_max_minutes (10)",
+        ),
+        (SettingsUpdate(ramp=RampSettings(50, 2, 40)), "ramp.start_volume (50) must not exceed ramp.ceiling"),
+        (SettingsUpdate(timezone="Mars/Olympus"), "'Mars/Olympus' is not an IANA time zone"),
+    ]:
+        with pytest.raises(WorkflowUpdateFailedError) as info:
+            await h.execute_update(MailboxWarmupWorkflow.change_settings, bad)
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == ERR_REFUSED
+        assert expected in cause.message, cause.message
+    assert await _accepted_updates(h) == [], "a refused change entered history"
+    assert (await status(h)).timezone == "UTC"
+
+    now = await h.execute_update(
+        MailboxWarmupWorkflow.change_settings, SettingsUpdate(timezone="Asia/Tokyo", window_end_hour=20)
+    )
+    assert (now.timezone, now.window_start_hour, now.window_end_hour) == ("Asia/Tokyo", 6, 20)
+    assert (await status(h)).timezone == "Asia/Tokyo"
+    assert await _accepted_updates(h) == ["change_settings"]
+    await h.terminate()
+
+
+# The first send a minute or two after the start, whenever the test runs.
+SOON = ScheduleSettings(
+    timezone="UTC", window_start_hour=0, window_end_hour=24, spread_over_window=False,
+    delay_min_minutes=1, delay_max_minutes=2,
+)  # fmt: skip
+
+
+async def _skip_until(env: WorkflowEnvironment, done: Callable[[], bool]) -> None:
+    """Skip time in short steps (a cancelled env.sleep would leave the test server skipping)."""
+    for _ in range(60):
+        if done():
+            return
+        await env.sleep(dt.timedelta(seconds=10))
+        await asyncio.sleep(0.05)  # the worker runs what came due
+    raise AssertionError("not done within 10 minutes of workflow time")
+
+
+@dataclass
+class HeldSend:
+    """A send that does not finish until released, like one waiting for a cap."""
+
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @activity.defn(name="send_email")
+    async def send_email(self, req: SendRequest) -> SendResult:
+        self.started.set()
+        while not self.release.is_set():
+            activity.heartbeat()
+            await asyncio.sleep(0.05)
+        return SendResult(SendStatus.SENT, recipient_id=0, message_id=f"<{req.idempotency_key}@t>")
+
+
+async def test_a_send_in_flight_says_what_the_mailbox_waits_for(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    env, held, queue = time_skipping_env, HeldSend(), f"wf-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[MailboxWarmupWorkflow],
+        activities=[held.send_email],
+        workflow_runner=workflow_runner("isolated"),
+    ):
+        (h,) = await start_mailboxes(env.client, queue, [(10, SOON)])
+        await _skip_until(env, held.started.is_set)
+        st = await status(h)
+        assert st.sending_since is not None and st.sent_today == 0
+        assert st.waiting_for.startswith("send 1 of today") and "in flight since" in st.waiting_for
+        held.release.set()
+        for _ in range(100):
+            st = await status(h)
+            if st.sent_today:
+                break
+            await asyncio.sleep(0.05)
+        assert st.sent_today >= 1, "the released send was not recorded"
+        await h.terminate()
+
+
+@dataclass
+class CapFull:
+    """A send whose first attempt finds its cap full, as SendActivities does (CapDeferred, retried later)."""
+
+    attempts: int = 0
+
+    @activity.defn(name="send_email")
+    async def send_email(self, req: SendRequest) -> SendResult:
+        self.attempts += 1
+        raise ApplicationError(
+            f"mailbox {req.mailbox_id}: USER_SENDS_PER_MINUTE (5) is full for user u1; waiting 3600.0s",
+            type=ERR_CAP_DEFERRED,
+            next_retry_delay=dt.timedelta(hours=1),
+        )
+
+
+async def test_starter_status_adds_the_last_attempts_failure(time_skipping_env: WorkflowEnvironment) -> None:
+    env, cap, queue = time_skipping_env, CapFull(), f"wf-{uuid.uuid4().hex[:8]}"
+    mailbox_id = int(uuid.uuid4().int % 10**9) + 10**9  # workflow_id_for(id): the id `starter status` uses
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[MailboxWarmupWorkflow],
+        activities=[cap.send_email],
+        workflow_runner=workflow_runner("isolated"),
+    ):
+        h = await env.client.start_workflow(
+            MailboxWarmupWorkflow.run,
+            MailboxWorkflowInput(mailbox_id, "u1", SOON, search_attributes=False),
+            id=workflow_id_for(mailbox_id),
+            task_queue=queue,
+        )
+        await _skip_until(env, lambda: cap.attempts > 0)  # its retry comes an hour later
+        st = await temporal_ops.status(env.client, mailbox_id, load_settings({}))
+        assert st.sending_since is not None, st
+        assert "in flight since" in st.waiting_for
+        assert f"the last failed with {ERR_CAP_DEFERRED}: " in st.waiting_for, st.waiting_for
+        assert (
+            "1 attempt(s) so far" in st.waiting_for and "USER_SENDS_PER_MINUTE (5) is full" in st.waiting_for
+        )
+        await h.terminate()

@@ -24,7 +24,7 @@ from warmup.secrets import SecretBox
 # ---- list ------------------------------------------------------------------------------------------
 
 
-async def test_list_filters_by_user_and_state(op: Op) -> None:
+async def test_list_filters_by_user_and_state(op: Op, worker: None) -> None:
     for address, user in [("a1@list.test", "ann"), ("a2@list.test", "ann"), ("b1@list.test", "bob")]:
         await op.enroll(address, user, *NO_SENDS)
     await op.ok("pause", "--mailbox", "a2@list.test", "--reason", "holiday")
@@ -190,13 +190,13 @@ async def test_update_changes_the_stored_schedule_and_the_running_workflow(op: O
     # The workflow got the whole schedule and re-planned with it.
     await eventually(lambda: _status_has(op, "u1@update.test", "timezone", "Asia/Tokyo"))
     history = await op.client.get_workflow_handle(f"mailbox-{mailbox_id}").fetch_history()
-    signals = [
-        e.workflow_execution_signaled_event_attributes
+    updates = [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input
         for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
     ]
-    assert signals[-1].signal_name == "update_settings"
-    payload = json.loads(signals[-1].input.payloads[0].data)
+    assert updates[-1].name == "change_settings"  # an Update: its validator checked the schedule
+    payload = json.loads(updates[-1].args.payloads[0].data)
     assert (payload["timezone"], payload["window_start_hour"], payload["ramp"]["ceiling"]) == (
         "Asia/Tokyo",
         8,
@@ -224,7 +224,7 @@ async def _status_has(op: Op, address: str, key: str, value: object) -> bool:
     return (await op.status(address))[key] == value
 
 
-async def test_update_refuses_bad_input_and_changes_nothing(op: Op) -> None:
+async def test_update_refuses_bad_input_and_changes_nothing(op: Op, worker: None) -> None:
     await op.enroll("b@update.test", "bea", *NO_SENDS, "--window-start", "6", "--window-end", "22")
     before = await op.fetch("SELECT * FROM mailboxes")
 
@@ -347,7 +347,9 @@ def _row(address: str, port: str = "2525", tz: str = "UTC", secret: str = PASSWO
     return f"{address},{user},127.0.0.1,{port},none,{address},{tz},{secret},0,0\n"
 
 
-async def test_csv_with_a_bad_row_stores_nothing_and_names_each_bad_line(op: Op, tmp_path: Path) -> None:
+async def test_csv_with_a_bad_row_stores_nothing_and_names_each_bad_line(
+    op: Op, worker: None, tmp_path: Path
+) -> None:
     file = tmp_path / "mailboxes.csv"
     file.write_text(
         HEADER
@@ -402,7 +404,7 @@ async def test_csv_with_a_bad_row_stores_nothing_and_names_each_bad_line(op: Op,
     assert "3 updated" in again.out and "badtz@csv.test" in again.out
 
 
-async def test_csv_file_problems_and_dry_runs_store_nothing(op: Op, tmp_path: Path) -> None:
+async def test_csv_file_problems_and_dry_runs_store_nothing(op: Op, worker: None, tmp_path: Path) -> None:
     file = tmp_path / "m.csv"
     file.write_text(HEADER + _row("dry@csv.test") + _row("dry2@csv.test", port="x"))
     dry = await op.run("enroll", "--csv", str(file), "--dry-run", "--json")

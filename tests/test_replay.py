@@ -75,6 +75,10 @@ def test_the_recorded_histories_cover_the_scenarios() -> None:
         "mailbox_continue_as_new_first_run",
         "user_lifecycle",
         "search_attributes_mailbox",
+        # Since the Updates: enroll_mailbox (with start), change_plan, change_settings.
+        "user_updates",
+        "user_updates_child_mailbox",
+        "mailbox_change_settings",
     }
     assert wanted <= names, f"histories missing ({sorted(wanted - names)}): see tests/replay/record.py"
 

@@ -1,7 +1,8 @@
 """Tenancy (issue #5, item 6): every command that names a mailbox takes `--user` as its tenant scope,
 and a mailbox named under a user who does not own it is refused with nothing changed: no signal
 reaches any workflow, no row is written. The user-wide forms and the views show one user's rows
-only, and a user's workflow refuses another user's mailbox. Two users, the real CLI, the real stack."""
+only, and a user's workflow refuses another user's mailbox (its enroll_mailbox Update fails, so the
+caller learns it). Two users, the real CLI, the real stack."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import dataclasses
 import uuid
 from pathlib import Path
 
+import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
     NO_SENDS,
@@ -22,7 +25,7 @@ from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
     worker_fixture,
 )
 from warmup.mailboxes import workflow_id_for
-from warmup.models import MailboxEnrollment, ScheduleSettings, UserPlan
+from warmup.models import ERR_REFUSED, MailboxEnrollment, ScheduleSettings, UserPlan
 from workflows.user import UserWarmupWorkflow, user_workflow_id
 
 # Fields of `status --json` that only a command (never the clock) changes while nothing is sent.
@@ -63,13 +66,13 @@ async def _signals(op: Op, workflow_id: str) -> list[tuple[str, str]]:
 
 
 async def _adopted(op: Op, mailbox_id: int, user: str) -> None:
-    """Wait until the user's workflow has adopted the mailbox (its settings signal arrived): after
-    that, a mailbox that sends nothing receives no signal unless a command sends one."""
-
-    async def arrived() -> bool:
-        return ("update_settings", user_workflow_id(user)) in await _signals(op, workflow_id_for(mailbox_id))
-
-    await eventually(arrived)
+    """The user's workflow adopted the mailbox: `enroll` returns once it has started the mailbox's
+    workflow as its child, so from then on a mailbox that sends nothing receives no signal unless a
+    command sends one."""
+    desc = await op.client.get_workflow_handle(workflow_id_for(mailbox_id)).describe()
+    assert desc.parent_id == user_workflow_id(user)
+    user_wf = op.client.get_workflow_handle_for(UserWarmupWorkflow.run, user_workflow_id(user))
+    assert mailbox_id in (await user_wf.query(UserWarmupWorkflow.status)).mailbox_ids
 
 
 async def _snapshot(op: Op, t: Tenants) -> dict[str, object]:
@@ -169,6 +172,13 @@ async def test_a_users_workflow_refuses_another_users_mailbox(op: Op, worker: No
 
     # Straight to the owner's workflow, past the starter's checks: adopt and remove the other's mailbox.
     stranger = MailboxEnrollment(t.own_id, ScheduleSettings(timezone="UTC"), user_id=t.other)
+    # As an Update (what `starter enroll` sends), the refusal reaches the caller.
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await owner_wf.execute_update(UserWarmupWorkflow.enroll_mailbox, stranger)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == ERR_REFUSED
+    assert "belongs to another user" in cause.message and t.other not in cause.message
+    # As the older signal, the refusal is only logged; either way nothing is adopted.
     await owner_wf.signal(UserWarmupWorkflow.enroll, stranger)
     await owner_wf.signal(UserWarmupWorkflow.remove_mailbox, t.own_id)
     # Signals are handled in order: once this plan shows, the two above have been handled too.

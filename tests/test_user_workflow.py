@@ -8,7 +8,10 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -16,7 +19,10 @@ from tests.helpers.workflows import skip_to
 from tests.test_mailbox_workflow import Recorder
 from warmup.mailboxes import workflow_id_for
 from warmup.models import (
+    ERR_REFUSED,
+    EnrollResult,
     MailboxEnrollment,
+    MailboxWorkflowInput,
     PauseRequest,
     RampSettings,
     ScheduleSettings,
@@ -49,6 +55,35 @@ async def rig(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Rig]:
         yield env, rec, queue
 
 
+async def enroll_result(
+    client: Client,
+    queue: str,
+    user: str,
+    mailbox_id: int,
+    *,
+    plan: UserPlan | None = None,
+    schedule: ScheduleSettings = FIXED_TEN,
+    cas_after: int | None = None,
+    owner: str | None = None,
+) -> EnrollResult:
+    """What `starter enroll` does: update-with-start, so the first enrollment starts the user's
+    workflow and every one is answered once the mailbox's workflow is started or updated."""
+    start = WithStartWorkflowOperation(
+        UserWarmupWorkflow.run,
+        UserWorkflowInput(
+            user, plan or UserPlan(), search_attributes=False, continue_as_new_after_events=cas_after
+        ),
+        id=f"user-{user}",
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    return await client.execute_update_with_start_workflow(
+        UserWarmupWorkflow.enroll_mailbox,
+        MailboxEnrollment(mailbox_id, schedule, user_id=user if owner is None else owner),
+        start_workflow_operation=start,
+    )
+
+
 async def _enroll(
     client: Client,
     queue: str,
@@ -59,17 +94,25 @@ async def _enroll(
     schedule: ScheduleSettings = FIXED_TEN,
     cas_after: int | None = None,
 ) -> WorkflowHandle[UserWarmupWorkflow, None]:
-    # Signal-with-start: the first enrollment starts the user's workflow, later ones reach it.
-    return await client.start_workflow(
-        UserWarmupWorkflow.run,
-        UserWorkflowInput(
-            user, plan or UserPlan(), search_attributes=False, continue_as_new_after_events=cas_after
-        ),
-        id=f"user-{user}",
-        task_queue=queue,
-        start_signal="enroll",
-        start_signal_args=[MailboxEnrollment(mailbox_id, schedule)],
-    )
+    await enroll_result(client, queue, user, mailbox_id, plan=plan, schedule=schedule, cas_after=cas_after)
+    return client.get_workflow_handle_for(UserWarmupWorkflow.run, f"user-{user}")
+
+
+async def _signals(client: Client, workflow_id: str) -> list[str]:
+    return [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        async for e in client.get_workflow_handle(workflow_id).fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+
+
+async def _updates(client: Client, workflow_id: str) -> list[str]:
+    """The Updates a workflow's history accepted (a refused one never enters it)."""
+    return [
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        async for e in client.get_workflow_handle(workflow_id).fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
 
 
 def _sent_per_mailbox(rec: Recorder) -> Counter[int]:
@@ -190,3 +233,101 @@ async def test_a_plan_limited_mailbox_keeps_warming_when_its_user_workflow_is_go
     assert _sent_per_mailbox(rec)[9600] == 4 + 10, "without its parent the mailbox follows its ramp"
     assert st.sent_today == 10
     await child.terminate()
+
+
+async def test_enrolling_answers_and_a_mailbox_gets_its_settings_once(rig: Rig) -> None:
+    env, _, queue = rig
+    user = f"once-{uuid.uuid4().hex[:6]}"
+    first = await enroll_result(env.client, queue, user, 9700)
+    assert first == EnrollResult(9700, started=True)
+    mailbox = env.client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id_for(9700))
+    # Started by the user workflow with its settings: no settings signal follows.
+    assert await _signals(env.client, mailbox.id) == []
+    assert (await mailbox.describe()).parent_id == f"user-{user}", "not started by the user workflow"
+    assert (await mailbox.query(MailboxWarmupWorkflow.status)).timezone == "UTC"
+
+    tokyo = ScheduleSettings(timezone="Asia/Tokyo", ramp=RampSettings(3, 0, 3))
+    again = await enroll_result(env.client, queue, user, 9700, schedule=tokyo)
+    assert again == EnrollResult(9700, started=False)
+    assert await _signals(env.client, mailbox.id) == ["update_settings"], "re-enrolling updates once"
+    assert (await mailbox.query(MailboxWarmupWorkflow.status)).timezone == "Asia/Tokyo"
+    await mailbox.terminate()
+    await env.client.get_workflow_handle(f"user-{user}").terminate()
+
+
+async def test_an_enrollment_the_workflow_refuses_reaches_the_caller_and_records_nothing(rig: Rig) -> None:
+    env, _, queue = rig
+    user = f"strict-{uuid.uuid4().hex[:6]}"
+    await enroll_result(env.client, queue, user, 9800)
+    crossed = ScheduleSettings(window_start_hour=20, window_end_hour=8)
+    for kwargs, expected in [
+        ({"owner": "someone-else"}, "belongs to another user"),
+        ({"schedule": crossed}, "window_start_hour (20) must be before window_end_hour (8)"),
+        ({"schedule": ScheduleSettings(timezone="Mars/Olympus")}, "not an IANA time zone"),
+    ]:
+        with pytest.raises(WorkflowUpdateFailedError) as info:
+            await enroll_result(env.client, queue, user, 9801, **kwargs)  # type: ignore[arg-type]
+        cause = info.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == ERR_REFUSED
+        assert expected in cause.message, cause.message
+    st = await env.client.get_workflow_handle_for(UserWarmupWorkflow.run, f"user-{user}").query(
+        UserWarmupWorkflow.status
+    )
+    assert st.mailbox_ids == [9800], "a refused mailbox was adopted"
+    assert await _updates(env.client, f"user-{user}") == ["enroll_mailbox"], "a refusal entered history"
+    with pytest.raises(Exception, match="not found"):
+        await env.client.get_workflow_handle(workflow_id_for(9801)).describe()
+    await env.client.get_workflow_handle(workflow_id_for(9800)).terminate()
+    await env.client.get_workflow_handle(f"user-{user}").terminate()
+
+
+async def test_a_plan_change_is_validated_and_reaches_the_mailboxes(rig: Rig) -> None:
+    env, _, queue = rig
+    user = f"plan-{uuid.uuid4().hex[:6]}"
+    h = await _enroll(env.client, queue, user, 9900)
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await h.execute_update(UserWarmupWorkflow.change_plan, UserPlan("pro", daily_limit=-1, weight=0))
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and "daily_limit must be 0 or more" in cause.message
+    assert "weight must be above 0" in cause.message
+    assert (await h.query(UserWarmupWorkflow.status)).plan == "free"
+
+    await h.execute_update(UserWarmupWorkflow.change_plan, UserPlan("pro", daily_limit=None, weight=3.0))
+    assert (await h.query(UserWarmupWorkflow.status)).plan == "pro"
+    # The new weight goes on to the mailbox (Temporal fairness), in one settings signal.
+    mailbox = workflow_id_for(9900)
+    await env.sleep(dt.timedelta(seconds=5))
+    assert await _signals(env.client, mailbox) == ["update_settings"]
+    await env.client.get_workflow_handle(mailbox).terminate()
+    await h.terminate()
+
+
+async def test_a_mailbox_waiting_for_its_plan_allowance_says_so(rig: Rig) -> None:
+    env, _, queue = rig
+    user = f"silent-{uuid.uuid4().hex[:6]}"
+    # A user workflow that does not know the mailbox never answers its allowance request.
+    parent = await env.client.start_workflow(
+        UserWarmupWorkflow.run,
+        UserWorkflowInput(user, UserPlan(daily_limit=5), search_attributes=False),
+        id=f"user-{user}",
+        task_queue=queue,
+    )
+    mailbox = await env.client.start_workflow(
+        MailboxWarmupWorkflow.run,
+        MailboxWorkflowInput(9950, user, FIXED_TEN, plan_parent_id=parent.id, search_attributes=False),
+        id=f"{workflow_id_for(9950)}-{uuid.uuid4().hex[:6]}",
+        task_queue=queue,
+    )
+    await env.sleep(dt.timedelta(hours=6))  # the window opens at 06:00; the first send is due after
+    for _ in range(6 * 16):  # the wait for an answer lasts an hour: a look every 10 minutes sees it
+        st = await mailbox.query(MailboxWarmupWorkflow.status)
+        if st.waiting_for:
+            break
+        await env.sleep(dt.timedelta(minutes=10))
+    assert st.sent_today == 0 and st.next_send_at is not None
+    assert st.waiting_for.startswith(f"the plan's allowance from {parent.id}"), st.waiting_for
+    await env.sleep(dt.timedelta(hours=1))  # no answer within the hour: the ramp alone decides
+    st = await mailbox.query(MailboxWarmupWorkflow.status)
+    assert st.waiting_for == "" and st.sent_today > 0, st
+    await mailbox.terminate()
+    await parent.terminate()

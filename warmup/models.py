@@ -9,14 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-# The error types live in warmup.errors; re-exported for the tests that still import them from here.
-from warmup.errors import ERR_AUTH as ERR_AUTH
-from warmup.errors import ERR_CAP_DEFERRED as ERR_CAP_DEFERRED
-from warmup.errors import ERR_CONFIG as ERR_CONFIG
-from warmup.errors import ERR_POLICY as ERR_POLICY
-from warmup.errors import ERR_REFUSED as ERR_REFUSED
-from warmup.errors import ERR_UNKNOWN_OUTCOME as ERR_UNKNOWN_OUTCOME
-
 
 class SendStatus(StrEnum):
     """The one status vocabulary of the send ledger (the audit's bug #1 was 'SENT' vs 'sent').
@@ -212,6 +204,24 @@ class MailboxStatus:
     timezone: str
     binding_cap: str = ""  # e.g. "USER_SENDS_PER_MINUTE": the cap that held sends back today
     weekdays_only: bool = False
+    # What a due send waits for, "" when nothing holds it back: the plan's allowance, a send in
+    # flight (its attempts may wait for a cap or retry an error; `starter status` adds the last
+    # attempt's failure from the workflow's pending activity), a resume.
+    waiting_for: str = ""
+    sending_since: str | None = None  # ISO 8601 UTC: a send activity has been in flight since then
+
+
+# Error types the activity raises and the workflow reacts to by name (ApplicationError.type).
+ERR_AUTH = "SmtpAuthRejected"  # 535: wrong credentials, pause the mailbox
+ERR_POLICY = "SmtpPolicyRejected"  # 5xx: refused by policy, pause the mailbox
+ERR_UNKNOWN_OUTCOME = "SendOutcomeUnknown"  # no reply after DATA: do not resend
+ERR_CONFIG = "MailboxConfigError"  # missing mailbox, bad key: pause with the reason
+ERR_CAP_DEFERRED = "CapDeferred"  # a cap is full: retried after the window frees a place
+ERR_CAP_WINDOW_CLOSED = "CapWindowClosed"  # the caps kept the slot waiting past its window: given up
+PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG})
+# An Update validator refused the request (another user's mailbox, an invalid setting): nothing
+# entered the workflow's history; the message says why.
+ERR_REFUSED = "UpdateRefused"
 
 
 # --- The per-user parent workflow ---------------------------------------------------------------
@@ -232,6 +242,14 @@ class MailboxEnrollment:
     # The mailbox's owner, so a user workflow refuses another tenant's mailbox. "" (histories
     # recorded before the field existed) is taken as the workflow's own user.
     user_id: str = ""
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    """The user workflow's answer to an enrollment (the `enroll_mailbox` update)."""
+
+    mailbox_id: int
+    started: bool  # True: its mailbox workflow was started; False: the running one got the new settings
 
 
 @dataclass

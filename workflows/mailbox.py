@@ -2,7 +2,10 @@
 
 The story of a day: at the window's opening, take the ramp's quota for today, plan the sends over
 the window, sleep on durable timers until each planned time, send, repeat; when the day is done,
-sleep until tomorrow's window. Pause, resume and settings updates arrive as signals and wake the
+sleep until tomorrow's window. Pause, resume and removal arrive as signals (fire and forget, also
+from the Temporal CLI); a settings change from `starter update` is an Update whose validator refuses
+an invalid schedule before it enters history (the `update_settings` signal stays for the user
+workflow, which cannot send Updates, and for running histories). Signals and updates wake the
 sleep; all state travels across continue-as-new.
 """
 
@@ -18,18 +21,23 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
     from warmup import search_attributes as sa
-    from warmup.errors import ERR_UNKNOWN_OUTCOME, PAUSING_ERRORS
     from warmup.models import (
+        ERR_REFUSED,
+        ERR_UNKNOWN_OUTCOME,
+        PAUSING_ERRORS,
         AllowanceGrant,
         AllowanceRequest,
         MailboxStatus,
         MailboxWorkflowInput,
         MailboxWorkflowState,
         PauseRequest,
-        SendResult,
+        ScheduleSettings,
+        SendRequest,
         SettingsUpdate,
     )
     from warmup.planner import MailboxPlanner
+    from warmup.schedule_rules import schedule_problems
+    from workflows.send_contract import SendEmail
 
 
 @workflow.defn
@@ -42,6 +50,10 @@ class MailboxWarmupWorkflow:
         self._wake = False  # set by signals to cut a sleep short
         self._removed = False
         self._published_status = ""
+        # What the loop is waiting on right now, for the status query (never carried over: the
+        # loop continues as new only between sends).
+        self._in_flight: SendRequest | None = None
+        self._asked_at: float | None = None
 
     @workflow.run
     async def run(self, inp: MailboxWorkflowInput) -> None:
@@ -100,16 +112,22 @@ class MailboxWarmupWorkflow:
 
     @workflow.signal
     def update_settings(self, update: SettingsUpdate) -> None:
-        changes = {k: v for k, v in dataclasses.asdict(update).items() if v is not None}
-        if update.ramp is not None:
-            changes["ramp"] = update.ramp  # keep the dataclass, not asdict's plain dict
-        if (weight := changes.pop("fairness_weight", None)) is not None:
-            self._inp = dataclasses.replace(self._inp, fairness_weight=weight)
-        if (parent := changes.pop("plan_parent_id", None)) is not None:
-            self._inp = dataclasses.replace(self._inp, plan_parent_id=parent or None)
-        self._day.settings = dataclasses.replace(self._day.settings, **changes)
-        self._day.replan_needed = True
-        self._poke()
+        # From the user workflow (a workflow can only signal another) and in recorded histories.
+        self._apply(update)
+
+    @workflow.update
+    def change_settings(self, update: SettingsUpdate) -> ScheduleSettings:
+        """`starter update`: the same change as the signal, answered with the schedule now in force."""
+        self._apply(update)
+        return self._day.settings
+
+    @change_settings.validator
+    def _check_settings(self, update: SettingsUpdate) -> None:
+        problems = schedule_problems(_merged(self._day.settings, update))
+        if update.fairness_weight is not None and not update.fairness_weight > 0:
+            problems.append(f"fairness_weight must be above 0, got {update.fairness_weight}")
+        if problems:
+            raise ApplicationError("; ".join(problems), type=ERR_REFUSED, non_retryable=True)
 
     @workflow.signal
     def grant_allowance(self, grant: AllowanceGrant) -> None:
@@ -121,6 +139,7 @@ class MailboxWarmupWorkflow:
     def status(self) -> MailboxStatus:
         t = self._s.today
         due = self._day.next_send_at()
+        sending = self._in_flight
         return MailboxStatus(
             mailbox_id=self._inp.mailbox_id,
             user_id=self._inp.user_id,
@@ -139,7 +158,22 @@ class MailboxWarmupWorkflow:
             timezone=self._day.settings.timezone,
             binding_cap=t.binding_cap,
             weekdays_only=self._day.settings.weekdays_only,
+            waiting_for=self._waiting_for(),
+            sending_since=None if sending is None else _iso(sending.dispatched_at),
         )
+
+    def _waiting_for(self) -> str:
+        if self._s.paused:
+            return "a resume (paused)"
+        if self._in_flight is not None:
+            req = self._in_flight
+            return (
+                f"send {req.slot + 1} of today (planned {_iso(req.planned_at)}) in flight since "
+                f"{_iso(req.dispatched_at)}: its attempts wait for a free cap or retry an error"
+            )
+        if self._asked_at is not None:
+            return f"the plan's allowance from {self._inp.plan_parent_id} (asked {_iso(self._asked_at)})"
+        return ""
 
     # --- one send -------------------------------------------------------------------------------
 
@@ -147,11 +181,11 @@ class MailboxWarmupWorkflow:
         now = self._now()
         req = self._day.take_slot(now)
         retry = self._inp.retry
+        self._in_flight = req
         try:
-            result = await workflow.execute_activity(
-                "send_email",
+            result = await workflow.execute_activity_method(
+                SendEmail.send_email,
                 req,
-                result_type=SendResult,
                 # Several SMTP round trips, each bounded by the SMTP timeout.
                 start_to_close_timeout=timedelta(seconds=retry.smtp_timeout_seconds * 6 + 10),
                 # A dead worker's send is retried after this, not after start-to-close.
@@ -172,6 +206,8 @@ class MailboxWarmupWorkflow:
             self._day.record_sent(self._now(), result.binding_cap)
         except ActivityError as err:
             self._record_failure(err)
+        finally:
+            self._in_flight = None
 
     def _record_failure(self, err: ActivityError) -> None:
         cause = err.cause
@@ -187,10 +223,17 @@ class MailboxWarmupWorkflow:
 
     async def _ask_for_allowance(self, parent_id: str) -> None:
         """The user's plan caps the day across all its mailboxes: ask the parent for today's share."""
+        with workflow.unsafe.imports_passed_through():
+            # Here, not at the top: workflows.user imports this module.
+            from workflows.user import UserWarmupWorkflow
+
         t = self._s.today
-        parent = workflow.get_external_workflow_handle(parent_id)
+        parent = workflow.get_external_workflow_handle_for(UserWarmupWorkflow.run, parent_id)
+        self._asked_at = self._now()
         try:
-            await parent.signal("request_allowance", AllowanceRequest(self._inp.mailbox_id, t.day, t.quota))
+            await parent.signal(
+                UserWarmupWorkflow.request_allowance, AllowanceRequest(self._inp.mailbox_id, t.day, t.quota)
+            )
             self._publish()
             await workflow.wait_condition(lambda: t.allowance is not None, timeout=timedelta(hours=1))
         except (FailureError, TimeoutError) as err:
@@ -203,6 +246,17 @@ class MailboxWarmupWorkflow:
                 err,
             )
             self._day.limit_quota(t.quota)
+        finally:
+            self._asked_at = None
+
+    def _apply(self, update: SettingsUpdate) -> None:
+        if update.fairness_weight is not None:
+            self._inp = dataclasses.replace(self._inp, fairness_weight=update.fairness_weight)
+        if update.plan_parent_id is not None:
+            self._inp = dataclasses.replace(self._inp, plan_parent_id=update.plan_parent_id or None)
+        self._day.settings = _merged(self._day.settings, update)
+        self._day.replan_needed = True
+        self._poke()
 
     def _set_status(self, status: str) -> None:
         if self._inp.search_attributes and status != self._published_status:
@@ -252,6 +306,16 @@ class MailboxWarmupWorkflow:
         if s.last_error:
             line += f"; last error {s.last_error}"
         workflow.set_current_details(line)
+
+
+def _merged(current: ScheduleSettings, update: SettingsUpdate) -> ScheduleSettings:
+    """`current` with the schedule fields `update` gives (None: keep)."""
+    changes = {
+        f.name: getattr(update, f.name)
+        for f in dataclasses.fields(ScheduleSettings)
+        if getattr(update, f.name, None) is not None
+    }
+    return dataclasses.replace(current, **changes)
 
 
 def _iso(epoch: float) -> str:

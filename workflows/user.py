@@ -2,22 +2,32 @@
 
 Enrolling, removing, pausing and resuming go through it; it owns the user's plan and, when the
 plan limits the daily total, answers each mailbox's morning request with a fair share of it.
+
+It is the one place a mailbox workflow is started from: `starter enroll` sends the `enroll_mailbox`
+Update (with start, so the first enrollment starts this workflow), whose validator refuses another
+user's mailbox or an unusable schedule before anything is recorded; the handler starts the mailbox
+workflow as a child with its settings, or gives a running one the new settings in one signal. The
+`enroll` and `set_plan` signals stay for running histories and for clients without Updates.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from temporalio import workflow
-from temporalio.exceptions import FailureError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from warmup import search_attributes as sa
+    from warmup.mailboxes import workflow_id_for
     from warmup.models import (
+        ERR_REFUSED,
         AllowanceGrant,
         AllowanceRequest,
         ChildMailbox,
+        EnrollResult,
         MailboxEnrollment,
         MailboxWorkflowInput,
         PauseRequest,
@@ -28,11 +38,45 @@ with workflow.unsafe.imports_passed_through():
         UserWorkflowState,
     )
     from warmup.plan_share import allowance
-    from warmup.workflow_ids import mailbox_workflow_id
-    from warmup.workflow_ids import user_workflow_id as user_workflow_id  # re-exported for the tests
+    from warmup.schedule_rules import schedule_problems
     from workflows.mailbox import MailboxWarmupWorkflow
 
 _KEEP_GRANT_DAYS = 3
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The `resume` signal to a mailbox (it has no argument)."""
+
+
+@dataclass(frozen=True)
+class Remove:
+    """The `remove` signal to a mailbox (it has no argument)."""
+
+
+# What a mailbox is told, one type per mailbox signal: pause, update_settings, grant_allowance,
+# resume, remove.
+MailboxMessage = PauseRequest | SettingsUpdate | AllowanceGrant | Resume | Remove
+
+
+@dataclass(frozen=True)
+class MailboxCommand:
+    """A signal the main loop owes a mailbox workflow (handlers only queue these)."""
+
+    mailbox_id: int
+    message: MailboxMessage
+
+
+@dataclass
+class _Enrolling:
+    """An enrollment waiting for the main loop; `result` is set once it is done."""
+
+    enrollment: MailboxEnrollment
+    result: EnrollResult | None = None
+
+
+def user_workflow_id(user_id: str) -> str:
+    return f"user-{user_id}"
 
 
 @workflow.defn
@@ -43,8 +87,8 @@ class UserWarmupWorkflow:
         self._plan = inp.plan
         self._s = inp.state or UserWorkflowState()
         # Signal handlers only record what to do; the main loop does the I/O, in arrival order.
-        self._enrollments: list[MailboxEnrollment] = []
-        self._outbox: list[tuple[int, str, object]] = []  # (mailbox id, signal name, argument)
+        self._enrollments: list[_Enrolling] = []
+        self._outbox: list[MailboxCommand] = []
 
     @workflow.run
     async def run(self, inp: UserWorkflowInput) -> None:
@@ -54,27 +98,45 @@ class UserWarmupWorkflow:
             await workflow.wait_condition(
                 lambda: bool(self._enrollments or self._outbox) or self._time_to_continue_as_new()
             )
+            done: list[tuple[_Enrolling, EnrollResult]] = []
             while self._enrollments:
-                await self._start_or_update(self._enrollments.pop(0))
+                job = self._enrollments.pop(0)
+                done.append((job, await self._start_or_update(job.enrollment)))
             while self._outbox:
-                await self._deliver(*self._outbox.pop(0))
+                await self._deliver(self._outbox.pop(0))
+            for job, result in done:
+                job.result = result  # answered once its settings and pause signals went out too
             if self._time_to_continue_as_new() and not (self._enrollments or self._outbox):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self._s.runs += 1
                 workflow.continue_as_new(dataclasses.replace(self._inp, plan=self._plan, state=self._s))
 
-    # --- signals -------------------------------------------------------------------------------
+    # --- updates and signals ----------------------------------------------------------------------
+
+    @workflow.update
+    async def enroll_mailbox(self, enrollment: MailboxEnrollment) -> EnrollResult:
+        """Adopt the mailbox: start its workflow, or update the running one; answered once done."""
+        job = _Enrolling(enrollment)
+        self._enrollments.append(job)
+        await workflow.wait_condition(lambda: job.result is not None)
+        assert job.result is not None
+        return job.result
+
+    @enroll_mailbox.validator
+    def _check_enrollment(self, enrollment: MailboxEnrollment) -> None:
+        problems = self._tenancy_problems(enrollment) or schedule_problems(enrollment.schedule)
+        if problems:
+            raise ApplicationError("; ".join(problems), type=ERR_REFUSED, non_retryable=True)
 
     @workflow.signal
     def enroll(self, enrollment: MailboxEnrollment) -> None:
-        # Tenancy: adopting another user's mailbox would give this user pause, remove and settings
-        # over it. Refused here, in the handler, so nothing is recorded or started for it.
-        if enrollment.user_id and enrollment.user_id != self._inp.user_id:
-            workflow.logger.warning(
-                "enroll of mailbox %s refused: it belongs to another user", enrollment.mailbox_id
-            )
+        # The signal cannot answer: a refusal is only logged (the enroll_mailbox Update reports it).
+        # Tenancy only, as when histories that carry this signal were recorded.
+        problems = self._tenancy_problems(enrollment)
+        if problems:
+            workflow.logger.warning("enroll of mailbox %s refused: %s", enrollment.mailbox_id, problems)
             return
-        self._enrollments.append(enrollment)
+        self._enrollments.append(_Enrolling(enrollment))
 
     @workflow.signal
     def remove_mailbox(self, mailbox_id: int) -> None:
@@ -85,28 +147,41 @@ class UserWarmupWorkflow:
             return
         if not child.removed:
             child.removed = True
-            self._outbox.append((mailbox_id, "remove", None))
+            self._outbox.append(MailboxCommand(mailbox_id, Remove()))
 
     @workflow.signal
     def pause(self, req: PauseRequest | None = None) -> None:
         reason = (req or PauseRequest()).reason
         self._s.paused, self._s.pause_reason = True, reason
         for mailbox_id in self._active_ids():
-            self._outbox.append((mailbox_id, "pause", PauseRequest(reason)))
+            self._outbox.append(MailboxCommand(mailbox_id, PauseRequest(reason)))
 
     @workflow.signal
     def resume(self) -> None:
         self._s.paused, self._s.pause_reason = False, ""
         for mailbox_id in self._active_ids():
-            self._outbox.append((mailbox_id, "resume", None))
+            self._outbox.append(MailboxCommand(mailbox_id, Resume()))
+
+    @workflow.update
+    def change_plan(self, plan: UserPlan) -> None:
+        """`starter plan`: the new plan, refused by the validator if it is not one."""
+        self._apply_plan(plan)
+
+    @change_plan.validator
+    def _check_plan(self, plan: UserPlan) -> None:
+        problems = []
+        if not plan.plan:
+            problems.append("plan must be named (a plan of WARMUP_PLAN_WEIGHTS)")
+        if plan.daily_limit is not None and plan.daily_limit < 0:
+            problems.append(f"daily_limit must be 0 or more (or None: no limit), got {plan.daily_limit}")
+        if not plan.weight > 0:
+            problems.append(f"weight must be above 0, got {plan.weight}")
+        if problems:
+            raise ApplicationError("; ".join(problems), type=ERR_REFUSED, non_retryable=True)
 
     @workflow.signal
     def set_plan(self, plan: UserPlan) -> None:
-        old, self._plan = self._plan, plan
-        if plan.weight != old.weight or (plan.daily_limit is None) != (old.daily_limit is None):
-            update = SettingsUpdate(fairness_weight=plan.weight, plan_parent_id=self._parent_id() or "")
-            for mailbox_id in self._active_ids():
-                self._outbox.append((mailbox_id, "update_settings", update))
+        self._apply_plan(plan)
 
     @workflow.signal
     def request_allowance(self, req: AllowanceRequest) -> None:
@@ -126,7 +201,7 @@ class UserWarmupWorkflow:
         granted[str(req.mailbox_id)] = n
         for old in sorted(self._s.grants)[:-_KEEP_GRANT_DAYS]:
             del self._s.grants[old]
-        self._outbox.append((req.mailbox_id, "grant_allowance", AllowanceGrant(req.day, n)))
+        self._outbox.append(MailboxCommand(req.mailbox_id, AllowanceGrant(req.day, n)))
 
     @workflow.query
     def status(self) -> UserStatus:
@@ -143,19 +218,49 @@ class UserWarmupWorkflow:
 
     # --- internals -------------------------------------------------------------------------------
 
-    async def _deliver(self, mailbox_id: int, name: str, arg: object) -> None:
-        handle = workflow.get_external_workflow_handle(mailbox_workflow_id(mailbox_id))
+    def _tenancy_problems(self, e: MailboxEnrollment) -> list[str]:
+        # Adopting another user's mailbox would give this user pause, remove and settings over it.
+        # "" (histories recorded before the field existed) is this workflow's own user.
+        if e.user_id and e.user_id != self._inp.user_id:
+            return [f"mailbox {e.mailbox_id} belongs to another user: enroll it through its owner's workflow"]
+        return []
+
+    def _apply_plan(self, plan: UserPlan) -> None:
+        old, self._plan = self._plan, plan
+        if plan.weight != old.weight or (plan.daily_limit is None) != (old.daily_limit is None):
+            update = SettingsUpdate(fairness_weight=plan.weight, plan_parent_id=self._parent_id() or "")
+            for mailbox_id in self._active_ids():
+                self._outbox.append(MailboxCommand(mailbox_id, update))
+
+    async def _deliver(self, cmd: MailboxCommand) -> None:
+        mailbox_id, m = cmd.mailbox_id, cmd.message
+        handle = workflow.get_external_workflow_handle_for(
+            MailboxWarmupWorkflow.run, workflow_id_for(mailbox_id)
+        )
+        W = MailboxWarmupWorkflow
         try:
-            await handle.signal(name, arg) if arg is not None else await handle.signal(name)
+            match m:
+                case PauseRequest():
+                    await handle.signal(W.pause, m)
+                case SettingsUpdate():
+                    await handle.signal(W.update_settings, m)
+                case AllowanceGrant():
+                    await handle.signal(W.grant_allowance, m)
+                case Resume():
+                    await handle.signal(W.resume)
+                case Remove():
+                    await handle.signal(W.remove)
         except FailureError as err:
             # The mailbox's workflow is gone (terminated, or removed meanwhile): stop counting it in
             # the plan's shares rather than failing every other mailbox of the user.
             child = self._s.mailboxes.get(str(mailbox_id))
             if child is not None:
                 child.removed = True
-            workflow.logger.warning("%s to mailbox %s failed (%s); marked removed", name, mailbox_id, err)
+            workflow.logger.warning(
+                "%s to mailbox %s failed (%s); marked removed", type(m).__name__, mailbox_id, err
+            )
 
-    async def _start_or_update(self, e: MailboxEnrollment) -> None:
+    async def _start_or_update(self, e: MailboxEnrollment) -> EnrollResult:
         key = str(e.mailbox_id)
         self._s.mailboxes[key] = ChildMailbox(e.mailbox_id, e.schedule.ramp, e.schedule.ramp.start_volume)
         child_input = MailboxWorkflowInput(
@@ -167,11 +272,12 @@ class UserWarmupWorkflow:
             plan_parent_id=self._parent_id(),
             search_attributes=self._inp.search_attributes,
         )
+        started = True
         try:
             await workflow.start_child_workflow(
                 MailboxWarmupWorkflow.run,
                 child_input,
-                id=mailbox_workflow_id(e.mailbox_id),
+                id=workflow_id_for(e.mailbox_id),
                 # Abandon: the mailboxes outlive this run's continue-as-new, and keep sending if the
                 # user workflow is ever restarted.
                 parent_close_policy=ParentClosePolicy.ABANDON,
@@ -179,15 +285,17 @@ class UserWarmupWorkflow:
                 execution_timeout=None,
             )
         except WorkflowAlreadyStartedError:
-            # Re-enrolled (or enrolled before this user workflow existed): update it in place.
+            # Re-enrolled (or started before this user workflow existed): update it in place.
+            started = False
             fields = dataclasses.asdict(e.schedule)
             fields["ramp"] = e.schedule.ramp
             update = SettingsUpdate(
                 **fields, fairness_weight=self._plan.weight, plan_parent_id=self._parent_id() or ""
             )
-            self._outbox.append((e.mailbox_id, "update_settings", update))
+            self._outbox.append(MailboxCommand(e.mailbox_id, update))
         if self._s.paused:
-            self._outbox.append((e.mailbox_id, "pause", PauseRequest(self._s.pause_reason)))
+            self._outbox.append(MailboxCommand(e.mailbox_id, PauseRequest(self._s.pause_reason)))
+        return EnrollResult(e.mailbox_id, started)
 
     def _estimate(self, child: ChildMailbox, day: str) -> int:
         """A mailbox's quota today: what it asked for today, else yesterday's plus one ramp step."""

@@ -198,9 +198,13 @@ async def op_fixture(
     try:
         yield o
     finally:
-        for r in await o.fetch("SELECT id FROM mailboxes"):
+        # The user workflows too: a later test naming the same user must not meet one polling
+        # this test's task queue, where no worker answers its enroll_mailbox Update any more.
+        rows = await o.fetch("SELECT id, user_id FROM mailboxes")
+        ids = [f"mailbox-{r['id']}" for r in rows] + sorted({f"user-{r['user_id']}" for r in rows})
+        for workflow_id in ids:
             try:
-                await client.get_workflow_handle(f"mailbox-{r['id']}").terminate("test over")
+                await client.get_workflow_handle(workflow_id).terminate("test over")
             except RPCError:
                 pass  # finished already
 

@@ -1,21 +1,23 @@
-"""Record real workflow histories for the replay test: `python -m tests.replay.record`.
+"""Record real workflow histories for the replay test: `python -m tests.replay.record [SCENARIO ...]`.
 
 Each scenario drives MailboxWarmupWorkflow or UserWarmupWorkflow on the time-skipping server with
 the Recorder activity (as in test_mailbox_workflow.py) and saves every history it produced to
-tests/replay/histories/<name>.json. Re-record only deliberately: a new history captures the code as
-it is now, so re-recording after an incompatible change would hide the very break the replay test
-exists to catch (docs/versioning.md says when to re-record).
+tests/replay/histories/<name>.json. Name scenarios (the functions below, e.g. `user_updates`) to
+record only those; with none, all are recorded. Re-record only deliberately: a new history captures
+the code as it is now, so re-recording after an incompatible change would hide the very break the
+replay test exists to catch (docs/versioning.md says when to re-record).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -27,7 +29,7 @@ from devstack.temporal import (
 )
 from tests.helpers.workflows import skip_to, start_mailboxes
 from tests.test_mailbox_workflow import UTC_DAY, Recorder
-from tests.test_user_workflow import FIXED_TEN, _enroll
+from tests.test_user_workflow import FIXED_TEN, enroll_result
 from warmup.mailboxes import workflow_id_for
 from warmup.models import (
     ERR_AUTH,
@@ -107,13 +109,27 @@ async def mailbox_auth_failure(env: WorkflowEnvironment, rec: Recorder) -> Histo
     return {"mailbox_auth_failure_pauses": await _history(env.client, h.id)}
 
 
-async def user_lifecycle(env: WorkflowEnvironment, rec: Recorder) -> Histories:
-    queue, user, ids = _queue(), f"replay-{uuid.uuid4().hex[:6]}", [201, 202, 203]
-    for m in ids:
-        h = await _enroll(env.client, queue, user, m, plan=UserPlan("starter", daily_limit=24))
-    await _enroll(
-        env.client, queue, user, ids[0], plan=UserPlan("starter", daily_limit=24), schedule=FIXED_TEN
+async def _enroll_by_signal(
+    client: Client, queue: str, user: str, mailbox_id: int, *, plan: UserPlan, schedule: ScheduleSettings
+) -> WorkflowHandle[UserWarmupWorkflow, None]:
+    """Enrollment as the code before the enroll_mailbox Update did it: signal-with-start."""
+    return await client.start_workflow(
+        UserWarmupWorkflow.run,
+        UserWorkflowInput(user, plan, search_attributes=False),
+        id=f"user-{user}",
+        task_queue=queue,
+        start_signal="enroll",
+        start_signal_args=[MailboxEnrollment(mailbox_id, schedule)],
     )
+
+
+async def user_lifecycle(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    """Recorded before the enroll_mailbox Update: enrollments are `enroll` signals."""
+    queue, user, ids = _queue(), f"replay-{uuid.uuid4().hex[:6]}", [201, 202, 203]
+    plan = UserPlan("starter", daily_limit=24)
+    for m in ids:
+        h = await _enroll_by_signal(env.client, queue, user, m, plan=plan, schedule=FIXED_TEN)
+    await _enroll_by_signal(env.client, queue, user, ids[0], plan=plan, schedule=FIXED_TEN)
     await env.sleep(9 * HOUR)
     await h.signal(UserWarmupWorkflow.pause, PauseRequest("user on holiday"))
     await env.sleep(2 * HOUR)
@@ -132,13 +148,65 @@ async def user_lifecycle(env: WorkflowEnvironment, rec: Recorder) -> Histories:
     return out
 
 
+async def user_updates(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    """Enrollment as `starter enroll` does it since the Updates: update-with-start of enroll_mailbox
+    (the user workflow starts each mailbox workflow), a refused enrollment (not in history), a
+    re-enrollment (one update_settings signal), change_plan, pause/resume, remove_mailbox."""
+    queue, user, ids = _queue(), f"upd-{uuid.uuid4().hex[:6]}", [211, 212]
+    plan = UserPlan("starter", daily_limit=12)
+    for m in ids:
+        await enroll_result(env.client, queue, user, m, plan=plan)
+    try:
+        await enroll_result(env.client, queue, user, 213, owner="someone-else")
+    except WorkflowUpdateFailedError:
+        pass  # refused by the validator, as it should be: nothing of it is in the history
+    else:
+        raise AssertionError("the user workflow adopted another user's mailbox")
+    tokyo = ScheduleSettings(timezone="Asia/Tokyo", ramp=RampSettings(10, 0, 10))
+    await enroll_result(env.client, queue, user, ids[0], plan=plan, schedule=tokyo)
+    h = env.client.get_workflow_handle_for(UserWarmupWorkflow.run, f"user-{user}")
+    await env.sleep(9 * HOUR)
+    await h.signal(UserWarmupWorkflow.pause, PauseRequest("user on holiday"))
+    await env.sleep(2 * HOUR)
+    await h.signal(UserWarmupWorkflow.resume)
+    await h.execute_update(UserWarmupWorkflow.change_plan, UserPlan("pro", daily_limit=None, weight=2.0))
+    await h.signal(UserWarmupWorkflow.remove_mailbox, ids[1])
+    await env.sleep(12 * HOUR)
+    out = {
+        "user_updates": await _history(env.client, h.id),
+        "user_updates_child_mailbox": await _history(env.client, workflow_id_for(ids[0])),
+    }
+    await env.client.get_workflow_handle(workflow_id_for(ids[0])).terminate("recorded")
+    await h.terminate("recorded")
+    return out
+
+
+async def mailbox_change_settings(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    """`starter update` since the Update: one change accepted, one refused (not in history)."""
+    (h,) = await start_mailboxes(env.client, _queue(), [(106, UTC_DAY)])
+    await env.sleep(7 * HOUR)
+    try:
+        await h.execute_update(MailboxWarmupWorkflow.change_settings, SettingsUpdate(window_start_hour=23))
+    except WorkflowUpdateFailedError:
+        pass  # refused by the validator
+    else:
+        raise AssertionError("an invalid window was accepted")
+    update = SettingsUpdate(window_start_hour=9, window_end_hour=12, ramp=RampSettings(12, 0, 12))
+    await h.execute_update(MailboxWarmupWorkflow.change_settings, update)
+    await env.sleep(16 * HOUR)
+    await _remove(h)
+    return {"mailbox_change_settings": await _history(env.client, h.id)}
+
+
 SCENARIOS: list[Scenario] = [
     mailbox_day,
     mailbox_pause_resume,
     mailbox_settings_update,
     mailbox_continue_as_new,
     mailbox_auth_failure,
+    mailbox_change_settings,
     user_lifecycle,
+    user_updates,
 ]
 
 _QUEUE = f"replay-{uuid.uuid4().hex[:8]}"
@@ -210,14 +278,18 @@ async def _run_scenario(env: WorkflowEnvironment, scenario: Scenario, *, skip_to
         return await scenario(env, rec)
 
 
-async def record() -> Histories:
+async def record(names: set[str] | None = None) -> Histories:
+    """Every scenario's histories, or only those of the scenarios in `names`."""
+    chosen = [s for s in SCENARIOS if names is None or s.__name__ in names]
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=test_server_binary())
     out: Histories = {}
     try:
-        for scenario in SCENARIOS:
+        for scenario in chosen:
             out |= await _run_scenario(env, scenario, skip_to_midnight=True)
     finally:
         await env.shutdown()
+    if names is not None and with_search_attributes.__name__ not in names:
+        return out
     # The time-skipping server has no search attributes registered; the dev server does.
     dev = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(),
@@ -233,7 +305,11 @@ async def record() -> Histories:
 
 
 def main() -> None:
-    histories = asyncio.run(record())
+    names = set(sys.argv[1:]) or None
+    known = {s.__name__ for s in SCENARIOS} | {with_search_attributes.__name__}
+    if names is not None and names - known:
+        raise SystemExit(f"unknown scenarios {sorted(names - known)}; known: {', '.join(sorted(known))}")
+    histories = asyncio.run(record(names))
     HISTORIES.mkdir(exist_ok=True)
     for name, text in sorted(histories.items()):
         (HISTORIES / f"{name}.json").write_text(text + "\n")
