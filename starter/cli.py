@@ -19,15 +19,15 @@ from typing import NoReturn, TextIO
 import asyncpg
 
 from starter import cmd_control, cmd_enroll, cmd_plan, cmd_rotate_key, cmd_views
-from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
+from starter.client import StarterError
 from starter.context import Io, scrub
 from starter.enroll_request import EnrollValidationError
 from warmup import mailbox_settings as ms
 from warmup.config import ConfigError, Settings, load_settings
+from warmup.process_exit import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, exit_skipping_teardown
 
 _SECRET_FLAGS = tuple(f for x in ms.SECRETS for f in (x.env_flag, x.stdin_flag))
 # Ctrl-C: the shell's convention for "stopped by SIGINT".
-EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -164,7 +164,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         # Run as a program: temporalio 1.35 can abort during interpreter teardown after all work is
         # done (sdk-python #300), turning a success into exit 134. Output is flushed; skip the teardown.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        exit_skipping_teardown(code)
     return code

@@ -12,8 +12,8 @@ import asyncpg
 from starter import client as temporal_ops
 from starter import setting_flags
 from starter.cli_args import json_flag, target
-from starter.client import EXIT_FAILURE, EXIT_USAGE, MailboxOutcome, StarterError
-from starter.context import EXIT_OK, Io, address, database, find_mailbox
+from starter.client import MailboxOutcome, StarterError
+from starter.context import Io, address, database, find_mailbox
 from starter.enroll_request import EnrollValidationError
 from starter.mailbox_store import ledger_rows_of, update_schedule
 from starter.update_request import ScheduleUpdate, parse_schedule_change
@@ -21,8 +21,10 @@ from starter.views import outcomes_json, outcomes_view
 from warmup import fleet
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
-from warmup.mailboxes import MailboxRecord, get_mailbox, set_state, workflow_id_for
+from warmup.mailboxes import MailboxRecord, get_mailbox, set_state
 from warmup.models import MailboxState, PauseRequest
+from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from warmup.workflow_ids import mailbox_workflow_id
 
 
 def _finish_user(
@@ -45,7 +47,7 @@ def _mailbox_json(record: MailboxRecord, **extra: object) -> dict[str, object]:
     return {
         "mailbox_id": record.id,
         "address": record.address,
-        "workflow_id": workflow_id_for(record.id),
+        "workflow_id": mailbox_workflow_id(record.id),
         **extra,
     }
 
@@ -72,7 +74,7 @@ async def pause(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if args.json:
         io.json(_mailbox_json(record, state=MailboxState.PAUSED.value, reason=args.reason))
     else:
-        io.say(f"Paused {record.address} ({workflow_id_for(record.id)}): {args.reason}")
+        io.say(f"Paused {record.address} ({mailbox_workflow_id(record.id)}): {args.reason}")
     return EXIT_OK
 
 
@@ -89,7 +91,7 @@ async def resume(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if args.json:
         io.json(_mailbox_json(record, state=MailboxState.ACTIVE.value))
     else:
-        io.say(f"Resumed {record.address} ({workflow_id_for(record.id)})")
+        io.say(f"Resumed {record.address} ({mailbox_workflow_id(record.id)})")
     return EXIT_OK
 
 
@@ -167,7 +169,7 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if args.json:
         io.json(_mailbox_json(record, changed=changes[record.id], schedule=dataclasses.asdict(plan.schedule)))
     else:
-        io.say(f"Updated {record.address} ({workflow_id_for(record.id)}): {outcomes[0].detail}")
+        io.say(f"Updated {record.address} ({mailbox_workflow_id(record.id)}): {outcomes[0].detail}")
     return EXIT_OK
 
 
@@ -199,7 +201,7 @@ async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         else:
             records = await _targets(conn, args, "remove")
         for record in records:
-            r = Removal(record.id, record.address, workflow_id_for(record.id), ok=True)
+            r = Removal(record.id, record.address, mailbox_workflow_id(record.id), ok=True)
             try:
                 r.was_running = await temporal_ops.remove(client, record.id, record.user_id, settings)
             except StarterError as exc:

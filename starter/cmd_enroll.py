@@ -15,8 +15,8 @@ from starter import setting_flags
 from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, decode, parse_csv
 from starter.bulk_enroll import counts as row_counts
 from starter.cli_args import json_flag
-from starter.client import EXIT_FAILURE, EXIT_USAGE, StarterError
-from starter.context import EXIT_OK, Io, database, ui_link
+from starter.client import StarterError
+from starter.context import Io, database, ui_link
 from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
 from starter.output import table
 from starter.setting_flags import dest
@@ -26,8 +26,10 @@ from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.db import Conn
 from warmup.mailbox_settings import SecretSetting, shown_env_name
-from warmup.mailboxes import get_mailbox_by_address, workflow_id_for
+from warmup.mailboxes import get_mailbox_by_address
+from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from warmup.secrets import SecretBox, SecretKeyError
+from warmup.workflow_ids import mailbox_workflow_id
 
 
 def read_secret(secret: SecretSetting, args: argparse.Namespace, io: Io) -> str | None:
@@ -99,7 +101,7 @@ async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     async with database(settings) as conn:
         record, created = await temporal_ops.enroll(client, conn, req, ciphertext, settings)
 
-    workflow_id = workflow_id_for(record.id)
+    workflow_id = mailbox_workflow_id(record.id)
     link = ui_link(settings, workflow_id, io)
     if args.json:
         io.json(
@@ -184,7 +186,7 @@ async def _store(settings: Settings, good: list[ParsedRow]) -> bool:
                 row.result.status, row.result.problems = "failed", [str(exc)]
                 continue
             row.result.status = "enrolled" if created else "updated"
-            row.result.mailbox_id, row.result.workflow_id = record.id, workflow_id_for(record.id)
+            row.result.mailbox_id, row.result.workflow_id = record.id, mailbox_workflow_id(record.id)
     return True
 
 
