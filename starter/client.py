@@ -49,11 +49,11 @@ from warmup.models import (
     UserPlan,
     UserWorkflowInput,
 )
+from warmup.process_exit import EXIT_FAILURE as EXIT_FAILURE  # re-exported until callers import it
+from warmup.process_exit import EXIT_USAGE as EXIT_USAGE  # from warmup.process_exit, its home
+from warmup.workflow_ids import user_workflow_id
 from workflows.mailbox import MailboxWarmupWorkflow
-from workflows.user import UserWarmupWorkflow, user_workflow_id
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from workflows.user import UserWarmupWorkflow
 
 _CONNECT_TIMEOUT = timedelta(seconds=10)
 _RPC_TIMEOUT = timedelta(seconds=15)

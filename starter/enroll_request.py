@@ -69,32 +69,6 @@ class EnrollRequest:
         return ms.settings_update(self.schedule)
 
 
-def schedule_problems(
-    values: Mapping[str, Any], label: Label, *, window: str, delay: str, ramp: str
-) -> list[str]:
-    """Checks across schedule settings; each message ends with its `window`/`delay`/`ramp` hint, which
-    says where a value the user did not type came from."""
-    problems: list[str] = []
-    start, end = ms.WINDOW_START.of(values), ms.WINDOW_END.of(values)
-    ws, we = label(ms.WINDOW_START), label(ms.WINDOW_END)
-    if start >= end:
-        problems.append(
-            f"{ws} ({start}) must be before {we} ({end}): e.g. {ws} 8 {we} 20, or 0 and 24 for all day "
-            + window
-        )
-    low, high = ms.DELAY_MIN.of(values), ms.DELAY_MAX.of(values)
-    if low > high:
-        problems.append(
-            f"{label(ms.DELAY_MIN)} ({low:g}) must not exceed {label(ms.DELAY_MAX)} ({high:g}) " + delay
-        )
-    first, ceiling = ms.RAMP_START.of(values), ms.RAMP_CEILING.of(values)
-    if first > ceiling:
-        problems.append(
-            f"{label(ms.RAMP_START)} ({first}) must not exceed {label(ms.RAMP_CEILING)} ({ceiling}) " + ramp
-        )
-    return problems
-
-
 def check_settings(
     raw: Mapping[str, object], settings: tuple[ms.Setting[Any], ...], label: Label
 ) -> tuple[dict[str, object], list[str]]:
@@ -188,7 +162,7 @@ def parse_enroll_request(
     if (problem := _security_problem(values, label)) is not None:
         problems.append(problem)
     if all(s.name in values for s in ms.SCHEDULE_SETTINGS):
-        problems += schedule_problems(
+        problems += ms.cross_problems(
             values,
             label,
             window="(defaults come from WARMUP_SEND_WINDOW_START_HOUR/_END_HOUR)",

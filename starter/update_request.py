@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from starter.enroll_request import EnrollValidationError, check_settings, schedule_problems
+from starter.enroll_request import EnrollValidationError, check_settings
 from warmup import mailbox_settings as ms
 from warmup.mailbox_settings import flag_label
 from warmup.models import ScheduleSettings, SettingsUpdate
@@ -33,7 +33,7 @@ def parse_schedule_change(current: ScheduleSettings, changes: Mapping[str, objec
         raise EnrollValidationError(problems)
     before = ms.schedule_values_of(current)
     values = {**before, **given}
-    problems = schedule_problems(values, flag_label, window=_KEPT, delay=_KEPT, ramp=_KEPT)
+    problems = ms.cross_problems(values, flag_label, window=_KEPT, delay=_KEPT, ramp=_KEPT)
     if problems:
         raise EnrollValidationError(problems)
     schedule = ms.schedule_from(values, current)

@@ -379,6 +379,50 @@ def schedule_from(values: Mapping[str, object], base: ScheduleSettings) -> Sched
     return dataclasses.replace(base, **top)
 
 
+def cross_problems(
+    values: Mapping[str, Any], label: Label, *, window: str = "", delay: str = "", ramp: str = ""
+) -> list[str]:
+    """Checks across schedule settings; each message ends with its `window`/`delay`/`ramp` hint, which
+    says where a value the user did not type came from."""
+    problems: list[str] = []
+    start, end = WINDOW_START.of(values), WINDOW_END.of(values)
+    ws, we = label(WINDOW_START), label(WINDOW_END)
+    if start >= end:
+        problems.append(
+            f"{ws} ({start}) must be before {we} ({end}): e.g. {ws} 8 {we} 20, or 0 and 24 for all day "
+            + window
+        )
+    low, high = DELAY_MIN.of(values), DELAY_MAX.of(values)
+    if low > high:
+        problems.append(f"{label(DELAY_MIN)} ({low:g}) must not exceed {label(DELAY_MAX)} ({high:g}) " + delay)
+    first, ceiling = RAMP_START.of(values), RAMP_CEILING.of(values)
+    if first > ceiling:
+        problems.append(
+            f"{label(RAMP_START)} ({first}) must not exceed {label(RAMP_CEILING)} ({ceiling}) " + ramp
+        )
+    return problems
+
+
+def path_label(s: Setting[Any]) -> str:
+    """A schedule setting named by its field in ScheduleSettings (what a workflow's client sends)."""
+    return ".".join(s.schedule_path) or s.name
+
+
+def schedule_problems(schedule: ScheduleSettings) -> list[str]:
+    """Every problem with a whole schedule, by ScheduleSettings field: the same bounds and cross-checks
+    as `enroll`/`update`. Pure and deterministic (tzdata is pinned), so the workflows' Update validators
+    run it before a change enters history, for any client that skipped the starter's checks."""
+    raw = schedule_values_of(schedule)
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for s in SCHEDULE_SETTINGS:
+        try:
+            values[s.name] = s.coerce(raw[s.name], path_label(s))
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems or [p.rstrip() for p in cross_problems(values, path_label)]
+
+
 def settings_update(schedule: ScheduleSettings) -> SettingsUpdate:
     """The whole schedule as an update, so the workflow's settings end up exactly `schedule`."""
     return SettingsUpdate(**{f.name: getattr(schedule, f.name) for f in dataclasses.fields(ScheduleSettings)})

@@ -9,6 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# The error types live in warmup.errors; re-exported for the tests that still import them from here.
+from warmup.errors import ERR_AUTH as ERR_AUTH
+from warmup.errors import ERR_CAP_DEFERRED as ERR_CAP_DEFERRED
+from warmup.errors import ERR_CONFIG as ERR_CONFIG
+from warmup.errors import ERR_POLICY as ERR_POLICY
+from warmup.errors import ERR_REFUSED as ERR_REFUSED
+from warmup.errors import ERR_UNKNOWN_OUTCOME as ERR_UNKNOWN_OUTCOME
+
 
 class SendStatus(StrEnum):
     """The one status vocabulary of the send ledger (the audit's bug #1 was 'SENT' vs 'sent').
@@ -209,19 +217,6 @@ class MailboxStatus:
     # attempt's failure from the workflow's pending activity), a resume.
     waiting_for: str = ""
     sending_since: str | None = None  # ISO 8601 UTC: a send activity has been in flight since then
-
-
-# Error types the activity raises and the workflow reacts to by name (ApplicationError.type).
-ERR_AUTH = "SmtpAuthRejected"  # 535: wrong credentials, pause the mailbox
-ERR_POLICY = "SmtpPolicyRejected"  # 5xx: refused by policy, pause the mailbox
-ERR_UNKNOWN_OUTCOME = "SendOutcomeUnknown"  # no reply after DATA: do not resend
-ERR_CONFIG = "MailboxConfigError"  # missing mailbox, bad key: pause with the reason
-ERR_CAP_DEFERRED = "CapDeferred"  # a cap is full: retried after the window frees a place
-ERR_CAP_WINDOW_CLOSED = "CapWindowClosed"  # the caps kept the slot waiting past its window: given up
-PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG})
-# An Update validator refused the request (another user's mailbox, an invalid setting): nothing
-# entered the workflow's history; the message says why.
-ERR_REFUSED = "UpdateRefused"
 
 
 # --- The per-user parent workflow ---------------------------------------------------------------

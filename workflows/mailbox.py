@@ -21,10 +21,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
     from warmup import search_attributes as sa
+    from warmup.errors import ERR_REFUSED, ERR_UNKNOWN_OUTCOME, PAUSING_ERRORS
+    from warmup.mailbox_settings import schedule_problems
     from warmup.models import (
-        ERR_REFUSED,
-        ERR_UNKNOWN_OUTCOME,
-        PAUSING_ERRORS,
         AllowanceGrant,
         AllowanceRequest,
         MailboxStatus,
@@ -36,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         SettingsUpdate,
     )
     from warmup.planner import MailboxPlanner
-    from warmup.schedule_rules import schedule_problems
     from workflows.send_contract import SendEmail
 
 

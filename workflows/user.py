@@ -21,9 +21,9 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from warmup import search_attributes as sa
-    from warmup.mailboxes import workflow_id_for
+    from warmup.errors import ERR_REFUSED
+    from warmup.mailbox_settings import schedule_problems
     from warmup.models import (
-        ERR_REFUSED,
         AllowanceGrant,
         AllowanceRequest,
         ChildMailbox,
@@ -38,7 +38,8 @@ with workflow.unsafe.imports_passed_through():
         UserWorkflowState,
     )
     from warmup.plan_share import allowance
-    from warmup.schedule_rules import schedule_problems
+    from warmup.workflow_ids import mailbox_workflow_id
+    from warmup.workflow_ids import user_workflow_id as user_workflow_id  # re-exported for the tests
     from workflows.mailbox import MailboxWarmupWorkflow
 
 _KEEP_GRANT_DAYS = 3
@@ -73,10 +74,6 @@ class _Enrolling:
 
     enrollment: MailboxEnrollment
     result: EnrollResult | None = None
-
-
-def user_workflow_id(user_id: str) -> str:
-    return f"user-{user_id}"
 
 
 @workflow.defn
@@ -235,7 +232,7 @@ class UserWarmupWorkflow:
     async def _deliver(self, cmd: MailboxCommand) -> None:
         mailbox_id, m = cmd.mailbox_id, cmd.message
         handle = workflow.get_external_workflow_handle_for(
-            MailboxWarmupWorkflow.run, workflow_id_for(mailbox_id)
+            MailboxWarmupWorkflow.run, mailbox_workflow_id(mailbox_id)
         )
         W = MailboxWarmupWorkflow
         try:
@@ -277,7 +274,7 @@ class UserWarmupWorkflow:
             await workflow.start_child_workflow(
                 MailboxWarmupWorkflow.run,
                 child_input,
-                id=workflow_id_for(e.mailbox_id),
+                id=mailbox_workflow_id(e.mailbox_id),
                 # Abandon: the mailboxes outlive this run's continue-as-new, and keep sending if the
                 # user workflow is ever restarted.
                 parent_close_policy=ParentClosePolicy.ABANDON,
