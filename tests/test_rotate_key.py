@@ -135,14 +135,16 @@ async def test_a_worker_with_both_keys_keeps_sending_during_rotation(
     smtp_sink.credentials.update(mailboxes)
     quota = 8
     old_env = worker_env(settings, address, RAMP_START_VOLUME=str(quota), RAMP_CEILING=str(quota))
-    for a, secret in mailboxes.items():  # enrolled while only the old key existed
-        run = await starter({**old_env, "SMTP_PASSWORD": secret}, *enroll_argv(a, "rotor", smtp_sink.port))
-        assert run.code == 0, run.err
     both = {**old_env, "WARMUP_SECRET_KEYS": f"{new},{old}"}  # step 1: prepend the new key everywhere
     workers = Workers(both, tmp_path)
-    workers.start(1)
+    workers.start(1)  # enroll is an Update: a worker must be there to accept it
     statuses: dict[str, int] = {}
     try:
+        for a, secret in mailboxes.items():  # stored by a starter that only has the old key
+            run = await starter(
+                {**old_env, "SMTP_PASSWORD": secret}, *enroll_argv(a, "rotor", smtp_sink.port)
+            )
+            assert run.code == 0, run.err
         await smtp_sink.wait_for(3, timeout=60)
         run = await starter(both, "rotate-key", "--batch-size", "1")  # step 2, mid-day
         assert run.code == 0, run.err
