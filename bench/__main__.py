@@ -26,10 +26,11 @@ from bench.memory import run_memory
 from bench.report import Results, write
 from bench.scale import run_scale
 from bench.stack import Stack
+from bench.text_variety import run_text_variety, summary
 from bench.throughput import run_throughput
 from warmup.process_exit import EXIT_INTERRUPTED, EXIT_OK, exit_skipping_teardown
 
-PHASES = ("fill", "crosscheck", "throughput", "memory", "scale")
+PHASES = ("fill", "crosscheck", "text", "throughput", "memory", "scale")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -78,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--throughput-seconds", type=_positive(float), default=45.0, help="measured seconds per loop"
     )
+    p.add_argument(
+        "--text-emails", type=_positive(int), default=100_000, help="emails of the text-variety day"
+    )
+    p.add_argument(
+        "--text-replies", type=_positive(int), default=1000, help="of them answered twice (reply, its reply)"
+    )
     p.add_argument("--memory-workflows", type=_positive(int), default=5000)
     p.add_argument(
         "--mailboxes-scale", "--scale-mailboxes", dest="scale_mailboxes", type=_positive(int), default=100_000
@@ -117,6 +124,7 @@ def _apply_tiny(a: argparse.Namespace) -> None:
     a.crosscheck_mailboxes = 20
     a.throughput_mailboxes, a.throughput_warmup, a.throughput_seconds = 50, 1.0, 2.0
     a.memory_workflows = 100
+    a.text_emails, a.text_replies = 5000, 100
     # About 20 sends planned inside the 9 s span (2.3/s): a span of a few expected sends came out
     # empty in about one run in a hundred.
     a.scale_mailboxes, a.scale_minutes, a.scale_grace = 300, 0.15, 2.0
@@ -157,6 +165,10 @@ async def run(a: argparse.Namespace) -> Results:
             f"  {c.sends} sends, identical: {c.identical}"
             f" (dispatch within {c.max_dispatch_diff * 1000:.0f} ms)"
         )
+    if "text" in phases:
+        say(f"text variety: {a.text_emails:,} emails of one day")
+        results.text = run_text_variety(a.text_emails, replies=min(a.text_replies, a.text_emails))
+        say(f"  {summary(results.text)}")
     live = [p for p in ("throughput", "memory", "scale") if p in phases]
     if live:
         a.results.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,13 @@ from bench.fill import FillRun
 from bench.memory import Memory
 from bench.pgsample import SqlProfile
 from bench.scale import ScaleResult
+from bench.text_variety import (
+    MIN_JUDGED_EMAILS,
+    TARGET_NEAR_DUPLICATE_SHARE,
+    TARGET_TOP_SUBJECT_SHARE,
+    TextVariety,
+)
+from bench.text_variety import markdown as text_markdown
 from bench.throughput import Throughput
 
 TARGET_RATE = 1_000_000 / (16 * 3600)  # 17.4 sends/s: a million emails in a 16-hour window
@@ -36,6 +43,7 @@ class Results:
     memory: Memory | None = None
     memory_isolated: Memory | None = None  # the same measure with WARMUP_WORKFLOW_SANDBOX=isolated
     scale: ScaleResult | None = None
+    text: TextVariety | None = None
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -64,6 +72,32 @@ class Results:
                     f"plans identical: {c.max_planned_diff == 0}; "
                     f"dispatch within {c.max_dispatch_diff * 1000:.0f} ms",
                     c.identical,
+                )
+            )
+        if self.text is not None:
+            t = self.text
+            judged = t.emails >= MIN_JUDGED_EMAILS
+            out.append(
+                (
+                    f"no subject in more than {TARGET_TOP_SUBJECT_SHARE:.1%} of a day's mail",
+                    f"{t.top_subject_share:.3%} ({t.distinct_subjects:,} subjects in {t.emails:,} emails)"
+                    + ("" if judged else "; too few emails to judge a 0.2% share"),
+                    t.top_subject_share <= TARGET_TOP_SUBJECT_SHARE if judged else None,
+                )
+            )
+            out.append(
+                (
+                    f"near-duplicate bodies (Jaccard >= 0.8) in <= {TARGET_NEAR_DUPLICATE_SHARE:.0%} "
+                    "of emails",
+                    f"{t.near_duplicate_share:.3%}",
+                    t.near_duplicate_share <= TARGET_NEAR_DUPLICATE_SHARE,
+                )
+            )
+            out.append(
+                (
+                    "replies: 'Re: <subject>', threaded, original quoted",
+                    f"{t.reply_subject_ok} / {t.reply_threading_ok} / {t.reply_quoted_ok} of {t.replies}",
+                    t.replies_ok,
                 )
             )
         if self.throughput is not None:
@@ -110,7 +144,17 @@ def _pct(x: float) -> str:
 def _jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-        for name in ("fill", "full_share", "per_second", "ratio", "sends_per_second", "planned_per_second"):
+        for name in (
+            "fill",
+            "full_share",
+            "per_second",
+            "ratio",
+            "sends_per_second",
+            "planned_per_second",
+            "top_subject_share",
+            "near_duplicate_share",
+            "exact_duplicate_share",
+        ):
             if hasattr(type(obj), name) and isinstance(getattr(type(obj), name), property):
                 out[name] = _jsonable(getattr(obj, name))
         if isinstance(obj, Memory):
@@ -154,6 +198,8 @@ def to_markdown(r: Results) -> str:
         lines += _fill(r.fill)
     if r.crosscheck is not None:
         lines += _crosscheck(r.crosscheck)
+    if r.text is not None:
+        lines += text_markdown(r.text)
     if r.throughput is not None:
         lines += _throughput(r.throughput)
     if r.scale is not None:

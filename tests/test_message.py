@@ -11,16 +11,25 @@ from email.utils import parseaddr, parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from activities.message import (
     CorpusError,
+    _fits,
     build_message,
+    build_reply,
+    fill,
     load_corpus,
     message_id_for,
     name_from_address,
     parse_corpus,
+    recognise,
+    reply_subject,
+    reply_text,
 )
 from activities.recipients import start_point
+from bench.text_variety import run_text_variety
 
 NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=ZoneInfo("Europe/Paris"))
 ALLOWED_HEADERS = {
@@ -177,3 +186,142 @@ def test_no_email_names_a_season_or_holiday() -> None:
         texts += [*topic.subjects, *topic.sentences]
     seasonal = re.compile(r"\b(spring|summer|autumn|winter|christmas|easter|thanksgiving|halloween)\b", re.I)
     assert [t for t in texts if seasonal.search(t)] == []
+
+
+# --- variety and replies ---------------------------------------------------------------------------
+
+REPLY_HEADERS = ALLOWED_HEADERS | {"in-reply-to", "references"}
+_keys = st.builds(
+    "{}:{}:{}".format, st.integers(1, 10**6), st.dates().map(dt.date.isoformat), st.integers(0, 500)
+)
+
+
+def reply_to(
+    original: str, key: str = "9:2026-03-02:0:r", salt: bytes = b"r"
+) -> tuple[str, EmailMessage, str]:
+    reply_id, text = build_reply(original, key, NOW + dt.timedelta(hours=2), salt=salt)
+    return reply_id, parse(text), text
+
+
+def test_corpus_templates_fill_subject_and_body_with_the_same_thing() -> None:
+    corpus = load_corpus()
+    assert all(t.slots for t in corpus.topics), "every topic has fillers, so subjects combine"
+    for slot in range(200):
+        _, msg, _ = build(f"7:2026-03-02:{slot}")
+        subject, body = str(msg["Subject"]), msg.get_content()
+        assert "{" not in subject + body and "}" not in subject + body
+        seen = recognise(subject, body)
+        assert seen is not None, subject
+        thing = seen.values.get("thing")
+        assert thing is not None and thing.lower() in subject.lower()
+
+
+def test_a_day_of_mail_has_no_dominant_subject_and_rare_near_duplicates() -> None:
+    # A property of the generator (not a timing): 20,000 emails of one simulated day.
+    t = run_text_variety(20_000, mailboxes=1_000, replies=100)
+    assert t.top_subject_share <= 0.002, (t.top_subject, t.top_subject_count)
+    assert t.distinct_subjects >= 1_500
+    assert t.near_duplicate_share <= 0.005 and t.exact_duplicate_bodies == 0
+    assert t.replies_ok and t.reply_on_topic == t.replies
+
+
+def test_reply_threads_to_the_original_and_quotes_it() -> None:
+    original_id, original, original_text = build(salt=b"s")
+    reply_id, reply, text = reply_to(original_text)
+    assert {k.lower() for k in reply.keys()} == REPLY_HEADERS
+    assert str(reply["Subject"]) == f"Re: {original['Subject']}"
+    assert str(reply["In-Reply-To"]) == original_id
+    assert str(reply["References"]).split() == [original_id]
+    assert re.fullmatch(r"<[0-9a-f]{24}@receiver\.example>", reply_id) and reply_id != original_id
+    assert parseaddr(str(reply["From"])) == ("Bob", "bob@receiver.example")
+    assert parseaddr(str(reply["To"])) == ("Alice Martin", "alice.martin@sender.example")
+    body = reply.get_content()
+    head, quoted = body.split(" wrote:\n", 1)
+    answer, attribution = head.rsplit("\n\n", 1)
+    assert "Alice Martin" in attribution  # "On <date>, Alice Martin ... wrote:", like a mail client
+    assert answer.endswith("\nBob")  # signed by the replier
+    assert "> " + original.get_content().splitlines()[0] in quoted
+    assert "warmup" not in text.lower() and "9:2026-03-02" not in text
+
+    # The answer to the reply: one "Re:", References grow by the reply's ID.
+    _, second, _ = reply_to(text, key="9:2026-03-02:0:rr", salt=b"s")
+    assert str(second["Subject"]) == f"Re: {original['Subject']}"
+    assert str(second["In-Reply-To"]) == reply_id
+    assert str(second["References"]).split() == [original_id, reply_id]
+    assert parseaddr(str(second["From"]))[1] == "alice.martin@sender.example"
+    assert "> > " in second.get_content()
+
+
+def test_reply_answers_what_the_original_said() -> None:
+    corpus = load_corpus()
+    for slot in range(60):
+        _, original, text = build(f"7:2026-03-02:{slot}")
+        seen = recognise(str(original["Subject"]), original.get_content())
+        assert seen is not None
+        _, reply, _ = reply_to(text, key=f"r{slot}")
+        answer = reply.get_content().split(" wrote:\n")[0]
+        said = {fill(r, seen.values) for r in seen.topic.replies if _fits(r, seen.values)} | {
+            fill(a, seen.values)
+            for _, answers in seen.topic.answers
+            for a in answers
+            if _fits(a, seen.values)
+        }
+        assert any(line in " ".join(answer.split()) for line in said), (original["Subject"], answer)
+        generic = set(corpus.reply_lines)
+        assert not any(g in answer for g in generic)
+
+
+def test_reply_subject_never_stacks() -> None:
+    assert reply_subject("Lunch?") == "Re: Lunch?"
+    assert reply_subject("Re: Lunch?") == "Re: Lunch?"
+    assert reply_subject("RE: re:  Lunch?") == "Re: Lunch?"
+    assert reply_subject("Re[2]: Aw: Lunch?") == "Re: Lunch?"
+
+
+@settings(max_examples=40, deadline=None)
+@given(key=_keys, salt=st.binary(max_size=8))
+def test_same_key_gives_the_same_email_and_reply(key: str, salt: bytes) -> None:
+    _, first, text = build(key, salt=salt)
+    assert build(key, salt=salt)[2] == text
+    assert build_reply(text, key, NOW, salt=salt) == build_reply(text, key, NOW, salt=salt)
+    subject = str(first["Subject"])
+    _, reply, reply_raw = reply_to(text, key=key, salt=salt)
+    assert str(reply["Subject"]) == reply_subject(subject) == f"Re: {subject}"
+    assert {k.lower() for k in reply.keys()} == REPLY_HEADERS
+    assert "warmup" not in reply_raw.lower() and key not in reply.get_content()
+
+
+@settings(max_examples=60, deadline=None)
+@given(subject=st.text(max_size=40), body=st.text(max_size=300))
+def test_reply_text_to_any_email_is_a_reply(subject: str, body: str) -> None:
+    # Mail that did not come from the corpus still gets a sensible, generic answer.
+    reply_subject_, text = reply_text(
+        "k", subject, body, original_sender=(None, "x@a.example"), replier=("Bob Stone", "bob@b.example")
+    )
+    assert reply_subject_.startswith("Re: ") and not reply_subject_[4:].lower().startswith("re:")
+    assert "x@a.example wrote:" in text and text.rstrip().splitlines()[0].strip()
+    assert "\nBob\n" in text
+
+
+def test_reply_refuses_an_original_without_message_id_or_addresses() -> None:
+    _, original, _ = build()
+    del original["Message-ID"]
+    with pytest.raises(ValueError, match="Message-ID"):
+        build_reply(original, "k", NOW)
+    _, original, _ = build()
+    del original["From"]
+    with pytest.raises(ValueError, match="From"):
+        build_reply(original, "k", NOW)
+
+
+def test_corpus_slots_are_checked() -> None:
+    frame = {"greetings": ["Hi,"], "openers": ["Hello."], "closers": ["Bye."], "signoffs": ["Best,"]}
+    topic = {"name": "t", "subjects": ["About {thing}"], "sentences": ["One {thing}.", "Two."]}
+    with pytest.raises(CorpusError, match=r"\{thing\}.*not a slot"):
+        parse_corpus([frame, {"topics": [topic]}])
+    corpus = parse_corpus([frame, {"topics": [{**topic, "slots": {"thing": ["the plan"]}}]}])
+    assert corpus.topics[0].slots == (("thing", ("the plan",)),)
+    with pytest.raises(CorpusError, match="not one of its sentences"):
+        parse_corpus(
+            [frame, {"topics": [{**topic, "slots": {"thing": ["x"]}, "answers": {"Three?": ["Yes."]}}]}]
+        )
