@@ -394,7 +394,9 @@ def cross_problems(
         )
     low, high = DELAY_MIN.of(values), DELAY_MAX.of(values)
     if low > high:
-        problems.append(f"{label(DELAY_MIN)} ({low:g}) must not exceed {label(DELAY_MAX)} ({high:g}) " + delay)
+        problems.append(
+            f"{label(DELAY_MIN)} ({low:g}) must not exceed {label(DELAY_MAX)} ({high:g}) " + delay
+        )
     first, ceiling = RAMP_START.of(values), RAMP_CEILING.of(values)
     if first > ceiling:
         problems.append(
