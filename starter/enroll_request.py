@@ -145,12 +145,12 @@ def parse_enroll_request(
     for s in ms.SETTINGS:
         if s.name in values or raw.get(s.name) is not None:
             continue  # given: valid, or already reported
-        if s.schedule_path:
+        if s.required:
+            problems.append(f"{label(s)} is required: give {s.expected}")
+        elif s.schedule_path:
             values[s.name] = configured[s.name]
         elif s.default is not None:
             values[s.name] = s.default
-        elif s.required:
-            problems.append(f"{label(s)} is required: give {s.expected}")
     secrets: dict[str, str] = {}
     for secret in ms.SECRETS:
         given = raw.get(secret.name)
