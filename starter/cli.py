@@ -19,9 +19,9 @@ from typing import NoReturn, TextIO
 import asyncpg
 
 from starter import cmd_control, cmd_enroll, cmd_plan, cmd_rotate_key, cmd_views
-from starter.client import StarterError
 from starter.context import Io, scrub
 from starter.enroll_request import EnrollValidationError
+from starter.temporal_calls import StarterError
 from warmup import mailbox_settings as ms
 from warmup.config import ConfigError, Settings, load_settings
 from warmup.process_exit import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, exit_skipping_teardown

@@ -9,13 +9,12 @@ from typing import Any
 
 import asyncpg
 
-from starter import client as temporal_ops
-from starter import setting_flags
+from starter import setting_flags, temporal_calls
 from starter.cli_args import json_flag, target
-from starter.client import MailboxOutcome, StarterError
 from starter.context import Io, address, database, find_mailbox
 from starter.enroll_request import EnrollValidationError
 from starter.mailbox_store import ledger_rows_of, update_schedule
+from starter.temporal_calls import MailboxOutcome, StarterError
 from starter.update_request import ScheduleUpdate, parse_schedule_change
 from starter.views import outcomes_json, outcomes_view
 from warmup import fleet
@@ -60,15 +59,15 @@ def _refuse_removed(record: MailboxRecord, command: str) -> None:
 
 
 async def pause(args: argparse.Namespace, settings: Settings, io: Io) -> int:
-    client = await temporal_ops.connect_temporal(settings)
+    client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
         if args.mailbox is None:
-            outcomes = await temporal_ops.pause_user(client, conn, args.user, args.reason, settings)
+            outcomes = await temporal_calls.pause_user(client, conn, args.user, args.reason, settings)
             return _finish_user("Paused", args.user, outcomes, args, io)
         # The tenant check comes before any signal: a refused mailbox is left exactly as it was.
         record = await find_mailbox(conn, address(args.mailbox), args.user)
         _refuse_removed(record, "pause")
-        await temporal_ops.pause(client, record.id, args.reason, settings)
+        await temporal_calls.pause(client, record.id, args.reason, settings)
         # Mirrors the workflow, written only once the signal was accepted.
         await set_state(conn, record.id, MailboxState.PAUSED, args.reason)
     if args.json:
@@ -79,14 +78,14 @@ async def pause(args: argparse.Namespace, settings: Settings, io: Io) -> int:
 
 
 async def resume(args: argparse.Namespace, settings: Settings, io: Io) -> int:
-    client = await temporal_ops.connect_temporal(settings)
+    client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
         if args.mailbox is None:
-            outcomes = await temporal_ops.resume_user(client, conn, args.user, settings)
+            outcomes = await temporal_calls.resume_user(client, conn, args.user, settings)
             return _finish_user("Resumed", args.user, outcomes, args, io)
         record = await find_mailbox(conn, address(args.mailbox), args.user)
         _refuse_removed(record, "resume")
-        await temporal_ops.resume(client, record.id, settings)
+        await temporal_calls.resume(client, record.id, settings)
         await set_state(conn, record.id, MailboxState.ACTIVE, "")
     if args.json:
         io.json(_mailbox_json(record, state=MailboxState.ACTIVE.value))
@@ -126,7 +125,7 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         flags = ", ".join(f for s in ms.UPDATABLE for f in (s.flag, s.off_flag) if f)
         raise StarterError(f"nothing to update: give at least one of {flags}", EXIT_USAGE)
 
-    client = await temporal_ops.connect_temporal(settings)
+    client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
         records = await _targets(conn, args, "update")
         by_user = args.mailbox is None
@@ -151,7 +150,7 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
                 async with conn.transaction():
                     await update_schedule(conn, record.id, plan.schedule)
                     # The row commits only once the workflow accepted the new settings.
-                    await temporal_ops.update(client, record.id, plan.signal, settings)
+                    await temporal_calls.update(client, record.id, plan.signal, settings)
             except StarterError as exc:
                 if not by_user:
                     raise
@@ -191,7 +190,7 @@ class Removal:
 async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if args.wait < 0:
         raise StarterError(f"--wait must be 0 or more seconds, got {args.wait:g}", EXIT_USAGE)
-    client = await temporal_ops.connect_temporal(settings)
+    client = await temporal_calls.connect_temporal(settings)
     removals: list[Removal] = []
     async with database(settings) as conn:
         by_user = args.mailbox is None
@@ -203,7 +202,7 @@ async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         for record in records:
             r = Removal(record.id, record.address, mailbox_workflow_id(record.id), ok=True)
             try:
-                r.was_running = await temporal_ops.remove(client, record.id, record.user_id, settings)
+                r.was_running = await temporal_calls.remove(client, record.id, record.user_id, settings)
             except StarterError as exc:
                 if not by_user:
                     raise
@@ -216,7 +215,7 @@ async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
             removals.append(r)
 
     async def settle(r: Removal) -> None:
-        r.stopped = (not r.was_running) or await temporal_ops.wait_closed(client, r.mailbox_id, args.wait)
+        r.stopped = (not r.was_running) or await temporal_calls.wait_closed(client, r.mailbox_id, args.wait)
         r.detail = (
             "workflow finished"
             if r.stopped

@@ -10,17 +10,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from starter import client as temporal_ops
-from starter import setting_flags
+from starter import setting_flags, temporal_calls
 from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, decode, parse_csv
 from starter.bulk_enroll import counts as row_counts
 from starter.cli_args import json_flag
-from starter.client import StarterError
 from starter.context import Io, database, ui_link
 from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
 from starter.output import table
 from starter.setting_flags import dest
 from starter.smtp_check import SmtpCheckError, check_login
+from starter.temporal_calls import StarterError
 from starter.views import bulk_view
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
@@ -97,9 +96,9 @@ async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         io.note(f"SMTP login OK at {req.smtp.host}:{req.smtp.port}: {reply}")
 
     # Temporal first: if it is unreachable, nothing has been written yet.
-    client = await temporal_ops.connect_temporal(settings)
+    client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
-        record, created = await temporal_ops.enroll(client, conn, req, ciphertext, settings)
+        record, created = await temporal_calls.enroll(client, conn, req, ciphertext, settings)
 
     workflow_id = mailbox_workflow_id(record.id)
     link = ui_link(settings, workflow_id, io)
@@ -172,7 +171,7 @@ async def _refuse_foreign(conn: Conn, rows: list[ParsedRow]) -> None:
 async def _store(settings: Settings, good: list[ParsedRow]) -> bool:
     """Enroll every row, each on its own; False (nothing written) when a row is refused first."""
     box = _secret_box(settings)
-    client = await temporal_ops.connect_temporal(settings)
+    client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
         await _refuse_foreign(conn, good)
         if any(row.result.status == "failed" for row in good):
@@ -181,7 +180,7 @@ async def _store(settings: Settings, good: list[ParsedRow]) -> bool:
             req = row.request
             try:
                 ciphertext = box.encrypt(req.password)
-                record, created = await temporal_ops.enroll(client, conn, req, ciphertext, settings)
+                record, created = await temporal_calls.enroll(client, conn, req, ciphertext, settings)
             except StarterError as exc:
                 row.result.status, row.result.problems = "failed", [str(exc)]
                 continue

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from starter import client as temporal_ops
-from starter.client import StarterError
+from starter import temporal_calls
 from starter.context import Io, database
+from starter.temporal_calls import StarterError
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.process_exit import EXIT_OK, EXIT_USAGE
@@ -46,11 +46,11 @@ async def set_plan(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if args.daily_limit is not None and args.daily_limit < 0:
         raise StarterError(f"--daily-limit must be 0 or more, got {args.daily_limit}", EXIT_USAGE)
     limit = None if args.no_limit else args.daily_limit
-    client = await temporal_ops.connect_temporal(settings)
+    client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn, conn.transaction():
-        plan = await temporal_ops.store_plan(conn, args.user, args.plan, limit, settings)
+        plan = await temporal_calls.store_plan(conn, args.user, args.plan, limit, settings)
         # Committed only once the user's workflow (if it runs yet) has the new plan.
-        reached = await temporal_ops.send_plan(client, args.user, plan, settings)
+        reached = await temporal_calls.send_plan(client, args.user, plan, settings)
     if args.json:
         io.json({"user": args.user, "plan": plan.plan, "daily_limit": limit, "weight": plan.weight})
     else:

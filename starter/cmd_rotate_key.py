@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 from cryptography.fernet import Fernet, InvalidToken
 
-from starter.client import StarterError
 from starter.context import Io, database
+from starter.temporal_calls import StarterError
 from warmup.config import Settings
 from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from warmup.secrets import SecretBox, SecretKeyError

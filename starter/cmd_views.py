@@ -14,12 +14,12 @@ from rich.live import Live
 from rich.text import Text
 from temporalio.client import Client
 
-from starter import client as temporal_ops
+from starter import temporal_calls
 from starter.cli_args import json_flag, target
-from starter.client import StarterError
 from starter.context import Io, address, database, find_mailbox, ui_link
 from starter.output import bar, console, status_table
 from starter.report import build_report
+from starter.temporal_calls import StarterError
 from starter.views import list_json, list_table, report_view, user_status_json, user_status_view
 from warmup import fleet
 from warmup.config import Settings
@@ -45,7 +45,7 @@ async def list_mailboxes(args: argparse.Namespace, settings: Settings, io: Io) -
 async def report(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if args.limit < 0:
         raise StarterError(f"--limit must be 0 (all) or more, got {args.limit}", EXIT_USAGE)
-    client = await temporal_ops.connect_temporal(settings)
+    client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
         result = await build_report(client, conn, settings, args.user)
     if args.json:
@@ -69,7 +69,7 @@ async def _mailbox_snapshot(
     client: Client, record: MailboxRecord, settings: Settings, io: Io, watching: bool
 ) -> _Snapshot:
     workflow_id = mailbox_workflow_id(record.id)
-    status = await temporal_ops.status(client, record.id, settings)
+    status = await temporal_calls.status(client, record.id, settings)
     text = status_table(status, record.address, workflow_id, record.state)
     text += f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"
     if not watching:
@@ -80,7 +80,7 @@ async def _mailbox_snapshot(
 
 
 async def _user_snapshot(client: Client, conn: asyncpg.Connection, user_id: str, watching: bool) -> _Snapshot:
-    days = await temporal_ops.user_status(client, conn, user_id)
+    days = await temporal_calls.user_status(client, conn, user_id)
     now = dt.datetime.now(dt.UTC) if watching else None
     complete = all(d.status is not None or d.mailbox.state is MailboxState.REMOVED for d in days)
     return _Snapshot(user_status_view(user_id, days, now), user_status_json(user_id, days), complete)
@@ -95,7 +95,7 @@ async def status(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         raise StarterError(f"--interval must be above 0 seconds, got {args.interval:g}", EXIT_USAGE)
     if args.count is not None and args.count < 1:
         raise StarterError(f"--count must be 1 or more, got {args.count}", EXIT_USAGE)
-    client = await temporal_ops.connect_temporal(settings)
+    client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
         record = None
         if args.mailbox is not None:

@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import asyncpg
 from rich.console import RenderableType
 
-from starter import client as temporal_ops
-from starter.client import StarterError
+from starter import temporal_calls
 from starter.enroll_request import normalize_address
 from starter.output import render, to_json
+from starter.temporal_calls import StarterError
 from warmup.config import Settings
 from warmup.db import migrate
 from warmup.mailboxes import MailboxRecord, get_mailbox_by_address
@@ -118,4 +118,4 @@ async def find_mailbox(conn: asyncpg.Connection, address: str, user_id: str | No
 
 
 def ui_link(settings: Settings, workflow_id: str, io: Io) -> str:
-    return temporal_ops.web_ui_url(settings, workflow_id, io.env.get(UI_URL_ENV))
+    return temporal_calls.web_ui_url(settings, workflow_id, io.env.get(UI_URL_ENV))

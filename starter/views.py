@@ -12,9 +12,9 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from starter.bulk_enroll import RowResult, counts
-from starter.client import MailboxOutcome
 from starter.output import bar, grid, percent, state_text
 from starter.report import Report
+from starter.temporal_calls import MailboxOutcome
 from warmup.fleet import MailboxDay, MailboxRow
 
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from temporalio.service import RPCError
 
 from starter import cli, cmd_enroll
-from starter import client as temporal_client
+from starter import temporal_calls as temporal_client
 from starter.enroll_request import (
     EnrollValidationError,
     normalize_address,
@@ -561,3 +561,8 @@ async def test_the_real_cli_refuses_a_bad_file_whole_and_the_stack_stays_empty(
     assert await op.fetch("SELECT id FROM users WHERE id = $1", user) == []
     with pytest.raises(RPCError):
         await op.client.get_workflow_handle(user_workflow_id(user)).describe()
+
+
+def test_a_required_schedule_setting_is_not_taken_from_the_defaults() -> None:
+    # The timezone has a configured default for the workflow, but enroll must be told it.
+    assert "--timezone is required" in problems(timezone=None)

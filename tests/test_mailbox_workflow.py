@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from starter import client as temporal_ops
+from starter import temporal_calls
 from tests.helpers.workflows import skip_to, start_mailboxes, status
 from warmup import schedule
 from warmup.config import load_settings
@@ -355,7 +355,7 @@ async def test_starter_status_adds_the_last_attempts_failure(time_skipping_env: 
             task_queue=queue,
         )
         await _skip_until(env, lambda: cap.attempts > 0)  # its retry comes an hour later
-        st = await temporal_ops.status(env.client, mailbox_id, load_settings({}))
+        st = await temporal_calls.status(env.client, mailbox_id, load_settings({}))
         assert st.sending_since is not None, st
         assert "in flight since" in st.waiting_for
         assert f"the last failed with {ERR_CAP_DEFERRED}: " in st.waiting_for, st.waiting_for
