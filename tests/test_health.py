@@ -19,7 +19,7 @@ from pathlib import Path
 
 from devstack.postgres import free_port
 from devstack.temporal import DevServer
-from tests.helpers.worker_procs import worker_env
+from tests.helpers.worker_procs import start_worker, stop_worker, worker_env
 from warmup.config import Settings
 
 
@@ -50,22 +50,6 @@ async def until(
     raise AssertionError(f"{path} answered {last!r}, not {expected!r}, for {within:.0f}s")
 
 
-def start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "workers.run"], env=env, stdout=out, stderr=out)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
 async def test_ready_only_while_polling_a_server_that_answers(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
@@ -74,7 +58,7 @@ async def test_ready_only_while_polling_a_server_that_answers(
     port = free_port()
     env = worker_env(make_settings(), server.address, HEALTH_PORT=str(port), HEALTH_HOST="127.0.0.1")
     log = tmp_path / "worker.log"
-    proc = start(env, log)
+    proc = start_worker(env, log)
     try:
         await until(port, "/readyz", (200, "polling\n"), 60, proc)
         assert get(port, "/livez") == (200, "ok\n")
@@ -89,7 +73,7 @@ async def test_ready_only_while_polling_a_server_that_answers(
         back = await until(port, "/readyz", (200, "polling\n"), 60, proc)
         print(f"/readyz: 503 {went:.1f}s after the server stopped, 200 {back:.1f}s after it returned")
     finally:
-        code = stop(proc)
+        code = stop_worker(proc)
         server.stop()
     assert code == 0, log.read_text()[-3000:]
 
@@ -106,7 +90,7 @@ async def test_not_ready_while_connecting(make_settings: Callable[..., Settings]
     port = free_port()
     env = worker_env(make_settings(), address, HEALTH_PORT=str(port), HEALTH_HOST="127.0.0.1")
     log = tmp_path / "worker.log"
-    proc = start(env, log)
+    proc = start_worker(env, log)
     try:
         await until(port, "/livez", (200, "ok\n"), 30, proc)
         assert get(port, "/readyz") == (503, "connecting to Temporal\n")
@@ -115,7 +99,7 @@ async def test_not_ready_while_connecting(make_settings: Callable[..., Settings]
             assert time.monotonic() < deadline, "the worker kept waiting past its connect timeout"
             await asyncio.sleep(0.2)
     finally:
-        stop(proc)
+        stop_worker(proc)
         black_hole.close()
     text = log.read_text()
     assert proc.returncode == 1, text

@@ -31,7 +31,7 @@ from devstack.postgres import free_port
 from devstack.temporal import DevServer
 from tests.helpers.grpc_proxy import GrpcProxy
 from tests.helpers.operator_cli import starter
-from tests.helpers.worker_procs import worker_env
+from tests.helpers.worker_procs import start_worker, stop_worker, worker_env
 from warmup.config import Settings
 
 API_KEY = "tk-test-6f1d0c9a2b7e4e21"
@@ -110,21 +110,6 @@ async def wait_polling(s: Secured, proc: subprocess.Popen[bytes], log: Path, que
             return
         assert time.monotonic() < deadline, f"no poller within 60 s: {tail(log)}"
         await asyncio.sleep(0.3)
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "workers.run"], env=env, stdout=out, stderr=out)
-
-
-def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.parametrize("mode", ["mtls", "api_key"])

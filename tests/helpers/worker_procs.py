@@ -60,3 +60,21 @@ class Workers:
             p.wait()
         for log in sorted(self.log_dir.glob("worker*.log")):  # pytest shows this only for a failed test
             print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """One `python -m workers.run`, its output in `log`."""
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "workers.run"], env=env, stdout=out, stderr=out)
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM (the worker drains), SIGKILL after 30 s; its exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
