@@ -39,13 +39,14 @@ async def test_sigkill_mid_send_before_and_after_data(
         overrides={"SMTP_TIMEOUT_SECONDS": "20", "SEND_HEARTBEAT_SECONDS": "4"},
     )
     try:
+        # Enrolling is an Update, which a worker accepts: it runs first. The two enrolls follow each
+        # other within a second or two, so both first sends stall well inside the client's 20 s SMTP
+        # timeout, where the kill must land (or the client would give up by itself).
+        stack.workers.start(1)
         await stack.prepare()
         # Longer than the whole drill: only the kill ends these stalls.
         rcpt = await stack.sender("kill-before-data", QUOTA, arm=lambda sink: sink.stall_before_data(120))
         data = await stack.sender("kill-after-data", QUOTA, arm=lambda sink: sink.stall_after_data(120))
-        # The worker starts only now, so both first sends begin together: the kill must land inside
-        # the client's 20 s SMTP timeout for both stalls, or the client would give up by itself.
-        stack.workers.start(1)
         await asyncio.wait_for(asyncio.gather(rcpt.sink.stalled.wait(), data.sink.stalled.wait()), 30)
         assert [r["status"] for r in await stack.ledger(rcpt)] == ["PENDING"]
         assert [r["status"] for r in await stack.ledger(data)] == ["SENDING"]
