@@ -151,7 +151,9 @@ class PgServer:
     # --- databases -------------------------------------------------------------------------
 
     def dsn(self, dbname: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+        # The embedded server has no TLS on loopback: asking for it (asyncpg's default "prefer") only adds
+        # a round trip and OpenSSL to every connect; one such connect segfaulted a CI run.
+        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}?sslmode=disable"
 
     async def create_database(self, name: str, *, template: str | None = None) -> bool:
         """Create `name` unless it exists; returns True if it was created."""
