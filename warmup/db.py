@@ -66,7 +66,7 @@ async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> as
             dsn,
             min_size=min_size,
             max_size=max_size,
-            reset=_keep_session,
+            reset=_keep_session,  # type: ignore[arg-type]  # a coroutine, as asyncpg documents; stubs 0.30 say otherwise
             # Idle connections stay open: closing them after 5 idle minutes (asyncpg's default) made a
             # worker reconnect at every burst (10% of its samples at the 100,000-mailbox scale).
             max_inactive_connection_lifetime=0,
