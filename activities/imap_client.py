@@ -34,6 +34,8 @@ from types import TracebackType
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientAbortError, IMAPClientError, LoginError
 
+from warmup.models import ImapSecurity
+
 INBOX = "INBOX"
 SEEN = r"\Seen"
 FLAGGED = r"\Flagged"
@@ -44,12 +46,6 @@ _NOT_SELECTABLE = {r"\noselect", r"\nonexistent"}
 # Login answers that say "not now" rather than "not you" (RFC 5530 response codes).
 _TRANSIENT_LOGIN_CODES = ("[UNAVAILABLE]", "[SERVERBUG]", "[INUSE]", "[LIMIT]")
 _REPLY_HEADERS = ("Subject", "Message-ID", "In-Reply-To", "References")
-
-
-class ImapSecurity(StrEnum):
-    TLS = "tls"  # implicit TLS (port 993)
-    STARTTLS = "starttls"  # upgrade required (port 143)
-    NONE = "none"  # clear text: loopback only (a local test server)
 
 
 class FolderKind(StrEnum):

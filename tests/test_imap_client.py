@@ -15,12 +15,12 @@ from activities.imap_client import (
     ImapAccount,
     ImapAuthError,
     ImapConfigError,
-    ImapSecurity,
     ImapSession,
     ImapTransientError,
 )
 from devstack.mail_lab import JUNK, MailLab
 from tests.helpers.mail_lab import GTUBE_ADD_HEADER, LabUser, mail_lab_fixture, message, new_user, submit
+from warmup.models import ImapSecurity
 
 __all__ = ["mail_lab_fixture"]
 

@@ -49,6 +49,28 @@ class SmtpSecurity(StrEnum):
     NONE = "none"  # clear text: only for a local test or dev server, must be chosen explicitly
 
 
+class ImapSecurity(StrEnum):
+    TLS = "tls"  # implicit TLS (port 993)
+    STARTTLS = "starttls"  # upgrade required (port 143)
+    NONE = "none"  # clear text: loopback only (a local test server)
+
+
+@dataclass(frozen=True)
+class EngagementSettings:
+    """How a mailbox treats the warmup mail it receives; each rate is a probability per email. The
+    defaults and bounds are declared in warmup/mailbox_settings.py."""
+
+    inbox_sessions: int  # IMAP logins a day, at random times inside the mailbox's window
+    read_rate: float  # marked \Seen
+    rescue_rate: float  # moved out of Junk into INBOX, when found in Junk
+    important_rate: float  # marked \Flagged
+    reply_rate: float  # answered in-thread
+    dwell_min_seconds: float  # a human's pause between finding an email and acting on it
+    dwell_max_seconds: float
+    reply_delay_min_minutes: float  # how long after reading it the answer goes out
+    reply_delay_max_minutes: float
+
+
 @dataclass(frozen=True)
 class RampSettings:
     start_volume: int = 5
