@@ -21,7 +21,6 @@ as one of four errors, none of which ever contains the password:
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from types import TracebackType
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientAbortError, IMAPClientError, LoginError
 
+from warmup.mailbox_settings import is_loopback
 from warmup.models import ImapSecurity
 
 INBOX = "INBOX"
@@ -93,7 +93,7 @@ class ImapAccount:
             raise ValueError("imap username: empty (usually the mailbox's address)")
         if self.timeout_seconds <= 0:
             raise ValueError(f"imap timeout: {self.timeout_seconds} s (must be more than 0)")
-        if self.security is ImapSecurity.NONE and not _is_loopback(self.host):
+        if self.security is ImapSecurity.NONE and not is_loopback(self.host):
             raise ValueError(
                 f"imap security: clear text is allowed only to a loopback host, not {self.host!r} "
                 "(use tls on port 993 or starttls on port 143)"
@@ -400,12 +400,3 @@ def _bracket(message_id: str) -> str:
     """Message-IDs compare with their angle brackets: "<a@b>"."""
     inner = message_id.strip().strip("<>").strip()
     return f"<{inner}>"
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

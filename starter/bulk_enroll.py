@@ -72,6 +72,8 @@ def _secret(
                 "export it before the import"
             ]
         return value, []
+    if secret.instead is not None:
+        return None, []  # optional: the other secret serves
     return None, [
         f"no {secret.what}: fill the {secret.csv_value} column (the {secret.what}) or {secret.csv_env} "
         "(the name of an environment variable holding it)"
@@ -107,7 +109,7 @@ def _check_header(headers: list[str], line: int) -> None:
     missing = [c for c in REQUIRED if c not in headers]
     if missing:
         raise CsvFileError(f"{where}: missing column(s) {', '.join(missing)}: every row needs them")
-    if not any(c in headers for c in SECRET_COLUMNS):
+    if not any(c in headers for c in (ms.SMTP_SECRET.csv_value, ms.SMTP_SECRET.csv_env)):
         raise CsvFileError(
             f"{where}: no password column: add secret (the password) or secret_env (a variable's name)"
         )
@@ -178,7 +180,8 @@ def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> 
         problems: list[str] = []
         for secret in ms.SECRETS:
             value, found = _secret(secret, row, env)
-            values[secret.name] = value if value is not None else "unused placeholder"
+            if value is not None or secret.instead is None:
+                values[secret.name] = value if value is not None else "unused placeholder"
             problems += found
         try:
             req = parse_enroll_request(values, defaults, csv_label)

@@ -16,6 +16,7 @@ from starter.bulk_enroll import counts as row_counts
 from starter.cli_args import json_flag
 from starter.context import Io, database, ui_link
 from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
+from starter.imap_check import ImapCheckError, check_imap_login
 from starter.output import table
 from starter.setting_flags import dest
 from starter.smtp_check import SmtpCheckError, check_login
@@ -53,6 +54,28 @@ def read_secret(secret: SecretSetting, args: argparse.Namespace, io: Io) -> str 
     return None
 
 
+def encrypt_secrets(box: SecretBox, req: EnrollRequest) -> dict[str, str]:
+    """Each secret the request carries, encrypted, by name (an optional one left out is absent)."""
+    return {name: box.encrypt(value) for name, value in req.secrets.items()}
+
+
+async def check_logins(req: EnrollRequest, settings: Settings) -> list[str]:
+    """`--check`: log in to the SMTP server and, when given, the IMAP server; a line for each."""
+    reply = await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
+    lines = [f"SMTP login OK at {req.smtp.host}:{req.smtp.port}: {reply}"]
+    if req.imap is not None:
+        username, password = req.imap_login
+        found = await check_imap_login(
+            req.imap,
+            username,
+            password,
+            verify_tls=ms.VERIFY_TLS.of(req.values),
+            command_timeout=settings.SMTP_TIMEOUT_SECONDS,
+        )
+        lines.append(f"IMAP login OK at {req.imap.host}:{req.imap.port}: {found}")
+    return lines
+
+
 def _secret_box(settings: Settings) -> SecretBox:
     try:
         return SecretBox(settings.secret_keys())
@@ -84,21 +107,21 @@ async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if secret_problems:
         raise EnrollValidationError(secret_problems)
     try:
-        ciphertext = _secret_box(settings).encrypt(req.password)
+        ciphertexts = encrypt_secrets(_secret_box(settings), req)
     except SecretKeyError as exc:
         raise StarterError(str(exc), EXIT_USAGE) from None
 
     if args.check:
         try:
-            reply = await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
-        except SmtpCheckError as exc:
+            for line in await check_logins(req, settings):
+                io.note(line)
+        except (SmtpCheckError, ImapCheckError) as exc:
             raise StarterError(f"--check: {exc}; nothing was stored") from None
-        io.note(f"SMTP login OK at {req.smtp.host}:{req.smtp.port}: {reply}")
 
     # Temporal first: if it is unreachable, nothing has been written yet.
     client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
-        record, created = await temporal_calls.enroll(client, conn, req, ciphertext, settings)
+        record, created = await temporal_calls.enroll(client, conn, req, ciphertexts, settings)
 
     workflow_id = mailbox_workflow_id(record.id)
     link = ui_link(settings, workflow_id, io)
@@ -179,8 +202,8 @@ async def _store(settings: Settings, good: list[ParsedRow]) -> bool:
         for row in good:
             req = row.request
             try:
-                ciphertext = box.encrypt(req.password)
-                record, created = await temporal_calls.enroll(client, conn, req, ciphertext, settings)
+                ciphertexts = encrypt_secrets(box, req)
+                record, created = await temporal_calls.enroll(client, conn, req, ciphertexts, settings)
             except StarterError as exc:
                 row.result.status, row.result.problems = "failed", [str(exc)]
                 continue
@@ -212,8 +235,8 @@ async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> in
             for row in good:
                 req = row.request
                 try:
-                    await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
-                except SmtpCheckError as exc:
+                    await check_logins(req, settings)
+                except (SmtpCheckError, ImapCheckError) as exc:
                     row.result.status, row.result.problems = "failed", [f"--check: {exc}"]
         if not args.dry_run and all(row.result.status == "valid" for row in good):
             stored = await _store(settings, good)
@@ -256,11 +279,12 @@ def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
         "--secret-env SMTP_PASSWORD --timezone Europe/Berlin --check. "
         f"CSV columns: {', '.join(s.csv for s in ms.REQUIRED)}, {ms.SMTP_SECRET.csv_value} (the password) "
         f"or {ms.SMTP_SECRET.csv_env} (a variable's name); optional "
-        f"{', '.join(c for c, s in ms.CSV_COLUMNS.items() if not s.required)}.",
+        f"{', '.join(c for c, s in ms.CSV_COLUMNS.items() if not s.required)}, "
+        f"{ms.IMAP_SECRET.csv_value} or {ms.IMAP_SECRET.csv_env} (default: the SMTP password).",
     )
     setting_flags.add_enroll_flags(enroll_cmd)
     enroll_cmd.add_argument(
-        "--check", action="store_true", help="log in to the SMTP server before storing anything"
+        "--check", action="store_true", help="log in to the SMTP (and IMAP) server before storing anything"
     )
     enroll_cmd.add_argument("--csv", metavar="FILE", help="enroll every row of this CSV file ('-' = stdin)")
     enroll_cmd.add_argument(

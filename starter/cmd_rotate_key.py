@@ -1,4 +1,5 @@
-"""`starter rotate-key`: re-encrypt every stored SMTP secret with the first key of WARMUP_SECRET_KEYS.
+"""`starter rotate-key`: re-encrypt every stored mailbox secret (the SMTP and IMAP passwords) with the first
+key of WARMUP_SECRET_KEYS.
 
 Workers open a secret with any key in the list, so rotation needs no downtime: prepend the new key
 everywhere, restart the workers, run this, then drop the old key. Each batch of rows is one
@@ -16,6 +17,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from starter.context import Io, database
 from starter.temporal_calls import StarterError
+from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from warmup.secrets import SecretBox, SecretKeyError
@@ -26,7 +28,7 @@ DEFAULT_BATCH = 500
 def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
     p = sub.add_parser(
         "rotate-key",
-        help="re-encrypt every stored SMTP secret with the first key of WARMUP_SECRET_KEYS",
+        help="re-encrypt every stored SMTP and IMAP password with the first key of WARMUP_SECRET_KEYS",
         allow_abbrev=False,
         description="Re-encrypts each mailbox's stored secret with the first key of WARMUP_SECRET_KEYS, "
         "in batches, each batch in one transaction; rows already under that key are left alone, so it "
@@ -46,11 +48,14 @@ def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
     p.set_defaults(handler=rotate_key)
 
 
+_SECRET_COLUMNS = ", ".join(x.column for x in ms.SECRETS)
+
+
 @dataclass
 class Rotation:
     rotated: int = 0
     already_current: int = 0
-    unreadable: list[tuple[int, str]] = field(default_factory=list)  # (mailbox id, address)
+    unreadable: list[tuple[int, str, str]] = field(default_factory=list)  # (mailbox id, address, what)
 
 
 async def rotate_key(args: argparse.Namespace, settings: Settings, io: Io) -> int:
@@ -86,23 +91,26 @@ async def _batch(
     """One transaction's worth of rows after `after_id`; returns the last id seen, or -1 when done."""
     # FOR UPDATE: an enroll that re-writes a secret meanwhile waits for this batch, and is not undone.
     rows = await conn.fetch(
-        "SELECT id, address, secret_ciphertext FROM mailboxes WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE",
+        f"SELECT id, address, {_SECRET_COLUMNS} FROM mailboxes WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE",
         after_id,
         size,
     )
-    updates: list[tuple[int, str]] = []
-    for row in rows:
-        token = row["secret_ciphertext"]
-        if _opens(primary, token):
-            result.already_current += 1
-            continue
-        try:
-            updates.append((int(row["id"]), box.rotate(token)))
-        except InvalidToken:
-            result.unreadable.append((int(row["id"]), row["address"]))
-    result.rotated += len(updates)
-    if updates and not dry_run:
-        await conn.executemany("UPDATE mailboxes SET secret_ciphertext = $2 WHERE id = $1", updates)
+    for secret in ms.SECRETS:
+        updates: list[tuple[int, str]] = []
+        for row in rows:
+            token = row[secret.column]
+            if token is None:
+                continue  # an optional secret left out (the IMAP password is the SMTP one)
+            if _opens(primary, token):
+                result.already_current += 1
+                continue
+            try:
+                updates.append((int(row["id"]), box.rotate(token)))
+            except InvalidToken:
+                result.unreadable.append((int(row["id"]), row["address"], secret.what))
+        result.rotated += len(updates)
+        if updates and not dry_run:
+            await conn.executemany(f"UPDATE mailboxes SET {secret.column} = $2 WHERE id = $1", updates)
     return int(rows[-1]["id"]) if rows else -1
 
 
@@ -115,10 +123,10 @@ def _opens(fernet: Fernet, token: str) -> bool:
 
 
 def _report(io: Io, r: Rotation, args: argparse.Namespace, key_count: int) -> None:
-    for mailbox_id, address in r.unreadable:
+    for mailbox_id, address, what in r.unreadable:
         io.note(
             f"starter rotate-key: mailbox {mailbox_id} ({address}): no key in WARMUP_SECRET_KEYS opens its "
-            "stored secret; it was left unchanged. Add the key it was encrypted with to WARMUP_SECRET_KEYS, "
+            f"stored {what}; it was left unchanged. Add the key it was encrypted with to WARMUP_SECRET_KEYS, "
             "or re-enroll the mailbox with its password"
         )
     if args.json:
@@ -127,7 +135,7 @@ def _report(io: Io, r: Rotation, args: argparse.Namespace, key_count: int) -> No
                 "dry_run": args.dry_run,
                 "rotated": r.rotated,
                 "already_current": r.already_current,
-                "unreadable_mailbox_ids": [m for m, _ in r.unreadable],
+                "unreadable_mailbox_ids": sorted({m for m, _, _ in r.unreadable}),
             }
         )
         return

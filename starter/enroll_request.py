@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from warmup import mailbox_settings as ms
 from warmup.mailbox_settings import Label, csv_label, flag_label, normalize_address
-from warmup.mailboxes import SmtpAccount
-from warmup.models import ScheduleSettings, SettingsUpdate, SmtpSecurity
+from warmup.mailboxes import ImapServer, SmtpAccount
+from warmup.models import ImapSecurity, ScheduleSettings, SettingsUpdate, SmtpSecurity
 
 __all__ = ["EnrollRequest", "EnrollValidationError", "normalize_address", "parse_enroll_request"]
 
@@ -62,6 +62,26 @@ class EnrollRequest:
             security=self.security,
             username=ms.USERNAME.of(v),
             verify_tls=ms.VERIFY_TLS.of(v),
+        )
+
+    @property
+    def imap(self) -> ImapServer | None:
+        v = self.values
+        if not ms.IMAP_HOST.of(v):
+            return None
+        return ImapServer(
+            host=ms.IMAP_HOST.of(v),
+            port=ms.IMAP_PORT.of(v),
+            security=ms.IMAP_SECURITY.of(v),
+            username=ms.IMAP_USERNAME.of(v),
+        )
+
+    @property
+    def imap_login(self) -> tuple[str, str]:
+        """The IMAP username and password, each the SMTP one where left out."""
+        return (
+            ms.IMAP_USERNAME.of(self.values) or ms.USERNAME.of(self.values),
+            self.secrets.get(ms.IMAP_SECRET.name) or self.password,
         )
 
     def settings_update(self) -> SettingsUpdate:
@@ -130,6 +150,54 @@ def _security_problem(values: dict[str, object], label: Label) -> str | None:
     return None
 
 
+_IMAP_PORT_SECURITY = {993: ImapSecurity.TLS, 143: ImapSecurity.STARTTLS}
+_IMAP_SECURITY_PORT = {v: k for k, v in _IMAP_PORT_SECURITY.items()}
+
+
+def _imap_problems(values: dict[str, object], raw: Mapping[str, object], label: Label) -> list[str]:
+    """Derive the IMAP port and security from each other; refuse IMAP details without a server and
+    clear text off loopback."""
+    host = values.get(ms.IMAP_HOST.name)
+    details = [
+        label(s) for s in (ms.IMAP_PORT, ms.IMAP_SECURITY, ms.IMAP_USERNAME) if raw.get(s.name) is not None
+    ]
+    if raw.get(ms.IMAP_SECRET.name) is not None:
+        details.append(f"the {ms.IMAP_SECRET.what}")
+    if host == "" and details:
+        host_flag = label(ms.IMAP_HOST)
+        return [f"{', '.join(details)} given without {host_flag}: add {host_flag} imap.example.com"]
+    port, security = values.get(ms.IMAP_PORT.name), values.get(ms.IMAP_SECURITY.name)
+    if port is None and ms.IMAP_PORT.name in raw and raw[ms.IMAP_PORT.name] is not None:
+        return []  # the port itself is already reported
+    flag, port_flag = label(ms.IMAP_SECURITY), label(ms.IMAP_PORT)
+    if security is None:
+        if port is None:
+            port, security = 993, ImapSecurity.TLS
+        elif isinstance(port, int) and port in _IMAP_PORT_SECURITY:
+            security = _IMAP_PORT_SECURITY[port]
+        else:
+            return [
+                f"{flag} is required for port {port}: pass {flag} tls (TLS from the first byte) or "
+                "starttls (upgrade with STARTTLS)"
+            ]
+    elif port is None:
+        port = _IMAP_SECURITY_PORT.get(cast(ImapSecurity, security), 143)
+    values[ms.IMAP_PORT.name], values[ms.IMAP_SECURITY.name] = port, security
+    problems: list[str] = []
+    if security is ImapSecurity.NONE and host and not ms.is_loopback(str(host)):
+        problems.append(
+            f"{flag} none sends the password in clear text: it is allowed only for a server on this "
+            f"machine (127.0.0.1, ::1, localhost), not {host}; pass {flag} tls or starttls"
+        )
+    if port == 993 and security is ImapSecurity.STARTTLS:
+        problems.append(f"{port_flag} 993 uses implicit TLS, not STARTTLS: pass {flag} tls, or port 143")
+    elif port == 143 and security is ImapSecurity.TLS:
+        problems.append(
+            f"{port_flag} 143 expects STARTTLS, not implicit TLS: pass {flag} starttls, or port 993"
+        )
+    return problems
+
+
 def parse_enroll_request(
     raw: Mapping[str, object], defaults: ScheduleSettings | None = None, label: Label = flag_label
 ) -> EnrollRequest:
@@ -154,6 +222,8 @@ def parse_enroll_request(
     secrets: dict[str, str] = {}
     for secret in ms.SECRETS:
         given = raw.get(secret.name)
+        if given is None and secret.instead is not None:
+            continue  # optional: `secret.instead` serves
         problem = _secret_problem(secret, given, label)
         if problem is None and isinstance(given, str):
             secrets[secret.name] = given
@@ -161,6 +231,7 @@ def parse_enroll_request(
             problems.append(problem or "")
     if (problem := _security_problem(values, label)) is not None:
         problems.append(problem)
+    problems += _imap_problems(values, raw, label)
     if all(s.name in values for s in ms.SCHEDULE_SETTINGS):
         problems += ms.cross_problems(
             values,

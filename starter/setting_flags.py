@@ -25,8 +25,13 @@ def add_enroll_flags(parser: argparse.ArgumentParser) -> None:
     """Every user setting: the mailbox's own on the parser, the schedule's in a group of their own.
     A switch on `enroll` is its one flag, which turns the default around (--no-verify-tls)."""
     schedule = parser.add_argument_group("schedule (defaults from WARMUP_* settings)")
+    engagement = parser.add_argument_group(
+        "engagement (what the mailbox does with the warmup mail it receives)"
+    )
     for s in ms.USER_SETTINGS:
-        group = schedule if s.schedule_path else parser
+        group: argparse._ActionsContainer = parser
+        if s.schedule_path:
+            group = engagement if s.schedule_path[0] == "engagement" else schedule
         if s.is_switch:
             group.add_argument(s.flag, dest=s.name, action="store_const", const=not s.default, help=s.help)
         else:
@@ -37,13 +42,17 @@ def add_enroll_flags(parser: argparse.ArgumentParser) -> None:
             secret.env_flag,
             dest=dest(secret.env_flag),
             metavar="VARNAME",
-            help=f"name of the environment variable holding the {secret.what}",
+            help=f"name of the environment variable holding the {secret.what}"
+            + (f" (default: the {secret.instead.what})" if secret.instead else ""),
         )
         one.add_argument(
             secret.stdin_flag,
             dest=dest(secret.stdin_flag),
             action="store_true",
-            help=f"read the {secret.what} as one line from stdin",
+            help=f"read the {secret.what} as one line from stdin"
+            + (
+                f" (after the {secret.instead.what}'s line if both come from stdin)" if secret.instead else ""
+            ),
         )
 
 

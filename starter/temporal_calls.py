@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -35,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from starter.enroll_request import EnrollRequest
 from warmup import fleet, temporal_connection
+from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.db import Conn
 from warmup.mailboxes import MailboxRecord, get_mailbox_by_address, set_state, upsert_mailbox, workflow_id_for
@@ -374,7 +375,7 @@ async def user_status(client: Client, conn: Conn, user_id: str) -> list[fleet.Ma
 
 
 async def enroll(
-    client: Client, conn: Conn, req: EnrollRequest, ciphertext: str, settings: Settings
+    client: Client, conn: Conn, req: EnrollRequest, ciphertexts: Mapping[str, str], settings: Settings
 ) -> tuple[MailboxRecord, bool]:
     """Store the mailbox and start (or update) its workflow, all or nothing; True when it is new.
 
@@ -389,8 +390,10 @@ async def enroll(
                     user_id=req.user_id,
                     address=req.address,
                     smtp=req.smtp,
-                    secret_ciphertext=ciphertext,
+                    secret_ciphertext=ciphertexts[ms.SMTP_SECRET.name],
                     schedule=req.schedule,
+                    imap=req.imap,
+                    imap_secret_ciphertext=ciphertexts.get(ms.IMAP_SECRET.name),
                 )
             except PermissionError:
                 raise StarterError(

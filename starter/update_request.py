@@ -33,7 +33,7 @@ def parse_schedule_change(current: ScheduleSettings, changes: Mapping[str, objec
         raise EnrollValidationError(problems)
     before = ms.schedule_values_of(current)
     values = {**before, **given}
-    problems = ms.cross_problems(values, flag_label, window=_KEPT, delay=_KEPT, ramp=_KEPT)
+    problems = ms.cross_problems(values, flag_label, window=_KEPT, delay=_KEPT, ramp=_KEPT, kept=_KEPT)
     if problems:
         raise EnrollValidationError(problems)
     schedule = ms.schedule_from(values, current)

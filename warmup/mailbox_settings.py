@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar, cast
 
-from warmup.models import ScheduleSettings, SettingsUpdate, SmtpSecurity
+from warmup.models import ImapSecurity, ScheduleSettings, SettingsUpdate, SmtpSecurity
 
 T = TypeVar("T")
 
@@ -188,10 +188,20 @@ def _host(value: str, label: str) -> str:
     return host.lower()
 
 
+def is_loopback(host: str) -> bool:
+    """This machine's own address: the one place a clear-text login is allowed."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _one_line(value: str, label: str) -> str:
     if not value or any(c in value for c in "\r\n\0"):
         raise ValueError(
-            f"{label} must be the SMTP login name (often the full address), "
+            f"{label} must be the login name (often the full address), "
             f"non-empty and on one line, e.g. {label} alice@example.com"
         )
     return value
@@ -301,6 +311,74 @@ WEEKDAYS_ONLY = Setting(
     flag="--weekdays-only", off_flag="--all-days", csv="weekdays_only",
     help="no sends on Saturday and Sunday (local days)", schedule_path=("weekdays_only",), updatable=True,
 )  # fmt: skip
+# Where the mailbox reads its mail (issue #11). No --imap-host: the mailbox warms and receives, but does
+# not engage with what it receives. The port and the security derive from each other, as SMTP's do.
+IMAP_HOST = Setting(
+    "imap_host", str, "the IMAP server, e.g. imap.example.com", flag="--imap-host", csv="imap_host",
+    metavar="HOST", help="the mailbox's IMAP server (left out: no engagement)", default="", check=_host,
+)  # fmt: skip
+IMAP_PORT = Setting(
+    "imap_port", int, "a whole number from 1 to 65535 (usually 993 for TLS or 143 for STARTTLS)",
+    flag="--imap-port", csv="imap_port", metavar="PORT", help="993 (tls) or 143 (starttls)",
+    low=1, high=65535,
+)  # fmt: skip
+IMAP_SECURITY = Setting(
+    "imap_security", ImapSecurity, "one of tls, starttls, none", flag="--imap-security", csv="imap_security",
+    help="default from the port: 993 -> tls, 143 -> starttls; none (clear text) only on loopback",
+)  # fmt: skip
+IMAP_USERNAME = Setting(
+    "imap_username", str, "the IMAP login name, often the full address", flag="--imap-username",
+    csv="imap_username", metavar="NAME", help="IMAP login name (default: --username)", default="",
+    check=_one_line,
+)  # fmt: skip
+
+
+def _engagement(
+    name: str, type_: type[T], expected: str, flag: str, help_: str, low: float, high: float, metavar: str
+) -> Setting[T]:
+    """An engagement setting: in the workflow's settings, changeable by `update`, a CSV column named as
+    its flag."""
+    return Setting(
+        name, type_, expected, flag=flag, csv=flag.removeprefix("--").replace("-", "_"), help=help_,
+        metavar=metavar, low=low, high=high, schedule_path=("engagement", name), updatable=True,
+    )  # fmt: skip
+
+
+def _rate(name: str, what: str) -> Setting[float]:
+    flag = "--" + name.replace("_", "-")
+    return _engagement(name, float, f"a fraction from 0 to 1 (the share of emails {what})", flag,
+                       f"share of received warmup emails {what}, 0-1", 0, 1, "F")  # fmt: skip
+
+
+_MAX_DWELL_SECONDS = 3600
+_MAX_REPLY_DELAY_MINUTES = 7 * 1440
+
+INBOX_SESSIONS = _engagement(
+    "inbox_sessions", int, "a whole number from 1 to 24 (IMAP sessions a day)", "--inbox-sessions",
+    "times a day the mailbox reads its mail (1-24)", 1, 24, "N",
+)  # fmt: skip
+READ_RATE = _rate("read_rate", "marked read")
+RESCUE_RATE = _rate("rescue_rate", "moved out of Junk when found there")
+IMPORTANT_RATE = _rate("important_rate", "marked important (flagged)")
+REPLY_RATE = _rate("reply_rate", "answered")
+DWELL_MIN = _engagement(
+    "dwell_min_seconds", float, f"a number of seconds from 0 to {_MAX_DWELL_SECONDS}", "--dwell-min",
+    "seconds at least between finding an email and acting on it", 0, _MAX_DWELL_SECONDS, "S",
+)  # fmt: skip
+DWELL_MAX = _engagement(
+    "dwell_max_seconds", float, f"a number of seconds from 0 to {_MAX_DWELL_SECONDS}", "--dwell-max",
+    "seconds at most between finding an email and acting on it", 0, _MAX_DWELL_SECONDS, "S",
+)  # fmt: skip
+REPLY_DELAY_MIN = _engagement(
+    "reply_delay_min_minutes", float, f"a number of minutes from 0 to {_MAX_REPLY_DELAY_MINUTES}",
+    "--reply-delay-min", "minutes at least from reading an email to its answer", 0, _MAX_REPLY_DELAY_MINUTES,
+    "MIN",
+)  # fmt: skip
+REPLY_DELAY_MAX = _engagement(
+    "reply_delay_max_minutes", float, f"a number of minutes from 0 to {_MAX_REPLY_DELAY_MINUTES}",
+    "--reply-delay-max", "minutes at most from reading an email to its answer", 0, _MAX_REPLY_DELAY_MINUTES,
+    "MIN",
+)  # fmt: skip
 # From configuration (WARMUP_SPREAD_OVER_WINDOW), not from the user: stored, no flag, no column in CSV.
 SPREAD_OVER_WINDOW = Setting(
     "spread_over_window", bool, "true or false", schedule_path=("spread_over_window",),
@@ -310,6 +388,9 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ADDRESS, USER, SMTP_HOST, SMTP_PORT, SMTP_SECURITY, USERNAME, VERIFY_TLS,
     TIMEZONE, WINDOW_START, WINDOW_END, DELAY_MIN, DELAY_MAX,
     RAMP_START, RAMP_INCREMENT, RAMP_CEILING, RAMP_VARIANCE, WEEKDAYS_ONLY, SPREAD_OVER_WINDOW,
+    IMAP_HOST, IMAP_PORT, IMAP_SECURITY, IMAP_USERNAME,
+    INBOX_SESSIONS, READ_RATE, RESCUE_RATE, IMPORTANT_RATE, REPLY_RATE, DWELL_MIN, DWELL_MAX,
+    REPLY_DELAY_MIN, REPLY_DELAY_MAX,
 )  # fmt: skip
 
 USER_SETTINGS = tuple(s for s in SETTINGS if s.flag)
@@ -332,6 +413,8 @@ class SecretSetting:
     csv_value: str  # the secret itself in the file
     csv_env: str  # the name of a variable holding it
     column: str
+    # Optional: left out, the column stays NULL and `instead` is used (the IMAP password is the SMTP one).
+    instead: SecretSetting | None = None
 
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
@@ -346,7 +429,11 @@ def shown_env_name(name: str) -> str:
 SMTP_SECRET = SecretSetting(
     "secret", "SMTP password", "--secret-env", "--secret-stdin", "secret", "secret_env", "secret_ciphertext"
 )
-SECRETS: tuple[SecretSetting, ...] = (SMTP_SECRET,)
+IMAP_SECRET = SecretSetting(
+    "imap_secret", "IMAP password", "--imap-secret-env", "--imap-secret-stdin", "imap_secret",
+    "imap_secret_env", "imap_secret_ciphertext", instead=SMTP_SECRET,
+)  # fmt: skip
+SECRETS: tuple[SecretSetting, ...] = (SMTP_SECRET, IMAP_SECRET)
 
 
 # --- values ------------------------------------------------------------------------------------------
@@ -380,10 +467,16 @@ def schedule_from(values: Mapping[str, object], base: ScheduleSettings) -> Sched
 
 
 def cross_problems(
-    values: Mapping[str, Any], label: Label, *, window: str = "", delay: str = "", ramp: str = ""
+    values: Mapping[str, Any],
+    label: Label,
+    *,
+    window: str = "",
+    delay: str = "",
+    ramp: str = "",
+    kept: str = "",
 ) -> list[str]:
     """Checks across schedule settings; each message ends with its `window`/`delay`/`ramp` hint, which
-    says where a value the user did not type came from."""
+    says where a value the user did not type came from (`kept`: for the engagement pairs)."""
     problems: list[str] = []
     start, end = WINDOW_START.of(values), WINDOW_END.of(values)
     ws, we = label(WINDOW_START), label(WINDOW_END)
@@ -402,6 +495,12 @@ def cross_problems(
         problems.append(
             f"{label(RAMP_START)} ({first}) must not exceed {label(RAMP_CEILING)} ({ceiling}) " + ramp
         )
+    for low_s, high_s in ((DWELL_MIN, DWELL_MAX), (REPLY_DELAY_MIN, REPLY_DELAY_MAX)):
+        if low_s.of(values) > high_s.of(values):
+            problems.append(
+                f"{label(low_s)} ({low_s.of(values):g}) must not exceed {label(high_s)} "
+                f"({high_s.of(values):g}) " + kept
+            )
     return problems
 
 
@@ -437,12 +536,13 @@ COLUMNS: tuple[str, ...] = tuple(s.db_column for s in SETTINGS) + tuple(x.column
 
 
 def row_values(values: Mapping[str, object], ciphertexts: Mapping[str, str]) -> tuple[object, ...]:
-    """A row for `COLUMNS`: the setting values (enums stored as their text) and the ciphertexts."""
+    """A row for `COLUMNS`: the setting values (enums stored as their text) and the ciphertexts (an
+    optional secret left out is NULL)."""
     out: list[object] = []
     for s in SETTINGS:
         value = values[s.name]
         out.append(value.value if isinstance(value, StrEnum) else value)
-    out += [ciphertexts[x.name] for x in SECRETS]
+    out += [ciphertexts.get(x.name) if x.instead else ciphertexts[x.name] for x in SECRETS]
     return tuple(out)
 
 

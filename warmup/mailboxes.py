@@ -8,7 +8,7 @@ import asyncpg
 
 from warmup import mailbox_settings as ms
 from warmup.db import Conn
-from warmup.models import MailboxState, ScheduleSettings, SmtpSecurity
+from warmup.models import ImapSecurity, MailboxState, ScheduleSettings, SmtpSecurity
 from warmup.workflow_ids import mailbox_workflow_id
 
 # The old name of warmup.workflow_ids.mailbox_workflow_id, for the callers not yet switched.
@@ -25,6 +25,16 @@ class SmtpAccount:
 
 
 @dataclass(frozen=True)
+class ImapServer:
+    """Where a mailbox reads its mail; `username` "" = the SMTP username."""
+
+    host: str
+    port: int = 993
+    security: ImapSecurity = ImapSecurity.TLS
+    username: str = ""
+
+
+@dataclass(frozen=True)
 class MailboxRecord:
     id: int
     user_id: str
@@ -34,6 +44,12 @@ class MailboxRecord:
     schedule: ScheduleSettings
     state: MailboxState
     pause_reason: str
+    imap: ImapServer | None = None  # None: no IMAP settings, so no engagement
+    imap_secret_ciphertext: str | None = None  # None: the IMAP password is the SMTP one
+
+    @property
+    def imap_username(self) -> str:
+        return (self.imap.username if self.imap else "") or self.smtp.username
 
     @property
     def domain(self) -> str:
@@ -65,14 +81,35 @@ def _record(row: asyncpg.Record) -> MailboxRecord:
         schedule=ms.schedule_from(v, ScheduleSettings()),
         state=MailboxState(row["state"]),
         pause_reason=row["pause_reason"],
+        imap=ImapServer(
+            host=ms.IMAP_HOST.of(v),
+            port=ms.IMAP_PORT.of(v),
+            security=ms.IMAP_SECURITY.of(v),
+            username=ms.IMAP_USERNAME.of(v),
+        )
+        if ms.IMAP_HOST.of(v)
+        else None,
+        imap_secret_ciphertext=row[ms.IMAP_SECRET.column],
     )
 
 
 def mailbox_row(
-    *, user_id: str, address: str, smtp: SmtpAccount, secret_ciphertext: str, schedule: ScheduleSettings
+    *,
+    user_id: str,
+    address: str,
+    smtp: SmtpAccount,
+    secret_ciphertext: str,
+    schedule: ScheduleSettings,
+    imap: ImapServer | None = None,
+    imap_secret_ciphertext: str | None = None,
 ) -> tuple[object, ...]:
     """The values of `ms.COLUMNS` for one mailbox, for every writer (the upsert, a bulk COPY)."""
+    server = imap or ImapServer(host="")
     values: dict[str, object] = {
+        ms.IMAP_HOST.name: server.host,
+        ms.IMAP_PORT.name: server.port,
+        ms.IMAP_SECURITY.name: server.security,
+        ms.IMAP_USERNAME.name: server.username,
         ms.USER.name: user_id,
         ms.ADDRESS.name: address.lower(),
         ms.SMTP_HOST.name: smtp.host,
@@ -82,7 +119,10 @@ def mailbox_row(
         ms.VERIFY_TLS.name: smtp.verify_tls,
         **ms.schedule_values_of(schedule),
     }
-    return ms.row_values(values, {ms.SMTP_SECRET.name: secret_ciphertext})
+    ciphertexts = {ms.SMTP_SECRET.name: secret_ciphertext}
+    if imap_secret_ciphertext is not None:
+        ciphertexts[ms.IMAP_SECRET.name] = imap_secret_ciphertext
+    return ms.row_values(values, ciphertexts)
 
 
 _KEYS = (ms.USER.db_column, ms.ADDRESS.db_column)
@@ -120,6 +160,8 @@ async def upsert_mailbox(
     smtp: SmtpAccount,
     secret_ciphertext: str,
     schedule: ScheduleSettings,
+    imap: ImapServer | None = None,
+    imap_secret_ciphertext: str | None = None,
 ) -> MailboxRecord:
     """Insert or update by address; re-enrolling re-activates a removed mailbox. Returns the stored row."""
     await ensure_user(conn, user_id)
@@ -131,6 +173,8 @@ async def upsert_mailbox(
             smtp=smtp,
             secret_ciphertext=secret_ciphertext,
             schedule=schedule,
+            imap=imap,
+            imap_secret_ciphertext=imap_secret_ciphertext,
         ),
     )
     if row is None:

@@ -56,27 +56,27 @@ class ImapSecurity(StrEnum):
 
 
 @dataclass(frozen=True)
-class EngagementSettings:
-    """How a mailbox treats the warmup mail it receives; each rate is a probability per email. The
-    defaults and bounds are declared in warmup/mailbox_settings.py."""
-
-    inbox_sessions: int  # IMAP logins a day, at random times inside the mailbox's window
-    read_rate: float  # marked \Seen
-    rescue_rate: float  # moved out of Junk into INBOX, when found in Junk
-    important_rate: float  # marked \Flagged
-    reply_rate: float  # answered in-thread
-    dwell_min_seconds: float  # a human's pause between finding an email and acting on it
-    dwell_max_seconds: float
-    reply_delay_min_minutes: float  # how long after reading it the answer goes out
-    reply_delay_max_minutes: float
-
-
-@dataclass(frozen=True)
 class RampSettings:
     start_volume: int = 5
     daily_increment: int = 2
     ceiling: int = 40
     daily_variance: float = 0.0  # +/- fraction, drawn per mailbox-day from a seeded generator
+
+
+@dataclass(frozen=True)
+class EngagementSettings:
+    """How a mailbox treats the warmup mail it receives; each rate is a probability per email. Bounds and
+    help are declared in warmup/mailbox_settings.py; these defaults are near the peers' (issue #11)."""
+
+    inbox_sessions: int = 4  # IMAP logins a day, at random times inside the mailbox's window
+    read_rate: float = 0.95  # marked \Seen
+    rescue_rate: float = 0.85  # moved out of Junk into INBOX, when found in Junk
+    important_rate: float = 0.3  # marked \Flagged
+    reply_rate: float = 0.3  # answered in-thread
+    dwell_min_seconds: float = 5.0  # a human's pause between finding an email and acting on it
+    dwell_max_seconds: float = 60.0
+    reply_delay_min_minutes: float = 45.0  # how long after reading it the answer goes out
+    reply_delay_max_minutes: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,8 @@ class ScheduleSettings:
     spread_over_window: bool = True
     # True: no sends on Saturday and Sunday (the mailbox's local days); the ramp does not advance then.
     weekdays_only: bool = False
+    # What the mailbox does with the mail it receives (issue #11); absent in histories recorded before it.
+    engagement: EngagementSettings = field(default_factory=EngagementSettings)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,7 @@ class SettingsUpdate:
     ramp: RampSettings | None = None
     spread_over_window: bool | None = None
     weekdays_only: bool | None = None
+    engagement: EngagementSettings | None = None
     fairness_weight: float | None = None  # not a schedule field: the user's plan weight
     plan_parent_id: str | None = None  # not a schedule field: "" stops asking a parent for allowances
 
