@@ -21,8 +21,8 @@ from bench.fleet import SimMailbox
 from bench.warmup_sim import simulate_day
 from devstack.temporal import test_server_binary
 from warmup import search_attributes
-from warmup.mailboxes import workflow_id_for
 from warmup.models import MailboxWorkflowInput, SendRequest, SendResult, SendStatus
+from warmup.workflow_ids import mailbox_workflow_id
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
 
@@ -164,7 +164,7 @@ async def _real_day(
                         schedule=m.schedule,
                         state=m.initial_state(),
                     ),
-                    id=f"{workflow_id_for(m.mailbox_id)}-{suffix}",
+                    id=f"{mailbox_workflow_id(m.mailbox_id)}-{suffix}",
                     task_queue=queue,
                 )
             )

@@ -17,8 +17,9 @@ import asyncpg
 from temporalio.client import Client
 
 from warmup import mailbox_settings as ms
-from warmup.mailboxes import SmtpAccount, mailbox_row, workflow_id_for
+from warmup.mailboxes import SmtpAccount, mailbox_row
 from warmup.models import MailboxWorkflowInput, ScheduleSettings, SmtpSecurity
+from warmup.workflow_ids import mailbox_workflow_id
 from workflows.mailbox import MailboxWarmupWorkflow
 
 
@@ -97,7 +98,7 @@ async def start_workflows(
             await client.start_workflow(
                 MailboxWarmupWorkflow.run,
                 inp,
-                id=workflow_id_for(m.mailbox_id),
+                id=mailbox_workflow_id(m.mailbox_id),
                 task_queue=task_queue,
                 start_delay=start_delay(inp) if start_delay is not None else None,
             )

@@ -220,7 +220,7 @@ def _fill(runs: list[FillRun]) -> list[str]:
         "",
         "Sent/quota overall, and the share of mailboxes at 100% of their quota, for the same mailboxes",
         "and quotas under the audit's legacy loop, its Phase 1 fix and this system (discrete-event",
-        "simulation driving `MailboxPlanner`, the workflow's own scheduling code).",
+        "simulation driving `DaySchedule`, the workflow's own scheduling code).",
         "",
         "| Fleet | Quota | Legacy | Phase 1 | This system | This system: outside window / closest gap |",
         "|---|---|---|---|---|---|",
@@ -324,7 +324,7 @@ def _scale(s: ScaleResult) -> list[str]:
             else ""
         )
         + f"Mailboxes whose workflow re-spread its day (a send finished less than delay_min before the next "
-        f"planned one; judged by the ledger's planned times): {s.replanned_mailboxes}. "
+        f"planned one; judged by the ledger's planned times): {s.respread_mailboxes}. "
         f"CPU cores used: {_cores(s.cores)}.",
         "",
     ]

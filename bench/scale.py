@@ -4,7 +4,7 @@ send against its planned time over a measured span of at least ten minutes.
 The fleet is a 1,000,000-emails-a-day fleet caught mid-day: every mailbox's window (6-22 local, a
 timezone chosen so that it is about 10:00 there when the run starts) has been open four hours. Each
 workflow starts with the state its own day would have reached by then, computed by the simulation
-(the very planner the workflow drives), so the whole day's plan of every mailbox is known: a send
+(the very `DaySchedule` the workflow drives), so every mailbox's whole day of sends is known: a send
 planned inside the measured span that did not happen counts as late, not as absent.
 """
 
@@ -38,8 +38,8 @@ from bench.stack import Stack
 from bench.warmup_sim import SimSend, mailbox_process
 from warmup import schedule
 from warmup.config import load_settings
+from warmup.day_schedule import DaySchedule
 from warmup.models import MailboxWorkflowInput, MailboxWorkflowState, RampSettings, ScheduleSettings
-from warmup.planner import MailboxPlanner
 
 LOCAL_HOUR_AT_START = 10  # four hours into a 6-22 window
 
@@ -68,7 +68,7 @@ class ScaleResult:
     not_sent_by_status: dict[str, int]  # their ledger status ("no row": never dispatched)
     # Mailboxes whose workflow re-spread the rest of its day (a send finished so late that the next
     # was closer than delay_min): judged by the planned times in the ledger, not the predicted ones.
-    replanned_mailboxes: int
+    respread_mailboxes: int
     lateness: Lateness  # sent_at - planned_at, seconds (not sent: counted as infinitely late)
     dispatch_lateness: Lateness  # workflow dispatch time - planned_at
     cores: dict[str, float]
@@ -102,13 +102,13 @@ def state_at(
     mailbox_id: int, sched: ScheduleSettings, now: float
 ) -> tuple[MailboxWorkflowState, list[float]]:
     """The state this mailbox's day reaches by `now` (every send so far on plan), and the day's plan."""
-    planner = MailboxPlanner(mailbox_id, sched, MailboxWorkflowState())
+    day_schedule = DaySchedule(mailbox_id, sched, MailboxWorkflowState())
     opened = schedule.window_bounds(schedule.local_day(now, sched.timezone), sched)[0]
     sim = Sim(opened)
     done: list[SimSend] = []
-    sim.spawn(mailbox_process(sim, planner, math.inf, 0.0, done))
+    sim.spawn(mailbox_process(sim, day_schedule, math.inf, 0.0, done))
     sim.run(until=now)
-    return planner.state, [s.planned_at for s in done] + list(planner.state.today.plan)
+    return day_schedule.state, [s.planned_at for s in done] + list(day_schedule.state.today.plan)
 
 
 def _percentiles(values: list[float]) -> Lateness:
@@ -264,7 +264,7 @@ async def run_scale(
 
     late: list[float] = []
     dispatch_late: list[float] = []
-    moved = _replanned(plans, by_key, spacing)
+    moved = _respread(plans, by_key, spacing)
     planned = not_sent = 0
     for (m, _), rec in by_key.items():
         if m in moved and t1 <= float(rec["planned"]) < t2:
@@ -317,7 +317,7 @@ async def run_scale(
         min_minute_rate=round(min(per_minute) / 60, 2) if span >= 60 else round(sent_in_span / span, 2),
         not_sent=not_sent,
         not_sent_by_status=not_sent_by_status,
-        replanned_mailboxes=len(moved),
+        respread_mailboxes=len(moved),
         lateness=_percentiles(late),
         dispatch_lateness=_percentiles(dispatch_late),
         cores=CpuMeter.cores(a, b),
@@ -331,7 +331,7 @@ async def run_scale(
     )
 
 
-def _replanned(
+def _respread(
     plans: dict[int, array.array[float]], sent: dict[tuple[int, int], Record], spacing: float
 ) -> set[int]:
     """Mailboxes whose workflow re-spread its day, so later slots have other planned times.

@@ -27,8 +27,8 @@ from bench.pgsample import SqlProfile
 from bench.procstat import CpuMeter, rss_bytes
 from bench.stack import Stack
 from warmup.config import load_settings
-from warmup.mailboxes import workflow_id_for
 from warmup.models import MailboxWorkflowInput
+from warmup.workflow_ids import mailbox_workflow_id
 
 DELAY_MIN_MINUTES = 0.005  # 0.3 s
 DELAY_MAX_MINUTES = 0.01  # 0.6 s
@@ -106,8 +106,8 @@ async def run_throughput(
     quota = max(20, math.ceil(300 * (warmup_seconds + seconds + 30) / mailboxes))
     settings = e2e_settings(mailboxes, concurrency, quota)
     e2e, ids = await _e2e(stack, settings, mailboxes, warmup_seconds, seconds, workers, say)
-    histories = await fetch_events(stack.client, [workflow_id_for(i) for i in ids[:200]])
-    await _terminate(stack, [workflow_id_for(i) for i in ids])
+    histories = await fetch_events(stack.client, [mailbox_workflow_id(i) for i in ids[:200]])
+    await _terminate(stack, [mailbox_workflow_id(i) for i in ids])
     bare = await _bare(stack, mailboxes, concurrency, warmup_seconds, seconds, workers, say)
     return Throughput(e2e, bare, summarize("dev server, compressed timing", histories), settings)
 

@@ -130,33 +130,33 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         records = await _targets(conn, args, "update")
         by_user = args.mailbox is None
         # Check every mailbox first: one that would end up invalid stops the whole update.
-        plans: list[tuple[MailboxRecord, ScheduleUpdate]] = []
+        checked: list[tuple[MailboxRecord, ScheduleUpdate]] = []
         problems: list[str] = []
         for record in records:
             try:
-                plan = parse_schedule_change(record.schedule, raw)
+                change = parse_schedule_change(record.schedule, raw)
             except EnrollValidationError as exc:
                 prefix = f"{record.address}: " if by_user else ""
                 problems += [prefix + p for p in exc.problems]
                 continue
-            plans.append((record, plan))
+            checked.append((record, change))
         if problems:
             raise EnrollValidationError(problems)
 
         outcomes: list[MailboxOutcome] = []
         changes: dict[int, dict[str, list[object]]] = {}
-        for record, plan in plans:
+        for record, change in checked:
             try:
                 async with conn.transaction():
-                    await update_schedule(conn, record.id, plan.schedule)
+                    await update_schedule(conn, record.id, change.schedule)
                     # The row commits only once the workflow accepted the new settings.
-                    await temporal_calls.update(client, record.id, plan.signal, settings)
+                    await temporal_calls.update(client, record.id, change.signal, settings)
             except StarterError as exc:
                 if not by_user:
                     raise
                 outcomes.append(MailboxOutcome(record.id, record.address, False, str(exc)))
                 continue
-            changes[record.id] = _changes(plan, record)
+            changes[record.id] = _changes(change, record)
             described = (
                 ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes[record.id].items()) or "no change"
             )
@@ -164,9 +164,11 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
 
     if by_user:
         return _finish_user("Updated", args.user, outcomes, args, io)
-    record, plan = plans[0]
+    record, change = checked[0]
     if args.json:
-        io.json(_mailbox_json(record, changed=changes[record.id], schedule=dataclasses.asdict(plan.schedule)))
+        io.json(
+            _mailbox_json(record, changed=changes[record.id], schedule=dataclasses.asdict(change.schedule))
+        )
     else:
         io.say(f"Updated {record.address} ({mailbox_workflow_id(record.id)}): {outcomes[0].detail}")
     return EXIT_OK
@@ -257,7 +259,7 @@ def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
         help="change the ramp, window, timezone or spacing of a mailbox (or a user's)",
         allow_abbrev=False,
         description="Change schedule settings; a flag left out keeps the mailbox's current value. The "
-        "running workflow re-plans the rest of today at once.",
+        "running workflow re-spreads the rest of today at once.",
     )
     target(update_cmd, "update")
     setting_flags.add_update_flags(update_cmd.add_argument_group("schedule"))

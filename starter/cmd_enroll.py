@@ -17,11 +17,10 @@ from starter.cli_args import json_flag
 from starter.context import Io, database, ui_link
 from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
 from starter.imap_check import ImapCheckError, check_imap_login
-from starter.output import table
 from starter.setting_flags import dest
 from starter.smtp_check import SmtpCheckError, check_login
 from starter.temporal_calls import StarterError
-from starter.views import bulk_view
+from starter.views import bulk_view, table
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.db import Conn

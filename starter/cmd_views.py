@@ -17,10 +17,18 @@ from temporalio.client import Client
 from starter import temporal_calls
 from starter.cli_args import json_flag, target
 from starter.context import Io, address, database, find_mailbox, ui_link
-from starter.output import bar, console, status_table
 from starter.report import build_report
 from starter.temporal_calls import StarterError
-from starter.views import list_json, list_table, report_view, user_status_json, user_status_view
+from starter.views import (
+    bar,
+    console,
+    list_json,
+    list_table,
+    report_view,
+    status_table,
+    user_status_json,
+    user_status_view,
+)
 from warmup import fleet
 from warmup.config import Settings
 from warmup.mailboxes import MailboxRecord

@@ -15,12 +15,11 @@ from rich.console import RenderableType
 
 from starter import temporal_calls
 from starter.enroll_request import normalize_address
-from starter.output import render, to_json
 from starter.temporal_calls import StarterError
+from starter.views import render, to_json
 from warmup.config import Settings
 from warmup.db import migrate
 from warmup.mailboxes import MailboxRecord, get_mailbox_by_address
-from warmup.process_exit import EXIT_OK as EXIT_OK  # re-exported until cmd_enroll/cmd_control import it
 from warmup.process_exit import EXIT_USAGE
 
 _DB_CONNECT_TIMEOUT = 15.0

@@ -38,7 +38,7 @@ from warmup import fleet, temporal_connection
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.db import Conn
-from warmup.mailboxes import MailboxRecord, get_mailbox_by_address, set_state, upsert_mailbox, workflow_id_for
+from warmup.mailboxes import MailboxRecord, get_mailbox_by_address, set_state, upsert_mailbox
 from warmup.models import (
     EnrollResult,
     MailboxEnrollment,
@@ -50,9 +50,8 @@ from warmup.models import (
     UserPlan,
     UserWorkflowInput,
 )
-from warmup.process_exit import EXIT_FAILURE as EXIT_FAILURE  # re-exported until callers import it
-from warmup.process_exit import EXIT_USAGE as EXIT_USAGE  # from warmup.process_exit, its home
-from warmup.workflow_ids import user_workflow_id
+from warmup.process_exit import EXIT_FAILURE
+from warmup.workflow_ids import mailbox_workflow_id, user_workflow_id
 from workflows.mailbox import MailboxWarmupWorkflow
 from workflows.user import UserWarmupWorkflow
 
@@ -136,7 +135,7 @@ def _user_handle(client: Client, user_id: str) -> WorkflowHandle[UserWarmupWorkf
 
 
 def _mailbox_handle(client: Client, mailbox_id: int) -> WorkflowHandle[MailboxWarmupWorkflow, None]:
-    return client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id_for(mailbox_id))
+    return client.get_workflow_handle_for(MailboxWarmupWorkflow.run, mailbox_workflow_id(mailbox_id))
 
 
 async def user_plan(conn: Conn, user_id: str, settings: Settings) -> UserPlan:
@@ -218,7 +217,7 @@ async def resume(client: Client, mailbox_id: int, settings: Settings) -> None:
 
 
 async def status(client: Client, mailbox_id: int, settings: Settings) -> MailboxStatus:
-    workflow_id = workflow_id_for(mailbox_id)
+    workflow_id = mailbox_workflow_id(mailbox_id)
     handle = _mailbox_handle(client, mailbox_id)
     try:
         st = await handle.query(MailboxWarmupWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
@@ -281,7 +280,7 @@ async def remove(client: Client, mailbox_id: int, user_id: str, settings: Settin
         await user.signal(UserWarmupWorkflow.remove_mailbox, mailbox_id, rpc_timeout=_RPC_TIMEOUT)
     except RPCError:
         pass  # no user workflow (enrolled before there was one): the mailbox's own signal suffices
-    workflow_id = workflow_id_for(mailbox_id)
+    workflow_id = mailbox_workflow_id(mailbox_id)
     handle = _mailbox_handle(client, mailbox_id)
     try:
         await handle.signal(MailboxWarmupWorkflow.remove, rpc_timeout=_RPC_TIMEOUT)
@@ -296,7 +295,7 @@ async def wait_closed(client: Client, mailbox_id: int, seconds: float) -> bool:
     """True once the workflow (following continue-as-new) has closed, False if still open after `seconds`."""
     if seconds <= 0:
         return False
-    handle = client.get_workflow_handle(workflow_id_for(mailbox_id))
+    handle = client.get_workflow_handle(mailbox_workflow_id(mailbox_id))
     try:
         async with asyncio.timeout(seconds):
             await handle.result()
@@ -324,7 +323,7 @@ class MailboxOutcome:
 
     @property
     def workflow_id(self) -> str:
-        return workflow_id_for(self.mailbox_id)
+        return mailbox_workflow_id(self.mailbox_id)
 
 
 async def _user_mailboxes(conn: Conn, user_id: str) -> list[fleet.MailboxRow]:

@@ -24,7 +24,8 @@ from warmup.config import Settings
 from warmup.mailboxes import SmtpAccount, upsert_mailbox
 from warmup.models import MailboxEnrollment, SmtpSecurity, UserPlan, UserWorkflowInput
 from warmup.secrets import SecretBox
-from workflows.user import UserWarmupWorkflow, user_workflow_id
+from warmup.workflow_ids import user_workflow_id
+from workflows.user import UserWarmupWorkflow
 
 
 def max_in_window(times: Iterable[float], seconds: float) -> int:

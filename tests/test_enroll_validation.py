@@ -35,7 +35,7 @@ from warmup import mailbox_settings as ms
 from warmup.config import load_settings
 from warmup.models import ScheduleSettings, SmtpSecurity
 from warmup.secrets import generate_key
-from workflows.user import user_workflow_id
+from warmup.workflow_ids import user_workflow_id
 
 PASSWORD = "Pw-7f3c9b1e-do-not-print"
 ZONES = sorted(zoneinfo.available_timezones())

@@ -26,12 +26,8 @@ from starter import temporal_calls
 from tests.helpers.workflows import skip_to, start_mailboxes, status
 from warmup import schedule
 from warmup.config import load_settings
-from warmup.mailboxes import workflow_id_for
+from warmup.errors import ERR_AUTH, ERR_CAP_DEFERRED, ERR_REFUSED, ERR_UNKNOWN_OUTCOME
 from warmup.models import (
-    ERR_AUTH,
-    ERR_CAP_DEFERRED,
-    ERR_REFUSED,
-    ERR_UNKNOWN_OUTCOME,
     MailboxWorkflowInput,
     PauseRequest,
     RampSettings,
@@ -41,6 +37,7 @@ from warmup.models import (
     SendStatus,
     SettingsUpdate,
 )
+from warmup.workflow_ids import mailbox_workflow_id
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
 from workflows.send_contract import SendEmail
@@ -340,7 +337,9 @@ class CapFull:
 
 async def test_starter_status_adds_the_last_attempts_failure(time_skipping_env: WorkflowEnvironment) -> None:
     env, cap, queue = time_skipping_env, CapFull(), f"wf-{uuid.uuid4().hex[:8]}"
-    mailbox_id = int(uuid.uuid4().int % 10**9) + 10**9  # workflow_id_for(id): the id `starter status` uses
+    mailbox_id = (
+        int(uuid.uuid4().int % 10**9) + 10**9
+    )  # mailbox_workflow_id(id): the id `starter status` uses
     async with Worker(
         env.client,
         task_queue=queue,
@@ -351,7 +350,7 @@ async def test_starter_status_adds_the_last_attempts_failure(time_skipping_env: 
         h = await env.client.start_workflow(
             MailboxWarmupWorkflow.run,
             MailboxWorkflowInput(mailbox_id, "u1", SOON, search_attributes=False),
-            id=workflow_id_for(mailbox_id),
+            id=mailbox_workflow_id(mailbox_id),
             task_queue=queue,
         )
         await _skip_until(env, lambda: cap.attempts > 0)  # its retry comes an hour later

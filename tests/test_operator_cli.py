@@ -187,7 +187,7 @@ async def test_update_changes_the_stored_schedule_and_the_running_workflow(op: O
         mailbox_id,
     )
     assert tuple(rows[0]) == ("Asia/Tokyo", 8, 20, 12)
-    # The workflow got the whole schedule and re-planned with it.
+    # The workflow got the whole schedule and re-spread today with it.
     await eventually(lambda: _status_has(op, "u1@update.test", "timezone", "Asia/Tokyo"))
     history = await op.client.get_workflow_handle(f"mailbox-{mailbox_id}").fetch_history()
     updates = [

@@ -11,7 +11,8 @@ from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
     op_fixture,
     worker_fixture,
 )
-from workflows.user import UserWarmupWorkflow, user_workflow_id
+from warmup.workflow_ids import user_workflow_id
+from workflows.user import UserWarmupWorkflow
 
 
 async def test_a_plan_set_before_and_after_enrollment_reaches_the_user_workflow(op: Op, worker: None) -> None:

@@ -34,7 +34,7 @@ def test_plan_fills_the_quota_inside_the_window_with_spacing(
     p: tuple[float, float, int, float, float, int, bool],
 ) -> None:
     start, end, count, dmin, dmax, seed, spread = p
-    times = schedule.plan_sends(start, end, count, dmin, dmax, random.Random(seed), spread=spread)
+    times = schedule.spread_sends(start, end, count, dmin, dmax, random.Random(seed), spread=spread)
     assert len(times) == count
     assert all(start - EPS <= t < end for t in times)
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -53,7 +53,7 @@ def test_plan_fills_the_quota_inside_the_window_with_spacing(
 def test_one_more_than_max_sends_does_not_fit(length: float, dmin: float) -> None:
     n = schedule.max_sends(length, dmin)
     with pytest.raises(ValueError):
-        schedule.plan_sends(0, length, n + 1, dmin, dmin * 5, random.Random(1))
+        schedule.spread_sends(0, length, n + 1, dmin, dmin * 5, random.Random(1))
 
 
 def test_spread_day_is_not_front_loaded() -> None:
@@ -61,7 +61,7 @@ def test_spread_day_is_not_front_loaded() -> None:
     start, end = 0.0, 16 * 3600.0
     positions: list[float] = []
     for seed in range(300):
-        times = schedule.plan_sends(start, end, 5, 120, 600, random.Random(seed))
+        times = schedule.spread_sends(start, end, 5, 120, 600, random.Random(seed))
         positions += [(t - start) / (end - start) for t in times]
     assert 0.4 < statistics.mean(positions) < 0.6
     assert sum(p >= 0.75 for p in positions) / len(positions) > 0.15, "last quarter of the window starved"
@@ -70,7 +70,7 @@ def test_spread_day_is_not_front_loaded() -> None:
 
 def test_dense_quota_is_compressed_not_dropped() -> None:
     # 200 sends at 2-10 min do not fit a chain of random gaps in 16 h: gaps shrink toward 2 min.
-    times = schedule.plan_sends(0, 16 * 3600, 200, 120, 600, random.Random(7))
+    times = schedule.spread_sends(0, 16 * 3600, 200, 120, 600, random.Random(7))
     assert len(times) == 200 and times[-1] < 16 * 3600
 
 

@@ -28,8 +28,8 @@ from devstack.smtp_sink import SmtpSink
 from devstack.tls import self_signed_server_context
 from starter import cli
 from warmup.config import Settings
-from warmup.mailboxes import workflow_id_for
 from warmup.secrets import SecretBox
+from warmup.workflow_ids import mailbox_workflow_id
 
 PASSWORD = "Sm7p-pa55-4f1d9c0a"
 ADDRESS = "alice@demo.test"
@@ -73,7 +73,7 @@ class Ctx:
         assert await self.fetch("SELECT * FROM users") == []
         assert await self.fetch("SELECT * FROM mailboxes") == []
         with pytest.raises(RPCError) as info:
-            await self.client.get_workflow_handle(workflow_id_for(self.first_id)).describe()
+            await self.client.get_workflow_handle(mailbox_workflow_id(self.first_id)).describe()
         assert info.value.status is RPCStatusCode.NOT_FOUND
 
 
@@ -105,7 +105,7 @@ async def ctx(
     }
     # The user workflows too: the next test's enroll_mailbox Update must not meet one on this test's
     # task queue, where no worker answers any more.
-    started = [workflow_id_for(first_id + i) for i in range(3)] + ["user-u1", "user-u2"]
+    started = [mailbox_workflow_id(first_id + i) for i in range(3)] + ["user-u1", "user-u2"]
     c = Ctx(settings, env, client, db_dsn, first_id, started)
     try:
         yield c
@@ -241,7 +241,7 @@ async def test_unreachable_database_names_the_setting_but_not_its_password(ctx: 
 async def test_enroll_stores_the_mailbox_encrypted_and_starts_one_workflow(ctx: Ctx, worker: None) -> None:
     run = await ctx.starter(*enroll_args({"--mailbox": "Alice@Demo.TEST", "--ramp-ceiling": "25"}))
     assert run.code == 0, run.err
-    workflow_id = workflow_id_for(ctx.first_id)
+    workflow_id = mailbox_workflow_id(ctx.first_id)
     assert str(ctx.first_id) in run.out and workflow_id in run.out
     assert f"/namespaces/{ctx.client.namespace}/workflows/{workflow_id}" in run.out
 
@@ -295,7 +295,7 @@ async def test_enrolling_again_updates_the_row_and_the_same_workflow(ctx: Ctx, w
     ]
     assert b"America/New_York" in signals[0].input.payloads[0].data
     with pytest.raises(RPCError):
-        await ctx.client.get_workflow_handle(workflow_id_for(ctx.first_id + 1)).describe()
+        await ctx.client.get_workflow_handle(mailbox_workflow_id(ctx.first_id + 1)).describe()
 
 
 async def test_an_address_of_another_user_is_refused(ctx: Ctx, worker: None) -> None:
@@ -369,7 +369,7 @@ async def test_the_installed_command_exits_cleanly(ctx: Ctx, worker: None) -> No
     )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
-    assert json.loads(out)["workflow_id"] == workflow_id_for(ctx.first_id)
+    assert json.loads(out)["workflow_id"] == mailbox_workflow_id(ctx.first_id)
 
 
 # ---- pause, resume, status on a running workflow ----------------------------------------------------
@@ -425,7 +425,7 @@ async def test_pause_resume_and_status(ctx: Ctx, worker: None) -> None:
     await eventually(is_paused)
     table = await ctx.starter("status", "--mailbox", ADDRESS)
     assert table.code == 0
-    assert "paused (holiday)" in table.out and workflow_id_for(ctx.first_id) in table.out
+    assert "paused (holiday)" in table.out and mailbox_workflow_id(ctx.first_id) in table.out
 
     resumed = await ctx.starter("resume", "--mailbox", ADDRESS)
     assert resumed.code == 0, resumed.err

@@ -24,9 +24,10 @@ from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
     starter,
     worker_fixture,
 )
-from warmup.mailboxes import workflow_id_for
-from warmup.models import ERR_REFUSED, MailboxEnrollment, ScheduleSettings, UserPlan
-from workflows.user import UserWarmupWorkflow, user_workflow_id
+from warmup.errors import ERR_REFUSED
+from warmup.models import MailboxEnrollment, ScheduleSettings, UserPlan
+from warmup.workflow_ids import mailbox_workflow_id, user_workflow_id
+from workflows.user import UserWarmupWorkflow
 
 # Fields of `status --json` that only a command (never the clock) changes while nothing is sent.
 _STABLE = ("paused", "pause_reason", "timezone", "quota_today", "sent_total", "ramp_day", "user_id")
@@ -69,7 +70,7 @@ async def _adopted(op: Op, mailbox_id: int, user: str) -> None:
     """The user's workflow adopted the mailbox: `enroll` returns once it has started the mailbox's
     workflow as its child, so from then on a mailbox that sends nothing receives no signal unless a
     command sends one."""
-    desc = await op.client.get_workflow_handle(workflow_id_for(mailbox_id)).describe()
+    desc = await op.client.get_workflow_handle(mailbox_workflow_id(mailbox_id)).describe()
     assert desc.parent_id == user_workflow_id(user)
     user_wf = op.client.get_workflow_handle_for(UserWarmupWorkflow.run, user_workflow_id(user))
     assert mailbox_id in (await user_wf.query(UserWarmupWorkflow.status)).mailbox_ids
@@ -83,7 +84,7 @@ async def _snapshot(op: Op, t: Tenants) -> dict[str, object]:
     return {
         "row": dict(rows[0]),
         "status": {k: status[k] for k in _STABLE},
-        "mailbox signals": await _signals(op, workflow_id_for(t.victim_id)),
+        "mailbox signals": await _signals(op, mailbox_workflow_id(t.victim_id)),
         "user signals": await _signals(op, user_workflow_id(t.owner)),
     }
 
@@ -133,7 +134,7 @@ async def test_every_command_refuses_a_mailbox_named_under_another_user(op: Op, 
     assert status.code == 0, status.err
     victim_status = await op.status(t.victim)
     assert victim_status["paused"] is True and victim_status["pause_reason"] == "owner's call"
-    desc = await op.client.get_workflow_handle(workflow_id_for(t.victim_id)).describe()
+    desc = await op.client.get_workflow_handle(mailbox_workflow_id(t.victim_id)).describe()
     assert desc.status is WorkflowExecutionStatus.RUNNING
 
 
@@ -167,7 +168,7 @@ async def test_user_wide_commands_and_views_see_only_that_users_mailboxes(op: Op
 async def test_a_users_workflow_refuses_another_users_mailbox(op: Op, worker: None) -> None:
     t = await _tenants(op)
     owner_wf = op.client.get_workflow_handle_for(UserWarmupWorkflow.run, user_workflow_id(t.owner))
-    own_wf = workflow_id_for(t.own_id)
+    own_wf = mailbox_workflow_id(t.own_id)
     own_signals = await _signals(op, own_wf)
 
     # Straight to the owner's workflow, past the starter's checks: adopt and remove the other's mailbox.

@@ -17,9 +17,8 @@ from temporalio.worker import Worker
 
 from tests.helpers.workflows import skip_to
 from tests.test_mailbox_workflow import Recorder
-from warmup.mailboxes import workflow_id_for
+from warmup.errors import ERR_REFUSED
 from warmup.models import (
-    ERR_REFUSED,
     EnrollResult,
     MailboxEnrollment,
     MailboxWorkflowInput,
@@ -29,6 +28,7 @@ from warmup.models import (
     UserPlan,
     UserWorkflowInput,
 )
+from warmup.workflow_ids import mailbox_workflow_id
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
 from workflows.user import UserWarmupWorkflow
@@ -131,14 +131,14 @@ async def test_plan_limit_is_shared_exactly_and_fairly(rig: Rig) -> None:
     assert sorted(per_mailbox.values()) == [6, 6, 6, 7, 7], "the plan was not spread evenly"
     st = await h.query(UserWarmupWorkflow.status)
     assert st.mailbox_ids == ids and sum(st.granted.values()) == 32
-    mb = await env.client.get_workflow_handle(workflow_id_for(ids[0])).query(MailboxWarmupWorkflow.status)
+    mb = await env.client.get_workflow_handle(mailbox_workflow_id(ids[0])).query(MailboxWarmupWorkflow.status)
     assert "plan allows" in mb.capped_reason
 
     # The next day the plan applies again, and no more than that.
     await env.sleep(dt.timedelta(hours=24))
     assert sum(_sent_per_mailbox(rec).values()) == 64
     for m in ids:
-        await env.client.get_workflow_handle(workflow_id_for(m)).terminate()
+        await env.client.get_workflow_handle(mailbox_workflow_id(m)).terminate()
     await h.terminate()
 
 
@@ -152,7 +152,7 @@ async def test_without_a_limit_every_mailbox_fills_its_quota(rig: Rig) -> None:
     await env.sleep(dt.timedelta(hours=23))
     assert _sent_per_mailbox(rec) == Counter(dict.fromkeys(ids, 10))
     for m in ids:
-        await env.client.get_workflow_handle(workflow_id_for(m)).terminate()
+        await env.client.get_workflow_handle(mailbox_workflow_id(m)).terminate()
     await h.terminate()
 
 
@@ -167,7 +167,7 @@ async def test_user_pause_resume_and_remove_reach_every_mailbox(rig: Rig) -> Non
     await env.sleep(dt.timedelta(hours=6))
     assert rec.requests == [], "a paused user's mailbox sent mail"
     statuses = [
-        await env.client.get_workflow_handle(workflow_id_for(m)).query(MailboxWarmupWorkflow.status)
+        await env.client.get_workflow_handle(mailbox_workflow_id(m)).query(MailboxWarmupWorkflow.status)
         for m in ids
     ]
     assert all(s.paused and s.pause_reason == "user on holiday" for s in statuses)
@@ -176,12 +176,12 @@ async def test_user_pause_resume_and_remove_reach_every_mailbox(rig: Rig) -> Non
     await h.signal(UserWarmupWorkflow.remove_mailbox, ids[2])
     await env.sleep(dt.timedelta(hours=11))
     assert _sent_per_mailbox(rec) == Counter({ids[0]: 10, ids[1]: 10}), "resume or remove missed a mailbox"
-    removed = env.client.get_workflow_handle(workflow_id_for(ids[2]))
+    removed = env.client.get_workflow_handle(mailbox_workflow_id(ids[2]))
     await removed.result()  # the removed mailbox's workflow completed
     st = await h.query(UserWarmupWorkflow.status)
     assert (st.mailbox_ids, st.removed_ids, st.paused) == (ids[:2], [ids[2]], False)
     for m in ids[:2]:
-        await env.client.get_workflow_handle(workflow_id_for(m)).terminate()
+        await env.client.get_workflow_handle(mailbox_workflow_id(m)).terminate()
     await h.terminate()
 
 
@@ -198,7 +198,7 @@ async def test_continue_as_new_keeps_mailboxes_and_todays_grants(rig: Rig) -> No
     assert st.mailbox_ids == ids
     assert sum(_sent_per_mailbox(rec).values()) == 60, "a plan grant was lost or repeated across runs"
     for m in ids:
-        await env.client.get_workflow_handle(workflow_id_for(m)).terminate()
+        await env.client.get_workflow_handle(mailbox_workflow_id(m)).terminate()
     await h.terminate()
 
 
@@ -209,14 +209,16 @@ async def test_a_vanished_mailbox_does_not_fail_its_user(rig: Rig) -> None:
     for m in ids:
         h = await _enroll(env.client, queue, user, m)
     await env.sleep(dt.timedelta(minutes=1))
-    await env.client.get_workflow_handle(workflow_id_for(ids[0])).terminate("operator cleanup")
+    await env.client.get_workflow_handle(mailbox_workflow_id(ids[0])).terminate("operator cleanup")
     await h.signal(UserWarmupWorkflow.pause, PauseRequest("holiday"))
     await env.sleep(dt.timedelta(minutes=1))
     st = await h.query(UserWarmupWorkflow.status)  # a failed user workflow would not answer
     assert (st.mailbox_ids, st.removed_ids, st.paused) == ([ids[1]], [ids[0]], True)
-    live = await env.client.get_workflow_handle(workflow_id_for(ids[1])).query(MailboxWarmupWorkflow.status)
+    live = await env.client.get_workflow_handle(mailbox_workflow_id(ids[1])).query(
+        MailboxWarmupWorkflow.status
+    )
     assert live.paused
-    await env.client.get_workflow_handle(workflow_id_for(ids[1])).terminate()
+    await env.client.get_workflow_handle(mailbox_workflow_id(ids[1])).terminate()
     await h.terminate()
 
 
@@ -228,7 +230,7 @@ async def test_a_plan_limited_mailbox_keeps_warming_when_its_user_workflow_is_go
     assert _sent_per_mailbox(rec)[9600] == 4, "the plan's allowance was not applied"
     await h.terminate("user workflow lost")
     await env.sleep(dt.timedelta(hours=24))
-    child = env.client.get_workflow_handle(workflow_id_for(9600))
+    child = env.client.get_workflow_handle(mailbox_workflow_id(9600))
     st = await child.query(MailboxWarmupWorkflow.status)  # still running, not failed
     assert _sent_per_mailbox(rec)[9600] == 4 + 10, "without its parent the mailbox follows its ramp"
     assert st.sent_today == 10
@@ -240,7 +242,7 @@ async def test_enrolling_answers_and_a_mailbox_gets_its_settings_once(rig: Rig) 
     user = f"once-{uuid.uuid4().hex[:6]}"
     first = await enroll_result(env.client, queue, user, 9700)
     assert first == EnrollResult(9700, started=True)
-    mailbox = env.client.get_workflow_handle_for(MailboxWarmupWorkflow.run, workflow_id_for(9700))
+    mailbox = env.client.get_workflow_handle_for(MailboxWarmupWorkflow.run, mailbox_workflow_id(9700))
     # Started by the user workflow with its settings: no settings signal follows.
     assert await _signals(env.client, mailbox.id) == []
     assert (await mailbox.describe()).parent_id == f"user-{user}", "not started by the user workflow"
@@ -276,8 +278,8 @@ async def test_an_enrollment_the_workflow_refuses_reaches_the_caller_and_records
     assert st.mailbox_ids == [9800], "a refused mailbox was adopted"
     assert await _updates(env.client, f"user-{user}") == ["enroll_mailbox"], "a refusal entered history"
     with pytest.raises(Exception, match="not found"):
-        await env.client.get_workflow_handle(workflow_id_for(9801)).describe()
-    await env.client.get_workflow_handle(workflow_id_for(9800)).terminate()
+        await env.client.get_workflow_handle(mailbox_workflow_id(9801)).describe()
+    await env.client.get_workflow_handle(mailbox_workflow_id(9800)).terminate()
     await env.client.get_workflow_handle(f"user-{user}").terminate()
 
 
@@ -295,7 +297,7 @@ async def test_a_plan_change_is_validated_and_reaches_the_mailboxes(rig: Rig) ->
     await h.execute_update(UserWarmupWorkflow.change_plan, UserPlan("pro", daily_limit=None, weight=3.0))
     assert (await h.query(UserWarmupWorkflow.status)).plan == "pro"
     # The new weight goes on to the mailbox (Temporal fairness), in one settings signal.
-    mailbox = workflow_id_for(9900)
+    mailbox = mailbox_workflow_id(9900)
     await env.sleep(dt.timedelta(seconds=5))
     assert await _signals(env.client, mailbox) == ["update_settings"]
     await env.client.get_workflow_handle(mailbox).terminate()
@@ -315,7 +317,7 @@ async def test_a_mailbox_waiting_for_its_plan_allowance_says_so(rig: Rig) -> Non
     mailbox = await env.client.start_workflow(
         MailboxWarmupWorkflow.run,
         MailboxWorkflowInput(9950, user, FIXED_TEN, plan_parent_id=parent.id, search_attributes=False),
-        id=f"{workflow_id_for(9950)}-{uuid.uuid4().hex[:6]}",
+        id=f"{mailbox_workflow_id(9950)}-{uuid.uuid4().hex[:6]}",
         task_queue=queue,
     )
     await env.sleep(dt.timedelta(hours=6))  # the window opens at 06:00; the first send is due after

@@ -23,6 +23,7 @@ from warmup.db import Conn
 from warmup.errors import ERR_CAP_WINDOW_CLOSED, ERR_TRANSIENT
 from warmup.models import DELIVERED_STATUSES, MailboxState, MailboxStatus, SendStatus
 from warmup.workflow_ids import mailbox_workflow_id
+from workflows.mailbox import MailboxWarmupWorkflow
 
 _DELIVERED = [s.value for s in DELIVERED_STATUSES]
 T = TypeVar("T")
@@ -240,7 +241,7 @@ async def query_status(client: Client, mailbox_id: int, rpc_seconds: float = 10.
     handle = client.get_workflow_handle(workflow_id)
     try:
         result = await handle.query(
-            "status", result_type=MailboxStatus, rpc_timeout=dt.timedelta(seconds=rpc_seconds)
+            MailboxWarmupWorkflow.status, rpc_timeout=dt.timedelta(seconds=rpc_seconds)
         )
     except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as exc:
         raise StatusUnavailable(f"{workflow_id} could not answer: {exc}") from None

@@ -11,9 +11,6 @@ from warmup.db import Conn
 from warmup.models import ImapSecurity, MailboxState, ScheduleSettings, SmtpSecurity
 from warmup.workflow_ids import mailbox_workflow_id
 
-# The old name of warmup.workflow_ids.mailbox_workflow_id, for the callers not yet switched.
-workflow_id_for = mailbox_workflow_id
-
 
 @dataclass(frozen=True)
 class SmtpAccount:

@@ -9,14 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-# The error types live in warmup.errors; re-exported for the tests that still import them from here.
-from warmup.errors import ERR_AUTH as ERR_AUTH
-from warmup.errors import ERR_CAP_DEFERRED as ERR_CAP_DEFERRED
-from warmup.errors import ERR_CONFIG as ERR_CONFIG
-from warmup.errors import ERR_POLICY as ERR_POLICY
-from warmup.errors import ERR_REFUSED as ERR_REFUSED
-from warmup.errors import ERR_UNKNOWN_OUTCOME as ERR_UNKNOWN_OUTCOME
-
 
 class SendStatus(StrEnum):
     """The one status vocabulary of the send ledger (the audit's bug #1 was 'SENT' vs 'sent').
@@ -116,7 +108,9 @@ class DayProgress:
     sent: int = 0
     failed: int = 0
     unknown: int = 0
-    plan: list[float] = field(default_factory=list)  # epoch seconds of the remaining planned sends
+    # The remaining send times (epoch seconds), and how often today was re-spread. Their names are
+    # older than the rule that "plan" means only the user's billing plan; recorded histories carry them.
+    plan: list[float] = field(default_factory=list)
     replans: int = 0
     window_end: float = 0.0  # epoch seconds
     capped_reason: str = ""  # set when the window cannot hold the ramp quota

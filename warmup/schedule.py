@@ -1,4 +1,4 @@
-"""Pure schedule arithmetic: local windows, ramp-up quotas and the day's send plan.
+"""Pure schedule arithmetic: local windows, ramp-up quotas and the day's send times.
 
 No Temporal here: the workflow calls these with its own clock, and the benchmark's simulation
 calls the very same functions, so both produce the same schedule for the same seeds. Times are
@@ -65,7 +65,7 @@ def max_sends(span_seconds: float, delay_min_seconds: float) -> int:
     return math.floor(usable / delay_min_seconds) + 1
 
 
-def plan_sends(
+def spread_sends(
     start: float,
     end: float,
     count: int,
@@ -120,6 +120,7 @@ def day_seed(mailbox_id: int, day: dt.date | str) -> str:
     return f"{mailbox_id}:{day}"
 
 
-def plan_rng(mailbox_id: int, day: dt.date | str, replans: int) -> random.Random:
-    """Deterministic per mailbox-day and re-plan: replay-safe here, reproducible in a simulation."""
+def spread_rng(mailbox_id: int, day: dt.date | str, replans: int) -> random.Random:
+    """Deterministic per mailbox-day and re-spread: replay-safe here, reproducible in a simulation.
+    The seed's text ("plan") is part of every recorded schedule: changing it changes them all."""
     return random.Random(f"{day_seed(mailbox_id, day)}:plan:{replans}")

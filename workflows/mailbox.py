@@ -21,6 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
     from warmup import search_attributes as sa
+    from warmup.day_schedule import DaySchedule
     from warmup.errors import ERR_REFUSED, ERR_UNKNOWN_OUTCOME, PAUSING_ERRORS
     from warmup.mailbox_settings import schedule_problems
     from warmup.models import (
@@ -34,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         SendRequest,
         SettingsUpdate,
     )
-    from warmup.planner import MailboxPlanner
     from workflows.send_contract import SendEmail
 
 
@@ -44,7 +44,7 @@ class MailboxWarmupWorkflow:
     def __init__(self, inp: MailboxWorkflowInput) -> None:
         self._inp = inp
         self._s = inp.state or MailboxWorkflowState()
-        self._day = MailboxPlanner(inp.mailbox_id, inp.schedule, self._s)
+        self._day = DaySchedule(inp.mailbox_id, inp.schedule, self._s)
         self._wake = False  # set by signals to cut a sleep short
         self._removed = False
         self._published_status = ""
@@ -70,8 +70,8 @@ class MailboxWarmupWorkflow:
                 continue
             now = self._now()
             self._day.start_day_if_new(now)
-            if self._day.replan_needed:
-                self._day.replan(now)
+            if self._day.respread_needed:
+                self._day.respread(now)
             self._publish()
             due = self._day.next_send_at()
             if due is None or due > now:
@@ -99,7 +99,7 @@ class MailboxWarmupWorkflow:
     def resume(self) -> None:
         if self._s.paused:
             self._s.paused, self._s.pause_reason = False, ""
-            self._day.replan_needed = True  # slots that passed while paused are re-spread
+            self._day.respread_needed = True  # slots that passed while paused are re-spread
         self._poke()
 
     @workflow.signal
@@ -253,7 +253,7 @@ class MailboxWarmupWorkflow:
         if update.plan_parent_id is not None:
             self._inp = dataclasses.replace(self._inp, plan_parent_id=update.plan_parent_id or None)
         self._day.settings = _merged(self._day.settings, update)
-        self._day.replan_needed = True
+        self._day.respread_needed = True
         self._poke()
 
     def _set_status(self, status: str) -> None:

@@ -39,7 +39,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from warmup.plan_share import allowance
     from warmup.workflow_ids import mailbox_workflow_id
-    from warmup.workflow_ids import user_workflow_id as user_workflow_id  # re-exported for the tests
     from workflows.mailbox import MailboxWarmupWorkflow
 
 _KEEP_GRANT_DAYS = 3

@@ -24,7 +24,7 @@ from devstack.smtp_sink import SmtpSink
 from tests.helpers.operator_cli import PASSWORD, enroll_argv, starter, unique_mailbox_ids
 from tests.helpers.worker_procs import Workers, worker_env
 from warmup.config import Settings
-from workflows.user import user_workflow_id
+from warmup.workflow_ids import user_workflow_id
 
 FINAL = ("SENT", "UNKNOWN", "FAILED")
 

@@ -10,8 +10,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from warmup import schedule
-from warmup.mailboxes import workflow_id_for
 from warmup.models import MailboxStatus, MailboxWorkflowInput, ScheduleSettings
+from warmup.workflow_ids import mailbox_workflow_id
 from workflows.mailbox import MailboxWarmupWorkflow
 
 
@@ -61,7 +61,7 @@ async def start_mailboxes(
                     continue_as_new_after_sends=continue_as_new_after_sends,
                     search_attributes=False,  # the time-skipping server has none registered
                 ),
-                id=f"{workflow_id_for(mailbox_id)}-{suffix}",
+                id=f"{mailbox_workflow_id(mailbox_id)}-{suffix}",
                 task_queue=task_queue,
             )
         )

@@ -30,9 +30,8 @@ from devstack.temporal import (
 from tests.helpers.workflows import skip_to, start_mailboxes
 from tests.test_mailbox_workflow import UTC_DAY, Recorder
 from tests.test_user_workflow import FIXED_TEN, enroll_result
-from warmup.mailboxes import workflow_id_for
+from warmup.errors import ERR_AUTH
 from warmup.models import (
-    ERR_AUTH,
     MailboxEnrollment,
     PauseRequest,
     RampSettings,
@@ -41,6 +40,7 @@ from warmup.models import (
     UserPlan,
     UserWorkflowInput,
 )
+from warmup.workflow_ids import mailbox_workflow_id
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
 from workflows.user import UserWarmupWorkflow
@@ -139,11 +139,11 @@ async def user_lifecycle(env: WorkflowEnvironment, rec: Recorder) -> Histories:
     await env.sleep(12 * HOUR)
     out = {
         "user_lifecycle": await _history(env.client, h.id),
-        "user_lifecycle_child_mailbox": await _history(env.client, workflow_id_for(ids[0])),
-        "user_lifecycle_removed_mailbox": await _history(env.client, workflow_id_for(ids[2])),
+        "user_lifecycle_child_mailbox": await _history(env.client, mailbox_workflow_id(ids[0])),
+        "user_lifecycle_removed_mailbox": await _history(env.client, mailbox_workflow_id(ids[2])),
     }
     for m in ids[:2]:
-        await env.client.get_workflow_handle(workflow_id_for(m)).terminate("recorded")
+        await env.client.get_workflow_handle(mailbox_workflow_id(m)).terminate("recorded")
     await h.terminate("recorded")
     return out
 
@@ -174,9 +174,9 @@ async def user_updates(env: WorkflowEnvironment, rec: Recorder) -> Histories:
     await env.sleep(12 * HOUR)
     out = {
         "user_updates": await _history(env.client, h.id),
-        "user_updates_child_mailbox": await _history(env.client, workflow_id_for(ids[0])),
+        "user_updates_child_mailbox": await _history(env.client, mailbox_workflow_id(ids[0])),
     }
-    await env.client.get_workflow_handle(workflow_id_for(ids[0])).terminate("recorded")
+    await env.client.get_workflow_handle(mailbox_workflow_id(ids[0])).terminate("recorded")
     await h.terminate("recorded")
     return out
 
@@ -253,10 +253,10 @@ async def with_search_attributes(env: WorkflowEnvironment, rec: Recorder) -> His
     await h.signal(UserWarmupWorkflow.resume)
     await _until(lambda: len(rec.requests) >= 6, "the day's quota")
     await h.signal(UserWarmupWorkflow.remove_mailbox, mailbox)
-    await env.client.get_workflow_handle(workflow_id_for(mailbox)).result()
+    await env.client.get_workflow_handle(mailbox_workflow_id(mailbox)).result()
     out = {
         "search_attributes_user": await _history(env.client, h.id),
-        "search_attributes_mailbox": await _history(env.client, workflow_id_for(mailbox)),
+        "search_attributes_mailbox": await _history(env.client, mailbox_workflow_id(mailbox)),
     }
     await h.terminate("recorded")
     return out

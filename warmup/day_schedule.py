@@ -16,14 +16,14 @@ _SATURDAY = 5  # date.weekday(): Monday is 0
 _DAY_OFF = "weekdays only: no sends on Saturday and Sunday"
 
 
-class MailboxPlanner:
+class DaySchedule:
     def __init__(self, mailbox_id: int, settings: ScheduleSettings, state: MailboxWorkflowState) -> None:
         self.mailbox_id = mailbox_id
         self.settings = settings
         self.state = state
-        self.replan_needed = False
+        self.respread_needed = False
 
-    # --- days and plans -------------------------------------------------------------------------
+    # --- days and their send times ---------------------------------------------------------------------
 
     def start_day_if_new(self, now: float) -> bool:
         """Open a new local day when `now` is past the current one; True if it did."""
@@ -40,11 +40,11 @@ class MailboxPlanner:
             # Enrolled (or resumed) after today's window closed: today has nothing left to send.
             self.state.today.quota = 0
             self.state.today.capped_reason = "today's window had already closed"
-        self._plan(max(now, start))
-        self.replan_needed = False
+        self._spread(max(now, start))
+        self.respread_needed = False
         return True
 
-    def replan(self, now: float) -> None:
+    def respread(self, now: float) -> None:
         """Re-spread what is left of today's quota after a resume or a settings change."""
         t = self.state.today
         day = dt.date.fromisoformat(t.day)
@@ -57,12 +57,12 @@ class MailboxPlanner:
         if t.allowance is not None:
             t.quota = min(t.quota, t.allowance)
         t.replans += 1
-        self._plan(max(now, start, self.earliest_next_send()))
-        self.replan_needed = False
+        self._spread(max(now, start, self.earliest_next_send()))
+        self.respread_needed = False
 
     def next_send_at(self) -> float | None:
-        plan = self.state.today.plan
-        return plan[0] if plan else None
+        times = self.state.today.plan
+        return times[0] if times else None
 
     def next_wake(self, now: float) -> float:
         """When to look again: the next planned send, or tomorrow's window."""
@@ -98,13 +98,13 @@ class MailboxPlanner:
         self._sent_at(now)
 
     def limit_quota(self, allowance: int) -> None:
-        """The user's plan grants this mailbox `allowance` sends today: plan no more than that."""
+        """The user's plan grants this mailbox `allowance` sends today: schedule no more than that."""
         t = self.state.today
         t.allowance = allowance
         if allowance < t.quota:
             t.quota = allowance
             t.capped_reason = f"the user's plan allows {allowance} today"
-            self.replan_needed = True
+            self.respread_needed = True
 
     def earliest_next_send(self) -> float:
         last = self.state.last_sent_at
@@ -116,9 +116,9 @@ class MailboxPlanner:
         # Spacing counts from when the send finished: a send that waited for a cap or a retry
         # must not be followed by one closer than delay_min.
         self.state.last_sent_at = now
-        plan = self.state.today.plan
-        if plan and plan[0] < self.earliest_next_send():
-            self.replan_needed = True
+        times = self.state.today.plan
+        if times and times[0] < self.earliest_next_send():
+            self.respread_needed = True
 
     def _day_off(self, day: dt.date) -> bool:
         return self.settings.weekdays_only and day.weekday() >= _SATURDAY
@@ -130,7 +130,7 @@ class MailboxPlanner:
             self.settings.ramp, self.state.ramp_day, schedule.day_seed(self.mailbox_id, day)
         )
 
-    def _plan(self, begin: float) -> None:
+    def _spread(self, begin: float) -> None:
         """Plan the rest of today's quota from `begin` to the window's end."""
         t, s = self.state.today, self.settings
         wanted = max(0, t.quota - t.slot)
@@ -138,12 +138,12 @@ class MailboxPlanner:
         count = min(wanted, fits)
         if count < wanted:
             t.capped_reason = f"the window left room for {fits} of {wanted} sends today"
-        t.plan = schedule.plan_sends(
+        t.plan = schedule.spread_sends(
             begin,
             t.window_end,
             count,
             s.delay_min_minutes * 60,
             s.delay_max_minutes * 60,
-            schedule.plan_rng(self.mailbox_id, t.day, t.replans),
+            schedule.spread_rng(self.mailbox_id, t.day, t.replans),
             spread=s.spread_over_window,
         )

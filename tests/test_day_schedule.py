@@ -8,26 +8,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warmup import schedule
+from warmup.day_schedule import DaySchedule
 from warmup.models import MailboxWorkflowState, RampSettings, ScheduleSettings
-from warmup.planner import MailboxPlanner
 
 
 def _run_days(sched: ScheduleSettings, first: dt.date, days: int) -> list[tuple[dt.date, int, int, str]]:
-    """Drive the planner through `days` local days, sending every planned slot.
+    """Drive the DaySchedule through `days` local days, sending every planned slot.
 
     One (day, quota, ramp day, capped reason) per day.
     """
-    planner = MailboxPlanner(7, sched, MailboxWorkflowState())
+    day_schedule = DaySchedule(7, sched, MailboxWorkflowState())
     out = []
     for n in range(days):
         day = first + dt.timedelta(days=n)
         start, _ = schedule.window_bounds(day, sched)
-        planner.start_day_if_new(start + 1)
-        today = planner.state.today
-        out.append((day, today.quota, planner.state.ramp_day, today.capped_reason))
-        while (due := planner.next_send_at()) is not None:
-            planner.take_slot(due)
-            planner.record_sent(due + 1)
+        day_schedule.start_day_if_new(start + 1)
+        today = day_schedule.state.today
+        out.append((day, today.quota, day_schedule.state.ramp_day, today.capped_reason))
+        while (due := day_schedule.next_send_at()) is not None:
+            day_schedule.take_slot(due)
+            day_schedule.record_sent(due + 1)
     return out
 
 
@@ -58,13 +58,13 @@ def test_every_day_sends_when_weekdays_only_is_off() -> None:
 
 def test_turning_weekdays_only_off_on_a_saturday_plans_that_day_at_once() -> None:
     sched = ScheduleSettings(ramp=RampSettings(4, 0, 4), weekdays_only=True)
-    planner = MailboxPlanner(7, sched, MailboxWorkflowState())
+    day_schedule = DaySchedule(7, sched, MailboxWorkflowState())
     saturday = dt.date(2026, 11, 28)
     start, _ = schedule.window_bounds(saturday, sched)
-    planner.start_day_if_new(start + 60)
-    assert planner.state.today.quota == 0 and planner.next_send_at() is None
+    day_schedule.start_day_if_new(start + 60)
+    assert day_schedule.state.today.quota == 0 and day_schedule.next_send_at() is None
 
-    planner.settings = ScheduleSettings(ramp=RampSettings(4, 0, 4), weekdays_only=False)
-    planner.replan(start + 120)
-    assert planner.state.today.quota == 4 and planner.state.today.capped_reason == ""
-    assert planner.next_send_at() is not None
+    day_schedule.settings = ScheduleSettings(ramp=RampSettings(4, 0, 4), weekdays_only=False)
+    day_schedule.respread(start + 120)
+    assert day_schedule.state.today.quota == 4 and day_schedule.state.today.capped_reason == ""
+    assert day_schedule.next_send_at() is not None
