@@ -17,7 +17,7 @@ import asyncpg
 from temporalio.client import Client
 
 from warmup import mailbox_settings as ms
-from warmup.mailboxes import SmtpAccount, mailbox_row
+from warmup.mailboxes import NewMailbox, SmtpAccount, mailbox_row
 from warmup.models import MailboxWorkflowInput, ScheduleSettings, SmtpSecurity
 from warmup.workflow_ids import mailbox_workflow_id
 from workflows.mailbox import MailboxWarmupWorkflow
@@ -44,11 +44,13 @@ async def insert_mailboxes(
         smtp = SmtpAccount("127.0.0.1", smtp_port, SmtpSecurity.NONE, f"{prefix}-{i}", verify_tls=False)
         rows.append(
             mailbox_row(
-                user_id=user,
-                address=f"{prefix}-{i}@bench.test",
-                smtp=smtp,
-                secret_ciphertext=ciphertext,
-                schedule=s,
+                NewMailbox(
+                    user_id=user,
+                    address=f"{prefix}-{i}@bench.test",
+                    smtp=smtp,
+                    secret_ciphertext=ciphertext,
+                    schedule=s,
+                )
             )
         )
     async with pool.acquire() as conn, conn.transaction():

@@ -38,7 +38,7 @@ from warmup import fleet, temporal_connection
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.db import Conn
-from warmup.mailboxes import MailboxRecord, get_mailbox_by_address, set_state, upsert_mailbox
+from warmup.mailboxes import MailboxRecord, NewMailbox, get_mailbox_by_address, set_state, upsert_mailbox
 from warmup.models import (
     EnrollResult,
     MailboxEnrollment,
@@ -386,13 +386,15 @@ async def enroll(
             try:
                 record = await upsert_mailbox(
                     conn,
-                    user_id=req.user_id,
-                    address=req.address,
-                    smtp=req.smtp,
-                    secret_ciphertext=ciphertexts[ms.SMTP_SECRET.name],
-                    schedule=req.schedule,
-                    imap=req.imap,
-                    imap_secret_ciphertext=ciphertexts.get(ms.IMAP_SECRET.name),
+                    NewMailbox(
+                        user_id=req.user_id,
+                        address=req.address,
+                        smtp=req.smtp,
+                        secret_ciphertext=ciphertexts[ms.SMTP_SECRET.name],
+                        schedule=req.schedule,
+                        imap=req.imap,
+                        imap_secret_ciphertext=ciphertexts.get(ms.IMAP_SECRET.name),
+                    ),
                 )
             except PermissionError:
                 raise StarterError(

@@ -9,7 +9,7 @@ import asyncpg
 from activities import cap_gate, ledger_writes
 from warmup import caps
 from warmup.config import load_settings
-from warmup.mailboxes import SmtpAccount, upsert_mailbox
+from warmup.mailboxes import NewMailbox, SmtpAccount, upsert_mailbox
 from warmup.models import ScheduleSettings, SmtpSecurity
 
 DAY = dt.date(2026, 6, 1)
@@ -20,20 +20,24 @@ async def _pending_sends(conn: asyncpg.pool.PoolConnectionProxy, users: list[str
     out = []
     recipient = await upsert_mailbox(
         conn,
-        user_id="pool",
-        address="rcpt@example.test",
-        smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, "rcpt"),
-        secret_ciphertext="not-a-real-token",
-        schedule=ScheduleSettings(),
+        NewMailbox(
+            user_id="pool",
+            address="rcpt@example.test",
+            smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, "rcpt"),
+            secret_ciphertext="not-a-real-token",
+            schedule=ScheduleSettings(),
+        ),
     )
     for n, user in enumerate(users):
         sender = await upsert_mailbox(
             conn,
-            user_id=user,
-            address=f"s{n}@example.test",
-            smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, f"s{n}"),
-            secret_ciphertext="not-a-real-token",
-            schedule=ScheduleSettings(),
+            NewMailbox(
+                user_id=user,
+                address=f"s{n}@example.test",
+                smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, f"s{n}"),
+                secret_ciphertext="not-a-real-token",
+                schedule=ScheduleSettings(),
+            ),
         )
         key = f"{sender.id}:{DAY}:0"
         await ledger_writes.insert_pending(

@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from devstack.smtp_sink import ReceivedMessage, SmtpSink
 from tests.helpers.worker_procs import FAST_TIMING, Workers, worker_env
 from warmup.config import Settings
-from warmup.mailboxes import SmtpAccount, upsert_mailbox
+from warmup.mailboxes import NewMailbox, SmtpAccount, upsert_mailbox
 from warmup.models import MailboxEnrollment, SmtpSecurity, UserPlan, UserWorkflowInput
 from warmup.secrets import SecretBox
 from warmup.workflow_ids import user_workflow_id
@@ -58,11 +58,13 @@ async def _enroll_users(
             schedule = settings.default_schedule("UTC")
             rec = await upsert_mailbox(
                 conn,
-                user_id=user,
-                address=address,
-                smtp=SmtpAccount(sink.host, sink.port, SmtpSecurity.NONE, address),
-                secret_ciphertext=box.encrypt("pw"),
-                schedule=schedule,
+                NewMailbox(
+                    user_id=user,
+                    address=address,
+                    smtp=SmtpAccount(sink.host, sink.port, SmtpSecurity.NONE, address),
+                    secret_ciphertext=box.encrypt("pw"),
+                    schedule=schedule,
+                ),
             )
             await client.start_workflow(
                 UserWarmupWorkflow.run,

@@ -22,7 +22,7 @@ from tests.helpers.mail_lab import LabUser, mail_lab_fixture, new_user
 from tests.helpers.operator_cli import Op, eventually, op_fixture, starter, worker_fixture
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
-from warmup.mailboxes import ImapServer, SmtpAccount, get_mailbox, upsert_mailbox
+from warmup.mailboxes import ImapServer, NewMailbox, SmtpAccount, get_mailbox, upsert_mailbox
 from warmup.models import EngagementSettings, ImapSecurity, ScheduleSettings, SmtpSecurity
 from warmup.secrets import SecretBox, generate_key
 
@@ -187,13 +187,15 @@ async def test_rotate_key_re_encrypts_the_imap_password_too(op: Op) -> None:
     try:
         await upsert_mailbox(
             conn,
-            user_id="rot",
-            address="r1@imap.test",
-            smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, "r1@imap.test"),
-            secret_ciphertext=box.encrypt("smtp-pw"),
-            schedule=ScheduleSettings(timezone="UTC"),
-            imap=ImapServer("imap.imap.test"),
-            imap_secret_ciphertext=box.encrypt(IMAP_PASSWORD),
+            NewMailbox(
+                user_id="rot",
+                address="r1@imap.test",
+                smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, "r1@imap.test"),
+                secret_ciphertext=box.encrypt("smtp-pw"),
+                schedule=ScheduleSettings(timezone="UTC"),
+                imap=ImapServer("imap.imap.test"),
+                imap_secret_ciphertext=box.encrypt(IMAP_PASSWORD),
+            ),
         )
         run = await starter({**op.env, "WARMUP_SECRET_KEYS": f"{new},{old}"}, "rotate-key", "--json")
         assert run.code == 0, run.err

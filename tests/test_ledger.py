@@ -16,7 +16,7 @@ from activities import cap_gate, ledger_writes
 from warmup import caps, fleet, ledger
 from warmup.config import load_settings
 from warmup.errors import ERR_CAP_WINDOW_CLOSED, ERR_POLICY, ERR_TRANSIENT, ledger_error
-from warmup.mailboxes import SmtpAccount, upsert_mailbox
+from warmup.mailboxes import NewMailbox, SmtpAccount, upsert_mailbox
 from warmup.models import ScheduleSettings, SendStatus, SmtpSecurity
 
 
@@ -25,11 +25,13 @@ async def _two_mailboxes(conn: asyncpg.pool.PoolConnectionProxy) -> tuple[int, i
     for name in ("a", "b"):
         rec = await upsert_mailbox(
             conn,
-            user_id="alice",
-            address=f"{name}@example.test",
-            smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, name),
-            secret_ciphertext="not-a-real-token",
-            schedule=ScheduleSettings(),
+            NewMailbox(
+                user_id="alice",
+                address=f"{name}@example.test",
+                smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, name),
+                secret_ciphertext="not-a-real-token",
+                schedule=ScheduleSettings(),
+            ),
         )
         ids.append(rec.id)
     return ids[0], ids[1]

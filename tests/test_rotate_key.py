@@ -17,7 +17,7 @@ from tests.helpers.operator_cli import Run, enroll_argv, starter, unique_mailbox
 from tests.helpers.worker_procs import Workers, worker_env
 from tests.test_secrets_audit import terminate_queue
 from warmup.config import Settings
-from warmup.mailboxes import SmtpAccount, upsert_mailbox
+from warmup.mailboxes import NewMailbox, SmtpAccount, upsert_mailbox
 from warmup.models import ScheduleSettings, SmtpSecurity
 from warmup.secrets import SecretBox, generate_key
 
@@ -30,11 +30,13 @@ async def _store(dsn: str, secrets: dict[str, str], key: str) -> None:
         for address, secret in secrets.items():
             await upsert_mailbox(
                 conn,
-                user_id="rotor",
-                address=address,
-                smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, address),
-                secret_ciphertext=box.encrypt(secret),
-                schedule=ScheduleSettings(timezone="UTC"),
+                NewMailbox(
+                    user_id="rotor",
+                    address=address,
+                    smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, address),
+                    secret_ciphertext=box.encrypt(secret),
+                    schedule=ScheduleSettings(timezone="UTC"),
+                ),
             )
     finally:
         await conn.close()

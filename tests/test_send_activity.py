@@ -26,7 +26,7 @@ from devstack.tls import self_signed_server_context
 from warmup.config import Settings
 from warmup.errors import ERR_AUTH, ERR_CONFIG, ERR_POLICY, ERR_TRANSIENT, ERR_UNKNOWN_OUTCOME
 from warmup.ledger import LedgerRow, ledger_row
-from warmup.mailboxes import MailboxRecord, SmtpAccount, get_mailbox, set_state, upsert_mailbox
+from warmup.mailboxes import MailboxRecord, NewMailbox, SmtpAccount, get_mailbox, set_state, upsert_mailbox
 from warmup.models import (
     MailboxState,
     ScheduleSettings,
@@ -63,11 +63,13 @@ async def add_mailbox(
     async with pool.acquire() as conn:
         return await upsert_mailbox(
             conn,
-            user_id=user_id,
-            address=address,
-            smtp=SmtpAccount(sink.host, sink.port, security, USERNAME, verify_tls),
-            secret_ciphertext=box.encrypt(password),
-            schedule=ScheduleSettings(timezone="Europe/Paris"),
+            NewMailbox(
+                user_id=user_id,
+                address=address,
+                smtp=SmtpAccount(sink.host, sink.port, security, USERNAME, verify_tls),
+                secret_ciphertext=box.encrypt(password),
+                schedule=ScheduleSettings(timezone="Europe/Paris"),
+            ),
         )
 
 

@@ -18,7 +18,7 @@ from devstack.smtp_sink import SmtpSink
 from tests.helpers.workflows import next_dst_change_day, skip_to, start_mailboxes, status
 from warmup import schedule
 from warmup.config import Settings
-from warmup.mailboxes import SmtpAccount, upsert_mailbox
+from warmup.mailboxes import NewMailbox, SmtpAccount, upsert_mailbox
 from warmup.models import RampSettings, ScheduleSettings, SmtpSecurity
 from warmup.secrets import SecretBox
 from workers.sandbox import workflow_runner
@@ -67,13 +67,15 @@ async def test_fifty_mailboxes_fill_their_quota_inside_their_windows(
         for i in range(MAILBOXES):
             rec = await upsert_mailbox(
                 conn,
-                user_id=f"user{i % 5}",
-                address=f"box{i}@warm{i % 3}.test",
-                smtp=SmtpAccount(
-                    smtp_sink.host, smtp_sink.port, SmtpSecurity.NONE, f"box{i}", verify_tls=False
+                NewMailbox(
+                    user_id=f"user{i % 5}",
+                    address=f"box{i}@warm{i % 3}.test",
+                    smtp=SmtpAccount(
+                        smtp_sink.host, smtp_sink.port, SmtpSecurity.NONE, f"box{i}", verify_tls=False
+                    ),
+                    secret_ciphertext=box.encrypt(f"pw-{i}"),
+                    schedule=_schedule(i),
                 ),
-                secret_ciphertext=box.encrypt(f"pw-{i}"),
-                schedule=_schedule(i),
             )
             ids[rec.id] = rec.schedule
 

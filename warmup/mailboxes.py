@@ -57,6 +57,19 @@ class MailboxRecord:
         return mailbox_workflow_id(self.id)
 
 
+@dataclass(frozen=True)
+class NewMailbox:
+    """What is stored for one mailbox, by `starter enroll` or a bulk load (secrets already encrypted)."""
+
+    user_id: str
+    address: str
+    smtp: SmtpAccount
+    secret_ciphertext: str
+    schedule: ScheduleSettings
+    imap: ImapServer | None = None
+    imap_secret_ciphertext: str | None = None
+
+
 # Every stored setting (warmup.mailbox_settings) plus what the database itself keeps.
 _COLUMNS = ", ".join(("id", *ms.COLUMNS, "state", "pause_reason"))
 
@@ -90,35 +103,26 @@ def _record(row: asyncpg.Record) -> MailboxRecord:
     )
 
 
-def mailbox_row(
-    *,
-    user_id: str,
-    address: str,
-    smtp: SmtpAccount,
-    secret_ciphertext: str,
-    schedule: ScheduleSettings,
-    imap: ImapServer | None = None,
-    imap_secret_ciphertext: str | None = None,
-) -> tuple[object, ...]:
+def mailbox_row(m: NewMailbox) -> tuple[object, ...]:
     """The values of `ms.COLUMNS` for one mailbox, for every writer (the upsert, a bulk COPY)."""
-    server = imap or ImapServer(host="")
+    server = m.imap or ImapServer(host="")
     values: dict[str, object] = {
         ms.IMAP_HOST.name: server.host,
         ms.IMAP_PORT.name: server.port,
         ms.IMAP_SECURITY.name: server.security,
         ms.IMAP_USERNAME.name: server.username,
-        ms.USER.name: user_id,
-        ms.ADDRESS.name: address.lower(),
-        ms.SMTP_HOST.name: smtp.host,
-        ms.SMTP_PORT.name: smtp.port,
-        ms.SMTP_SECURITY.name: smtp.security,
-        ms.USERNAME.name: smtp.username,
-        ms.VERIFY_TLS.name: smtp.verify_tls,
-        **ms.schedule_values_of(schedule),
+        ms.USER.name: m.user_id,
+        ms.ADDRESS.name: m.address.lower(),
+        ms.SMTP_HOST.name: m.smtp.host,
+        ms.SMTP_PORT.name: m.smtp.port,
+        ms.SMTP_SECURITY.name: m.smtp.security,
+        ms.USERNAME.name: m.smtp.username,
+        ms.VERIFY_TLS.name: m.smtp.verify_tls,
+        **ms.schedule_values_of(m.schedule),
     }
-    ciphertexts = {ms.SMTP_SECRET.name: secret_ciphertext}
-    if imap_secret_ciphertext is not None:
-        ciphertexts[ms.IMAP_SECRET.name] = imap_secret_ciphertext
+    ciphertexts = {ms.SMTP_SECRET.name: m.secret_ciphertext}
+    if m.imap_secret_ciphertext is not None:
+        ciphertexts[ms.IMAP_SECRET.name] = m.imap_secret_ciphertext
     return ms.row_values(values, ciphertexts)
 
 
@@ -149,34 +153,13 @@ async def ensure_user(conn: Conn, user_id: str) -> None:
     await conn.execute("INSERT INTO users (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", user_id)
 
 
-async def upsert_mailbox(
-    conn: Conn,
-    *,
-    user_id: str,
-    address: str,
-    smtp: SmtpAccount,
-    secret_ciphertext: str,
-    schedule: ScheduleSettings,
-    imap: ImapServer | None = None,
-    imap_secret_ciphertext: str | None = None,
-) -> MailboxRecord:
+async def upsert_mailbox(conn: Conn, mailbox: NewMailbox) -> MailboxRecord:
     """Insert or update by address; re-enrolling re-activates a removed mailbox. Returns the stored row."""
-    await ensure_user(conn, user_id)
-    row = await conn.fetchrow(
-        _UPSERT,
-        *mailbox_row(
-            user_id=user_id,
-            address=address,
-            smtp=smtp,
-            secret_ciphertext=secret_ciphertext,
-            schedule=schedule,
-            imap=imap,
-            imap_secret_ciphertext=imap_secret_ciphertext,
-        ),
-    )
+    await ensure_user(conn, mailbox.user_id)
+    row = await conn.fetchrow(_UPSERT, *mailbox_row(mailbox))
     if row is None:
         # The WHERE clause refused: the address belongs to another user (tenancy).
-        raise PermissionError(f"mailbox {address} is enrolled under another user")
+        raise PermissionError(f"mailbox {mailbox.address} is enrolled under another user")
     return _record(row)
 
 
