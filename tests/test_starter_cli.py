@@ -284,12 +284,17 @@ async def test_enrolling_again_updates_the_row_and_the_same_workflow(ctx: Ctx, w
     # re-enroll reached the first run as one settings signal from there.
     desc = await handle.describe()
     assert (desc.run_id, desc.status) == (run_id, WorkflowExecutionStatus.RUNNING)
-    history = await handle.fetch_history()
-    signals = [
-        e.workflow_execution_signaled_event_attributes
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-    ]
+    signals = []
+    for _ in range(50):  # the user workflow awaits its signal before answering; allow a loaded server
+        history = await handle.fetch_history()
+        signals = [
+            e.workflow_execution_signaled_event_attributes
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        ]
+        if signals:
+            break
+        await asyncio.sleep(0.1)
     assert [(s.signal_name, s.external_workflow_execution.workflow_id) for s in signals] == [
         ("update_settings", "user-u1")
     ]

@@ -22,7 +22,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from warmup import search_attributes as sa
     from warmup.errors import ERR_REFUSED
-    from warmup.mailbox_settings import schedule_problems
+    from warmup.mailbox_settings import schedule_problems, settings_update
     from warmup.models import (
         AllowanceGrant,
         AllowanceRequest,
@@ -283,10 +283,10 @@ class UserWarmupWorkflow:
         except WorkflowAlreadyStartedError:
             # Re-enrolled (or started before this user workflow existed): update it in place.
             started = False
-            fields = dataclasses.asdict(e.schedule)
-            fields["ramp"] = e.schedule.ramp
-            update = SettingsUpdate(
-                **fields, fairness_weight=self._plan.weight, plan_parent_id=self._parent_id() or ""
+            update = dataclasses.replace(
+                settings_update(e.schedule),
+                fairness_weight=self._plan.weight,
+                plan_parent_id=self._parent_id() or "",
             )
             self._outbox.append(MailboxCommand(e.mailbox_id, update))
         if self._s.paused:
