@@ -16,7 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker, WorkflowReplayResult
 
-from tests.helpers.workflows import skip_to, start_mailboxes
+from tests.helpers.workflows import skip_to, start_mailboxes, status
 from tests.test_mailbox_workflow import UTC_DAY, Recorder
 from warmup.models import MailboxWorkflowInput
 from workers.sandbox import workflow_runner
@@ -115,6 +115,9 @@ async def test_a_patched_run_records_a_marker_old_code_cannot_replay(
         workflow_runner=workflow_runner("isolated"),
     ):
         (h,) = await start_mailboxes(env.client, "replay-patched", [(301, UTC_DAY)])
+        # A query waits for the worker to run the first task; skipping 12 hours before that (a loaded
+        # machine) made the workflow start at noon and see the remove signal before its first send.
+        await status(h)
         await env.sleep(dt.timedelta(hours=12))
         await h.signal(MailboxWarmupWorkflow.remove)
         await h.result()
