@@ -232,6 +232,7 @@ def parse_enroll_request(
     if (problem := _security_problem(values, label)) is not None:
         problems.append(problem)
     problems += _imap_problems(values, raw, label)
+    values[ms.ENGAGEMENT_ON.name] = bool(values.get(ms.IMAP_HOST.name))
     if all(s.name in values for s in ms.SCHEDULE_SETTINGS):
         problems += ms.cross_problems(
             values,

@@ -56,7 +56,8 @@ def test_without_an_imap_host_the_mailbox_has_no_engagement_and_needs_nothing_mo
     req = _request()
     assert req.imap is None
     assert req.imap_login == ("ana@imap.test", "smtp-pw")  # the SMTP login serves
-    assert req.schedule.engagement == EngagementSettings()
+    assert req.schedule.engagement == EngagementSettings()  # not enabled: no inbox sessions
+    assert _request(imap_host="imap.imap.test").schedule.engagement.enabled
 
 
 @pytest.mark.parametrize(
@@ -125,10 +126,11 @@ def test_the_workflow_validator_holds_engagement_to_the_same_bounds_as_enroll(
 
 
 def test_every_engagement_setting_is_a_flag_a_csv_column_and_updatable() -> None:
-    engagement = [s for s in ms.SETTINGS if s.schedule_path[:1] == ("engagement",)]
-    assert {s.schedule_path[1] for s in engagement} == {
-        f.name for f in dataclasses.fields(EngagementSettings)
-    }
+    engagement = [
+        s for s in ms.SETTINGS if s.schedule_path[:1] == ("engagement",) and s is not ms.ENGAGEMENT_ON
+    ]
+    fields = {f.name for f in dataclasses.fields(EngagementSettings)} - {"enabled"}  # from --imap-host
+    assert {s.schedule_path[1] for s in engagement} == fields
     assert all(s.flag and s.csv and s.updatable for s in engagement)
     assert ms.IMAP_HOST.csv == "imap_host" and not ms.IMAP_HOST.updatable  # a server: changed by re-enroll
 
@@ -151,7 +153,7 @@ async def test_enroll_stores_the_imap_settings_and_the_imap_password_apart(op: O
         await conn.close()
     assert record is not None and other is not None and raw is not None
     assert record.imap == ImapServer("imap.imap.test", 993, ImapSecurity.TLS, "e1-imap")
-    assert record.schedule.engagement == EngagementSettings(reply_rate=0.5, inbox_sessions=6)
+    assert record.schedule.engagement == EngagementSettings(enabled=True, reply_rate=0.5, inbox_sessions=6)
     box = SecretBox(op.settings.secret_keys())
     assert record.imap_secret_ciphertext is not None
     assert box.decrypt(record.imap_secret_ciphertext) == IMAP_PASSWORD

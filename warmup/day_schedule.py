@@ -10,7 +10,13 @@ from __future__ import annotations
 import datetime as dt
 
 from warmup import schedule
-from warmup.models import DayProgress, MailboxWorkflowState, ScheduleSettings, SendRequest
+from warmup.models import (
+    DayProgress,
+    InboxSessionRequest,
+    MailboxWorkflowState,
+    ScheduleSettings,
+    SendRequest,
+)
 
 _SATURDAY = 5  # date.weekday(): Monday is 0
 _DAY_OFF = "weekdays only: no sends on Saturday and Sunday"
@@ -147,3 +153,25 @@ class DaySchedule:
             schedule.spread_rng(self.mailbox_id, t.day, t.replans),
             spread=s.spread_over_window,
         )
+
+    # --- inbox sessions (issue #11) -------------------------------------------------------------
+
+    def schedule_sessions(self, now: float) -> None:
+        """Today's inbox sessions, over the window (the same hours a person of this mailbox works),
+        weekends included; those already past at `now` (enrolled mid-day) are left out."""
+        t = self.state.today
+        start, end = schedule.window_bounds(dt.date.fromisoformat(t.day), self.settings)
+        times = schedule.session_times(
+            start, end, self.settings.engagement.inbox_sessions, schedule.session_rng(self.mailbox_id, t.day)
+        )
+        t.sessions = [x for x in times if x >= now]
+
+    def next_session_at(self) -> float | None:
+        sessions = self.state.today.sessions
+        return sessions[0] if sessions else None
+
+    def take_session(self) -> InboxSessionRequest:
+        t = self.state.today
+        t.sessions.pop(0)
+        t.sessions_done += 1
+        return InboxSessionRequest(self.mailbox_id, t.day, t.sessions_done - 1)

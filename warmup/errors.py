@@ -15,6 +15,8 @@ ERR_CONFIG = "MailboxConfigError"  # missing mailbox, bad key: pause with the re
 ERR_CAP_DEFERRED = "CapDeferred"  # a cap is full: retried after the window frees a place
 ERR_CAP_WINDOW_CLOSED = "CapWindowClosed"  # the caps kept the slot waiting past its window: given up
 PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG})
+# The IMAP server refused the login: engagement stops for this mailbox (with the reason), sending goes on.
+ERR_IMAP_AUTH = "ImapAuthRejected"
 # An Update validator refused the request (another user's mailbox, an invalid setting): nothing
 # entered the workflow's history; the message says why.
 ERR_REFUSED = "UpdateRefused"

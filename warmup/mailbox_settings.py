@@ -332,6 +332,11 @@ IMAP_USERNAME = Setting(
     check=_one_line,
 )  # fmt: skip
 
+# Derived from IMAP_HOST at enroll, not set by the user: tells the workflow whether to run inbox sessions.
+ENGAGEMENT_ON = Setting(
+    "engagement_on", bool, "true or false", schedule_path=("engagement", "enabled"),
+)  # fmt: skip
+
 
 def _engagement(
     name: str, type_: type[T], expected: str, flag: str, help_: str, low: float, high: float, metavar: str
@@ -388,7 +393,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ADDRESS, USER, SMTP_HOST, SMTP_PORT, SMTP_SECURITY, USERNAME, VERIFY_TLS,
     TIMEZONE, WINDOW_START, WINDOW_END, DELAY_MIN, DELAY_MAX,
     RAMP_START, RAMP_INCREMENT, RAMP_CEILING, RAMP_VARIANCE, WEEKDAYS_ONLY, SPREAD_OVER_WINDOW,
-    IMAP_HOST, IMAP_PORT, IMAP_SECURITY, IMAP_USERNAME,
+    IMAP_HOST, IMAP_PORT, IMAP_SECURITY, IMAP_USERNAME, ENGAGEMENT_ON,
     INBOX_SESSIONS, READ_RATE, RESCUE_RATE, IMPORTANT_RATE, REPLY_RATE, DWELL_MIN, DWELL_MAX,
     REPLY_DELAY_MIN, REPLY_DELAY_MAX,
 )  # fmt: skip

@@ -6,6 +6,7 @@ them cheaply. Nothing here may ever hold a secret: all of it lands in workflow h
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -60,6 +61,7 @@ class EngagementSettings:
     """How a mailbox treats the warmup mail it receives; each rate is a probability per email. Bounds and
     help are declared in warmup/mailbox_settings.py; these defaults are near the peers' (issue #11)."""
 
+    enabled: bool = False  # the mailbox has IMAP settings (derived at enroll from --imap-host)
     inbox_sessions: int = 4  # IMAP logins a day, at random times inside the mailbox's window
     read_rate: float = 0.95  # marked \Seen
     rescue_rate: float = 0.85  # moved out of Junk into INBOX, when found in Junk
@@ -116,6 +118,45 @@ class DayProgress:
     capped_reason: str = ""  # set when the window cannot hold the ramp quota
     binding_cap: str = ""  # the send cap that last made a send of today's wait
     allowance: int | None = None  # the user's plan share for today, once the parent granted it
+    # Inbox sessions (issue #11): today's remaining session times (epoch seconds), and how many ran.
+    sessions: list[float] = field(default_factory=list)
+    sessions_done: int = 0
+    engagement_note: str = ""  # why no session runs today (no IMAP settings), "" when they do
+
+
+@dataclass
+class EngagementTotals:
+    """What a mailbox's inbox sessions found and did: placements of the warmup emails it received, and
+    the actions it took on them."""
+
+    sessions: int = 0
+    inbox: int = 0  # found in INBOX
+    junk: int = 0  # found in Junk/Spam
+    other: int = 0  # found in another folder
+    missing: int = 0  # not found in time (counted once, when given up)
+    rescued: int = 0  # moved out of Junk into INBOX
+    read: int = 0  # marked \Seen
+    flagged: int = 0  # marked \Flagged
+    replies_due: int = 0  # answers decided (sent later from a send slot)
+
+    def add(self, other: EngagementTotals) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass(frozen=True)
+class InboxSessionRequest:
+    mailbox_id: int
+    day: str  # the mailbox's local day, ISO
+    session: int  # today's session number, from 0: with the day, the session's idempotency key
+
+
+@dataclass(frozen=True)
+class InboxSessionReport:
+    """One inbox session's outcome; `off` says why engagement is off ("" = it ran)."""
+
+    found: EngagementTotals = field(default_factory=EngagementTotals)
+    off: str = ""
 
 
 @dataclass
@@ -130,6 +171,11 @@ class MailboxWorkflowState:
     last_sent_at: float = 0.0  # epoch seconds of the last dispatched send
     sent_total: int = 0
     runs: int = 1  # workflow runs so far (1 + continue-as-new count)
+    # Why this mailbox does not read its mail ("" = it does): no IMAP settings, or a login the server
+    # refused. Sending goes on either way; a settings change or a resume tries again.
+    engagement_off: str = ""
+    # What its inbox sessions did so far, over every run (for status and the metrics).
+    engagement: EngagementTotals = field(default_factory=EngagementTotals)
 
 
 @dataclass
@@ -236,6 +282,9 @@ class MailboxStatus:
     # attempt's failure from the workflow's pending activity), a resume.
     waiting_for: str = ""
     sending_since: str | None = None  # ISO 8601 UTC: a send activity has been in flight since then
+    next_session_at: str | None = None  # ISO 8601 UTC: the next inbox session, None when none is due today
+    engagement_off: str = ""  # why the mailbox does not read its mail, "" when it does
+    engagement: EngagementTotals | None = None
 
 
 # --- The per-user parent workflow ---------------------------------------------------------------

@@ -124,3 +124,16 @@ def spread_rng(mailbox_id: int, day: dt.date | str, replans: int) -> random.Rand
     """Deterministic per mailbox-day and re-spread: replay-safe here, reproducible in a simulation.
     The seed's text ("plan") is part of every recorded schedule: changing it changes them all."""
     return random.Random(f"{day_seed(mailbox_id, day)}:plan:{replans}")
+
+
+def session_times(start: float, end: float, count: int, rng: random.Random) -> list[float]:
+    """When a mailbox reads its mail today: `count` times in [start, end), one in each equal part of the
+    window at a random point of its middle half, so sessions are neither clumped nor on the hour."""
+    if count <= 0 or end <= start:
+        return []
+    part = (end - start) / count
+    return [start + part * (i + rng.uniform(0.25, 0.75)) for i in range(count)]
+
+
+def session_rng(mailbox_id: int, day: dt.date | str) -> random.Random:
+    return random.Random(f"{day_seed(mailbox_id, day)}:inbox")

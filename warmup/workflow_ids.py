@@ -13,3 +13,9 @@ def mailbox_workflow_id(mailbox_id: int) -> str:
 
 def user_workflow_id(user_id: str) -> str:
     return f"user-{user_id}"
+
+
+def inbox_task_queue(task_queue: str) -> str:
+    """Where inbox sessions run: a queue of their own, since the send queue's dispatch rate is the global
+    send cap, which IMAP sessions must not use up."""
+    return f"{task_queue}-inbox"

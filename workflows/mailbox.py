@@ -2,7 +2,9 @@
 
 The story of a day: at the window's opening, take the ramp's quota for today, plan the sends over
 the window, sleep on durable timers until each planned time, send, repeat; when the day is done,
-sleep until tomorrow's window. Pause, resume and removal arrive as signals (fire and forget, also
+sleep until tomorrow's window. A few times a day, at random points of the window, an inbox session
+reads the mail the mailbox received (issue #11); it runs beside the sends, on a task queue of its own.
+Pause, resume and removal arrive as signals (fire and forget, also
 from the Temporal CLI); a settings change from `starter update` is an Update whose validator refuses
 an invalid schedule before it enters history (the `update_settings` signal stays for the user
 workflow, which cannot send Updates, and for running histories). Signals and updates wake the
@@ -11,6 +13,7 @@ sleep; all state travels across continue-as-new.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
@@ -22,11 +25,12 @@ with workflow.unsafe.imports_passed_through():
     # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
     from warmup import search_attributes as sa
     from warmup.day_schedule import DaySchedule
-    from warmup.errors import ERR_REFUSED, ERR_UNKNOWN_OUTCOME, PAUSING_ERRORS
+    from warmup.errors import ERR_IMAP_AUTH, ERR_REFUSED, ERR_UNKNOWN_OUTCOME, PAUSING_ERRORS
     from warmup.mailbox_settings import schedule_problems
     from warmup.models import (
         AllowanceGrant,
         AllowanceRequest,
+        InboxSessionRequest,
         MailboxStatus,
         MailboxWorkflowInput,
         MailboxWorkflowState,
@@ -35,7 +39,13 @@ with workflow.unsafe.imports_passed_through():
         SendRequest,
         SettingsUpdate,
     )
+    from warmup.workflow_ids import inbox_task_queue
+    from workflows.engagement_contract import InboxSession
     from workflows.send_contract import SendEmail
+
+# Inbox sessions exist only in runs that started on code that has them: the patch is asked once, at a
+# run's first task, so a run recorded before them replays without them (docs/versioning.md).
+INBOX_SESSIONS_PATCH = "inbox-sessions"
 
 
 @workflow.defn
@@ -52,9 +62,12 @@ class MailboxWarmupWorkflow:
         # loop continues as new only between sends).
         self._in_flight: SendRequest | None = None
         self._asked_at: float | None = None
+        self._sessions_on = False
+        self._session: asyncio.Task[None] | None = None  # the inbox session in flight, if any
 
     @workflow.run
     async def run(self, inp: MailboxWorkflowInput) -> None:
+        self._sessions_on = workflow.patched(INBOX_SESSIONS_PATCH)
         if inp.search_attributes:
             workflow.upsert_search_attributes(
                 [sa.USER_ID.value_set(inp.user_id), sa.MAILBOX_ID.value_set(str(inp.mailbox_id))]
@@ -62,6 +75,7 @@ class MailboxWarmupWorkflow:
         sends_this_run = 0
         while not self._removed:
             if self._time_to_continue_as_new(sends_this_run):
+                await self._session_finished()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._next_run_input())
             if self._s.paused:
@@ -69,13 +83,18 @@ class MailboxWarmupWorkflow:
                 await workflow.wait_condition(lambda: not self._s.paused or self._removed)
                 continue
             now = self._now()
-            self._day.start_day_if_new(now)
+            if self._day.start_day_if_new(now) and self._engages():
+                self._day.schedule_sessions(now)
             if self._day.respread_needed:
                 self._day.respread(now)
             self._publish()
             due = self._day.next_send_at()
-            if due is None or due > now:
-                await self._sleep_until(self._day.next_wake(now))
+            session = self._day.next_session_at() if self._session is None else None
+            if session is not None and session <= now:
+                self._session = asyncio.create_task(self._inbox_session(self._day.take_session()))
+            elif due is None or due > now:
+                wake = self._day.next_wake(now)
+                await self._sleep_until(wake if session is None else min(wake, session))
             elif self._inp.plan_parent_id and self._s.today.allowance is None:
                 # Asked at the first due send, not at midnight: by then the user's other mailboxes
                 # are known to the parent, so the shares are fair.
@@ -83,6 +102,7 @@ class MailboxWarmupWorkflow:
             else:
                 await self._send()
                 sends_this_run += 1
+        await self._session_finished()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._set_status(sa.REMOVED)
         workflow.set_current_details(f"removed after {self._s.sent_total} warmup emails")
@@ -100,6 +120,7 @@ class MailboxWarmupWorkflow:
         if self._s.paused:
             self._s.paused, self._s.pause_reason = False, ""
             self._day.respread_needed = True  # slots that passed while paused are re-spread
+            self._engage_again()
         self._poke()
 
     @workflow.signal
@@ -137,6 +158,7 @@ class MailboxWarmupWorkflow:
     def status(self) -> MailboxStatus:
         t = self._s.today
         due = self._day.next_send_at()
+        session = self._day.next_session_at()
         sending = self._in_flight
         return MailboxStatus(
             mailbox_id=self._inp.mailbox_id,
@@ -158,6 +180,9 @@ class MailboxWarmupWorkflow:
             weekdays_only=self._day.settings.weekdays_only,
             waiting_for=self._waiting_for(),
             sending_since=None if sending is None else _iso(sending.dispatched_at),
+            next_session_at=None if session is None or self._s.paused else _iso(session),
+            engagement_off=self._s.engagement_off or t.engagement_note,
+            engagement=self._s.engagement,
         )
 
     def _waiting_for(self) -> str:
@@ -217,6 +242,65 @@ class MailboxWarmupWorkflow:
             self._s.paused, self._s.pause_reason = True, message
             workflow.logger.warning("mailbox %s paused: %s", self._inp.mailbox_id, message)
 
+    # --- inbox sessions ---------------------------------------------------------------------------
+
+    async def _inbox_session(self, req: InboxSessionRequest) -> None:
+        """One IMAP session, beside the sends: finds, rescues, flags what the mailbox received and
+        decides the answers (sent later from its send slots)."""
+        t = self._s.today
+        try:
+            report = await workflow.execute_activity_method(
+                InboxSession.inbox_session,
+                req,
+                task_queue=inbox_task_queue(workflow.info().task_queue),
+                # A session acts on each email after a human's dwell, heartbeating throughout.
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(minutes=2),
+                # No inbox worker, or a server down for long: give this session up, the next one tries.
+                schedule_to_close_timeout=timedelta(hours=2),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=30),
+                    backoff_coefficient=2.0,
+                    maximum_interval=timedelta(minutes=10),
+                ),
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == ERR_IMAP_AUTH:
+                self._s.engagement_off, t.sessions = cause.message, []
+            workflow.logger.warning(
+                "mailbox %s: inbox session %s failed: %s", req.mailbox_id, req.session, cause
+            )
+            return
+        finally:
+            self._session = None
+            self._poke()
+        if report.off:
+            t.engagement_note, t.sessions = report.off, []
+        else:
+            self._s.engagement.add(report.found)
+            self._s.engagement.sessions += 1
+
+    async def _session_finished(self) -> None:
+        if self._session is not None:
+            await self._session
+
+    def _engage_again(self) -> None:
+        """After a settings change or a resume: a login refused earlier is tried again, and the rest of
+        today's sessions follow the (new) settings."""
+        if not (self._sessions_on and self._s.today.day):
+            return
+        self._s.engagement_off = self._s.today.engagement_note = ""
+        if self._engages():
+            self._day.schedule_sessions(self._now())
+        else:
+            self._s.today.sessions = []  # IMAP settings taken away
+
+    def _engages(self) -> bool:
+        """Inbox sessions run in runs that have them, for a mailbox with IMAP settings whose login
+        was not refused."""
+        return self._sessions_on and self._day.settings.engagement.enabled and not self._s.engagement_off
+
     # --- plumbing -------------------------------------------------------------------------------
 
     async def _ask_for_allowance(self, parent_id: str) -> None:
@@ -254,6 +338,7 @@ class MailboxWarmupWorkflow:
             self._inp = dataclasses.replace(self._inp, plan_parent_id=update.plan_parent_id or None)
         self._day.settings = _merged(self._day.settings, update)
         self._day.respread_needed = True
+        self._engage_again()
         self._poke()
 
     def _set_status(self, status: str) -> None:

@@ -7,6 +7,7 @@ ALTER TABLE mailboxes
     ADD COLUMN imap_security TEXT NOT NULL DEFAULT 'tls' CHECK (imap_security IN ('tls', 'starttls', 'none')),
     ADD COLUMN imap_username TEXT NOT NULL DEFAULT '',
     ADD COLUMN imap_secret_ciphertext TEXT,
+    ADD COLUMN engagement_on BOOLEAN NOT NULL DEFAULT FALSE,  -- imap_host <> '': the workflow runs inbox sessions
     ADD COLUMN inbox_sessions INT NOT NULL DEFAULT 4 CHECK (inbox_sessions BETWEEN 1 AND 24),
     ADD COLUMN read_rate DOUBLE PRECISION NOT NULL DEFAULT 0.95 CHECK (read_rate BETWEEN 0 AND 1),
     ADD COLUMN rescue_rate DOUBLE PRECISION NOT NULL DEFAULT 0.85 CHECK (rescue_rate BETWEEN 0 AND 1),
