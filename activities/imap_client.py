@@ -247,7 +247,7 @@ class ImapSession:
     def find_messages(self, message_ids: Iterable[str]) -> dict[str, FoundMessage]:
         """Where each Message-ID is: INBOX first, then Junk, then every other selectable folder (a message
         found in one folder is not looked for in the next). Ids not found are absent from the result."""
-        wanted = [_bracket(m) for m in message_ids]
+        wanted = [bracket(m) for m in message_ids]
         found: dict[str, FoundMessage] = {}
         for folder in self.folders():
             todo = [m for m in wanted if m not in found]
@@ -261,7 +261,7 @@ class ImapSession:
         return found
 
     def find_message(self, message_id: str) -> FoundMessage | None:
-        return self.find_messages([message_id]).get(_bracket(message_id))
+        return self.find_messages([message_id]).get(bracket(message_id))
 
     def move_to_inbox(self, message: FoundMessage) -> FoundMessage:
         """Move a message into INBOX (MOVE, or COPY + \\Deleted + EXPUNGE where MOVE is not offered) and
@@ -334,7 +334,7 @@ class ImapSession:
             parsed = BytesHeaderParser(policy=default_policy).parsebytes(
                 raw if isinstance(raw, bytes) else b""
             )
-            if _bracket(str(parsed.get("Message-ID", ""))) == message_id:
+            if bracket(str(parsed.get("Message-ID", ""))) == message_id:
                 return FoundMessage(
                     message_id, folder.name, int(uid), _flags(row.get(b"FLAGS", ())), folder.kind
                 )
@@ -396,7 +396,7 @@ def _flags(raw: object) -> frozenset[str]:
     return frozenset(f.decode() if isinstance(f, bytes) else str(f) for f in raw)
 
 
-def _bracket(message_id: str) -> str:
+def bracket(message_id: str) -> str:
     """Message-IDs compare with their angle brackets: "<a@b>"."""
     inner = message_id.strip().strip("<>").strip()
     return f"<{inner}>"

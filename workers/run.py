@@ -15,7 +15,9 @@ import sys
 import time
 
 from pydantic import SecretStr
+from temporalio.worker import Worker
 
+from activities.engagement import EngagementActivities
 from activities.send import SendActivities
 from warmup import metrics, temporal_connection
 from warmup.config import ConfigError, Settings, load_settings
@@ -25,7 +27,7 @@ from warmup.secrets import SecretBox, SecretKeyError
 from warmup.temporal_connection import TemporalConnectError
 from workers import health
 from workers.queue_limits import apply_queue_rate_limit
-from workers.worker import build_worker
+from workers.worker import build_inbox_worker, build_worker
 
 log = logging.getLogger("warmup.worker")
 
@@ -99,11 +101,12 @@ async def _run_worker(
             return
         await apply_queue_rate_limit(client, settings)
         worker = build_worker(client, settings, SendActivities(pool, secrets, settings))
+        inbox = build_inbox_worker(client, settings, EngagementActivities(pool, secrets, settings))
         readiness.worker = worker
         if instruments is not None:
             collector = asyncio.create_task(metrics.FleetCollector(settings, client, instruments).run())
             log.info("metrics on %s:%d/metrics", settings.METRICS_HOST, settings.METRICS_PORT)
-        running = asyncio.create_task(worker.run())
+        running = asyncio.create_task(_run_both(worker, inbox))
         stopping = asyncio.create_task(stop.wait())
         log.info(
             "worker polling task queue %r on %s (concurrency %d)",
@@ -129,7 +132,7 @@ async def _run_worker(
             "(WARMUP_SHUTDOWN_GRACE_SECONDS)",
             settings.SHUTDOWN_GRACE_SECONDS,
         )
-        await worker.shutdown()
+        await asyncio.gather(worker.shutdown(), inbox.shutdown())
         with contextlib.suppress(Exception):  # its failure, if any, was logged by the SDK
             await running
         log.info("worker stopped %.1fs after the signal", time.monotonic() - began)
@@ -186,3 +189,8 @@ def main() -> int:
 
 if __name__ == "__main__":
     exit_skipping_teardown(main())
+
+
+async def _run_both(worker: Worker, inbox: Worker) -> None:
+    """The send worker and the inbox-session worker run and stop together."""
+    await asyncio.gather(worker.run(), inbox.run())

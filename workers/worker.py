@@ -7,8 +7,10 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.engagement import EngagementActivities
 from activities.send import SendActivities
 from warmup.config import Settings
+from warmup.workflow_ids import inbox_task_queue
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
 from workflows.user import UserWarmupWorkflow
@@ -27,5 +29,17 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities)
         disable_eager_activity_execution=True,
         # On shutdown the worker stops polling at once but lets running sends finish for this long:
         # a send cancelled during DATA leaves its row SENDING, and the retry must call it UNKNOWN.
+        graceful_shutdown_timeout=timedelta(seconds=settings.SHUTDOWN_GRACE_SECONDS),
+    )
+
+
+def build_inbox_worker(client: Client, settings: Settings, activities: EngagementActivities) -> Worker:
+    """The inbox sessions' worker: their own task queue, outside the send queue's rate limit (the global
+    send cap); a session is mostly waiting on IMAP and human dwell, so it shares the concurrency budget."""
+    return Worker(
+        client,
+        task_queue=inbox_task_queue(settings.TASK_QUEUE),
+        activities=[activities.inbox_session],
+        max_concurrent_activities=settings.WORKER_CONCURRENCY,
         graceful_shutdown_timeout=timedelta(seconds=settings.SHUTDOWN_GRACE_SECONDS),
     )
