@@ -38,12 +38,15 @@ async def insert_pending(
     message: str,
     planned_at: float,
     dispatched_at: float,
-) -> LedgerRow:
-    """Record a planned send; if another attempt recorded it first, return that row instead."""
+    in_reply_to: int | None = None,
+) -> LedgerRow | None:
+    """Record a send; if another attempt recorded it first, return that row instead. None only for a
+    reply whose email another row answers already (in_reply_to is unique): send a new thread instead."""
     await conn.execute(
         "INSERT INTO send_ledger (idempotency_key, sender_id, recipient_id, day, slot, message_id, message,"
-        " status, planned_at, dispatched_at, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        " ON CONFLICT (idempotency_key) DO NOTHING",
+        " status, planned_at, dispatched_at, user_id, in_reply_to)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " ON CONFLICT DO NOTHING",
         idempotency_key,
         sender_id,
         recipient_id,
@@ -55,24 +58,29 @@ async def insert_pending(
         _ts(planned_at),
         _ts(dispatched_at),
         user_id,
+        in_reply_to,
     )
     row = await ledger_row(conn, idempotency_key)
-    if row is None:  # only if someone deleted it in between
+    if row is None and in_reply_to is None:  # only if someone deleted it in between
         raise RuntimeError(f"ledger row {idempotency_key} vanished right after it was written")
     return row
 
 
 async def mark_sent(conn: Conn, idempotency_key: str, smtp_code: int) -> None:
-    """The server accepted the message. Also from UNKNOWN: a 250 is the truth a later look may have missed."""
+    """The server accepted the message. Also from UNKNOWN: a 250 is the truth a later look may have missed.
+    A reply's original becomes REPLIED in the same statement, so no crash can leave one without the other."""
     await conn.execute(
-        "UPDATE send_ledger SET status = $5, sent_at = now(), smtp_code = $2, error = '',"
+        "WITH sent AS (UPDATE send_ledger SET status = $5, sent_at = now(), smtp_code = $2, error = '',"
         " updated_at = now()"
-        " WHERE idempotency_key = $1 AND status IN ($3, $4)",
+        " WHERE idempotency_key = $1 AND status IN ($3, $4) RETURNING in_reply_to)"
+        " UPDATE send_ledger SET status = $6, updated_at = now()"
+        " WHERE id = (SELECT in_reply_to FROM sent) AND status = $5",
         idempotency_key,
         smtp_code,
         S,
         U,
         SENT,
+        SendStatus.REPLIED.value,
     )
 
 

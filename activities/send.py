@@ -30,8 +30,9 @@ from activities.ledger_writes import (
     mark_sent,
     mark_unknown,
 )
-from activities.message import build_message
+from activities.message import build_message, build_reply
 from activities.recipients import choose_recipient
+from activities.replies import due_reply
 from activities.smtp_errors import ERROR_TYPES, Outcome, SmtpFailure, Stage, classify
 from warmup import caps
 from warmup.config import Settings
@@ -144,7 +145,23 @@ class SendActivities:
     async def _record_new_send(
         self, conn: Conn, sender: MailboxRecord, req: SendRequest, day: dt.date
     ) -> LedgerRow:
+        """Decide what this slot sends, once: a due reply first, else a new thread (activities/replies.py)."""
         key = req.idempotency_key
+        try:
+            tz: dt.tzinfo = ZoneInfo(sender.schedule.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            tz = dt.UTC
+        now = dt.datetime.fromtimestamp(req.dispatched_at, tz=tz)
+        # Unknown outside this install, so a Message-ID cannot be recomputed from the guessable key.
+        salt = hashlib.sha256(sender.secret_ciphertext.encode("ascii")).digest()
+        due = await due_reply(conn, sender.id, now)
+        if due is not None:
+            message_id, text = build_reply(due.original_message, key, now, salt=salt)
+            row = await self._insert(
+                conn, sender, req, day, due.original_sender_id, message_id, text, due.ledger_id
+            )
+            if row is not None:
+                return row
         recipient = await choose_recipient(conn, sender.id, day, key)
         if recipient is None:
             # Not the mailbox's fault and usually brief (the user is still enrolling the rest of the
@@ -153,32 +170,37 @@ class SendActivities:
                 f"mailbox {sender.id}: no other active mailbox to send to yet; enroll at least one more",
                 type=ERR_TRANSIENT,
             )
-        try:
-            tz: dt.tzinfo = ZoneInfo(sender.schedule.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            tz = dt.UTC
-        message_id, text = build_message(
-            key,
-            sender.address,
-            None,
-            recipient.address,
-            dt.datetime.fromtimestamp(req.dispatched_at, tz=tz),
-            # Unknown outside this install, so a Message-ID cannot be recomputed from the guessable key.
-            salt=hashlib.sha256(sender.secret_ciphertext.encode("ascii")).digest(),
-        )
+        message_id, text = build_message(key, sender.address, None, recipient.address, now, salt=salt)
+        row = await self._insert(conn, sender, req, day, recipient.id, message_id, text, None)
+        if row is None:  # insert_pending returns None only for a reply
+            raise RuntimeError(f"ledger row {key} was not written")
+        return row
+
+    @staticmethod
+    async def _insert(
+        conn: Conn,
+        sender: MailboxRecord,
+        req: SendRequest,
+        day: dt.date,
+        recipient_id: int,
+        message_id: str,
+        text: str,
+        in_reply_to: int | None,
+    ) -> LedgerRow | None:
         # Two concurrent attempts converge on whichever row was inserted first.
         return await insert_pending(
             conn,
-            idempotency_key=key,
+            idempotency_key=req.idempotency_key,
             sender_id=sender.id,
             user_id=sender.user_id,
-            recipient_id=recipient.id,
+            recipient_id=recipient_id,
             day=day,
             slot=req.slot,
             message_id=message_id,
             message=text,
             planned_at=req.planned_at,
             dispatched_at=req.dispatched_at,
+            in_reply_to=in_reply_to,
         )
 
     async def _settled(self, conn: Conn, row: LedgerRow) -> SendResult | None:

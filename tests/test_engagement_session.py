@@ -1,0 +1,274 @@
+"""Engagement against the real mail lab (issue #11): warmup emails sent through the lab's Postfix (STARTTLS +
+AUTH, scored by rspamd, some filed into Junk by a lab-only sieve rule), found by each receiver's inbox
+session by Message-ID, rescued, read, flagged and answered at the configured rates; answers go out through
+the same send path, threaded, and the answered email becomes REPLIED; nothing is done twice."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.engagement import NO_IMAP, EngagementActivities
+from activities.imap_client import FLAGGED, SEEN, FolderKind, ImapAccount, ImapSession
+from activities.send import SendActivities
+from devstack.mail_lab import JUNK, MailLab
+from tests.helpers.mail_lab import LabUser, mail_lab_fixture, new_user
+from warmup.config import Settings
+from warmup.engagement import decide
+from warmup.errors import ERR_IMAP_AUTH
+from warmup.mailboxes import ImapServer, MailboxRecord, NewMailbox, SmtpAccount, upsert_mailbox
+from warmup.models import (
+    EngagementSettings,
+    ImapSecurity,
+    InboxSessionRequest,
+    RampSettings,
+    ScheduleSettings,
+    SendRequest,
+    SendStatus,
+    SmtpSecurity,
+)
+from warmup.secrets import SecretBox
+
+__all__ = ["mail_lab_fixture"]
+
+RATES = EngagementSettings(
+    enabled=True,
+    read_rate=0.9,
+    rescue_rate=0.8,
+    important_rate=0.3,
+    reply_rate=0.5,
+    dwell_min_seconds=0,
+    dwell_max_seconds=0,
+    reply_delay_min_minutes=0,
+    reply_delay_max_minutes=0,
+)
+_slot = itertools.count()
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(SMTP_TIMEOUT_SECONDS=15)
+
+
+@pytest.fixture
+def box(secret_keys: list[str]) -> SecretBox:
+    return SecretBox(secret_keys)
+
+
+async def enroll(
+    pool: asyncpg.Pool, box: SecretBox, lab: MailLab, user: LabUser, *, imap_password: str | None = None
+) -> MailboxRecord:
+    async with pool.acquire() as conn:
+        return await upsert_mailbox(
+            conn,
+            NewMailbox(
+                user_id=user.address.split("@")[0],
+                address=user.address,
+                smtp=SmtpAccount(lab.host, lab.submission_port, SmtpSecurity.STARTTLS, user.address, False),
+                secret_ciphertext=box.encrypt(user.password),
+                schedule=ScheduleSettings(timezone="UTC", ramp=RampSettings(5, 0, 5), engagement=RATES),
+                imap=ImapServer(lab.host, lab.imaps_port, ImapSecurity.TLS),
+                imap_secret_ciphertext=None if imap_password is None else box.encrypt(imap_password),
+            ),
+        )
+
+
+async def send(acts: SendActivities, mailbox: MailboxRecord) -> str:
+    """One warmup email (or answer) from `mailbox` now, through the lab; its Message-ID."""
+    now = dt.datetime.now(dt.UTC)
+    req = SendRequest(
+        mailbox_id=mailbox.id,
+        day=now.date().isoformat(),
+        slot=next(_slot),
+        planned_at=now.timestamp(),
+        dispatched_at=now.timestamp(),
+    )
+    result = await acts.send_email(req)
+    assert result.status is SendStatus.SENT
+    return result.message_id
+
+
+def session(mailbox: MailboxRecord, n: int = 0) -> InboxSessionRequest:
+    return InboxSessionRequest(mailbox.id, dt.date.today().isoformat(), n)
+
+
+async def rows(pool: asyncpg.Pool, sql: str, *args: object) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
+        return await conn.fetch(sql, *args)
+
+
+def imap_of(lab: MailLab, user: LabUser) -> ImapSession:
+    return ImapSession(ImapAccount(lab.host, lab.imaps_port, user.address, verify_tls=False), user.password)
+
+
+async def test_a_compressed_day_of_twenty_mailboxes(
+    mail_lab: MailLab, db_pool: asyncpg.Pool, box: SecretBox, settings: Settings
+) -> None:
+    users = [new_user(mail_lab, f"eng{i}") for i in range(20)]
+    junk_senders = users[:6]
+    mail_lab.force_junk_from(
+        u.address for u in junk_senders
+    )  # lab-only sieve rule: the product writes no marker
+    boxes = [await enroll(db_pool, box, mail_lab, u) for u in users]
+    sends, engage = SendActivities(db_pool, box, settings), EngagementActivities(db_pool, box, settings)
+    env = ActivityEnvironment()
+
+    sent = [await send(sends, b) for b in boxes for _ in range(3)]
+    ledger = {
+        r["message_id"]: r
+        for r in await rows(
+            db_pool,
+            "SELECT l.id, l.idempotency_key, l.message_id, l.sender_id, r.address AS rcpt"
+            " FROM send_ledger l JOIN mailboxes r ON r.id = l.recipient_id",
+        )
+    }
+    for message_id in sent:  # delivered through Postfix, filed by Dovecot's sieve
+        await asyncio.to_thread(mail_lab.wait_for, ledger[message_id]["rcpt"], message_id)
+
+    reports = [await env.run(engage.inbox_session, session(b)) for b in boxes]
+    total = sum((r.found.inbox + r.found.junk + r.found.other for r in reports), 0)
+    assert total == len(sent), "every delivered warmup email found by Message-ID"
+    junked = sum(r.found.junk for r in reports)
+    assert junked > 0 and sum(r.found.junk for r in reports) == sum(
+        1 for m in sent if ledger[m]["sender_id"] in {b.id for b in boxes[:6]}
+    )
+    # The rates: each decision as drawn from the email's key, and the aggregate near the settings.
+    decisions = {m: decide(ledger[m]["idempotency_key"], RATES) for m in sent}
+    engaged = await rows(db_pool, "SELECT * FROM engagement")
+    by_id = {r["ledger_id"]: r for r in engaged}
+    for m, d in decisions.items():
+        e = by_id[ledger[m]["id"]]
+        assert (e["seen_at"] is not None, e["flagged_at"] is not None, e["reply_due_at"] is not None) == (
+            d.read,
+            d.important,
+            d.reply,
+        )
+        assert e["handled_at"] is not None
+        if e["found_in"] == "junk":
+            assert (e["rescued_at"] is not None) == d.rescue
+    rescued = sum(r.found.rescued for r in reports)
+    measured = {
+        "found": total / len(sent),
+        "rescued of junk": rescued / junked,
+        "read": sum(r.found.read for r in reports) / total,
+        "flagged": sum(r.found.flagged for r in reports) / total,
+        "replies due": sum(r.found.replies_due for r in reports) / total,
+    }
+    print(f"\nengagement over {len(sent)} emails, {junked} junked: {measured}")
+    # Over IMAP: the rescued ones are in INBOX, flags as recorded.
+    sample = next(m for m in sent if by_id[ledger[m]["id"]]["rescued_at"] is not None)
+    rcpt = next(u for u in users if u.address == ledger[sample]["rcpt"])
+    with imap_of(mail_lab, rcpt) as imap:
+        where = imap.find_message(sample)
+    assert where is not None and where.kind is FolderKind.INBOX and SEEN in where.flags
+
+    # A second session does nothing more: every email is handled.
+    again = [await env.run(engage.inbox_session, session(b, 1)) for b in boxes]
+    assert all(r.found.inbox + r.found.junk + r.found.rescued + r.found.read == 0 for r in again)
+
+    # The answers: each replier's next send is the due answer, threaded, to the original sender.
+    due = await rows(
+        db_pool,
+        "SELECT l.id, l.message_id, l.recipient_id, l.sender_id FROM engagement e"
+        " JOIN send_ledger l ON l.id = e.ledger_id WHERE e.reply_due_at IS NOT NULL ORDER BY l.id",
+    )
+    assert due, "no answer decided at a 50% reply rate"
+    original = due[0]
+    replier = next(b for b in boxes if b.id == original["recipient_id"])
+    pending_for_replier = [d for d in due if d["recipient_id"] == replier.id]
+    reply_ids = [await send(sends, replier) for _ in pending_for_replier]
+    replies = await rows(
+        db_pool, "SELECT in_reply_to, recipient_id, message_id FROM send_ledger WHERE sender_id = $1"
+        " AND in_reply_to IS NOT NULL ORDER BY id", replier.id,
+    )  # fmt: skip
+    assert [r["in_reply_to"] for r in replies] == [d["id"] for d in pending_for_replier]
+    assert [r["message_id"] for r in replies] == reply_ids
+    statuses = await rows(
+        db_pool,
+        "SELECT id, status::text FROM send_ledger WHERE id = ANY($1)",
+        [d["id"] for d in pending_for_replier],
+    )
+    assert {r["status"] for r in statuses} == {SendStatus.REPLIED.value}
+    # In the original sender's mailbox: Re: subject, In-Reply-To the original Message-ID.
+    sender_user = next(
+        u for u in users if u.address == next(b.address for b in boxes if b.id == original["sender_id"])
+    )
+    folder = await asyncio.to_thread(mail_lab.wait_for, sender_user.address, reply_ids[0])
+    (msg,) = [m for m in mail_lab.messages(sender_user.address, folder) if m["Message-ID"] == reply_ids[0]]
+    assert msg["In-Reply-To"] == original["message_id"] and str(msg["Subject"]).startswith("Re:")
+    assert original["message_id"] in str(msg["References"])
+    # The next send of the replier, with no answer due, is a new thread again.
+    fresh = await send(sends, replier)
+    (row,) = await rows(db_pool, "SELECT in_reply_to FROM send_ledger WHERE message_id = $1", fresh)
+    assert row["in_reply_to"] is None
+    mail_lab.force_junk_from(())
+
+
+class StopsAtThird(EngagementActivities):
+    emails = 0
+
+    async def _engage(self, *args: Any) -> None:
+        self.emails += 1
+        if self.emails == 3:
+            raise asyncio.CancelledError  # the worker is gone
+        await super()._engage(*args)
+
+
+async def test_a_session_stopped_midway_is_completed_once(
+    mail_lab: MailLab, db_pool: asyncpg.Pool, box: SecretBox, settings: Settings
+) -> None:
+    a, b = new_user(mail_lab, "killa"), new_user(mail_lab, "killb")
+    mail_lab.force_junk_from([a.address])
+    sender, receiver = await enroll(db_pool, box, mail_lab, a), await enroll(db_pool, box, mail_lab, b)
+    sends, engage = SendActivities(db_pool, box, settings), EngagementActivities(db_pool, box, settings)
+    ids = [await send(sends, sender) for _ in range(6)]
+    for m in ids:
+        await asyncio.to_thread(mail_lab.wait_for, b.address, m)
+    # Stop the session at its third email: like a worker killed at that line.
+    with pytest.raises(asyncio.CancelledError):
+        await ActivityEnvironment().run(StopsAtThird(db_pool, box, settings).inbox_session, session(receiver))
+    done_before = await rows(db_pool, "SELECT ledger_id FROM engagement WHERE handled_at IS NOT NULL")
+    assert len(done_before) == 2
+    await ActivityEnvironment().run(engage.inbox_session, session(receiver, 1))
+    handled = await rows(db_pool, "SELECT * FROM engagement")
+    assert len(handled) == 6 and all(h["handled_at"] is not None for h in handled)
+    assert {h["found_in"] for h in handled} == {"junk"}
+    with imap_of(mail_lab, b) as imap:
+        found = imap.find_messages(ids)
+    # Each message once (no copy left behind by a move), where its decision put it.
+    assert len(mail_lab.messages(b.address)) + len(mail_lab.messages(b.address, JUNK)) == 6
+    for m in ids:
+        key = (await rows(db_pool, "SELECT idempotency_key FROM send_ledger WHERE message_id = $1", m))[0][0]
+        d = decide(key, RATES)
+        assert found[m].kind is (FolderKind.INBOX if d.rescue else FolderKind.JUNK)
+        assert (SEEN in found[m].flags, FLAGGED in found[m].flags) == (d.read, d.important)
+    mail_lab.force_junk_from(())
+
+
+async def test_bad_imap_credentials_and_no_imap_settings(
+    mail_lab: MailLab, db_pool: asyncpg.Pool, box: SecretBox, settings: Settings
+) -> None:
+    a, b = new_user(mail_lab, "credsa"), new_user(mail_lab, "credsb")
+    wrong = "Not-the-imap-password-93"
+    sender = await enroll(db_pool, box, mail_lab, a)
+    receiver = await enroll(db_pool, box, mail_lab, b, imap_password=wrong)
+    sends, engage = SendActivities(db_pool, box, settings), EngagementActivities(db_pool, box, settings)
+    m = await send(sends, sender)
+    await asyncio.to_thread(mail_lab.wait_for, b.address, m)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(engage.inbox_session, session(receiver))
+    assert caught.value.type == ERR_IMAP_AUTH and caught.value.non_retryable
+    assert b.address in caught.value.message and wrong not in caught.value.message
+    assert b.password not in caught.value.message
+    async with db_pool.acquire() as conn:
+        await conn.execute("UPDATE mailboxes SET imap_host = '' WHERE id = $1", sender.id)
+    report = await ActivityEnvironment().run(engage.inbox_session, session(sender))
+    assert report.off == NO_IMAP
