@@ -79,6 +79,8 @@ def test_the_recorded_histories_cover_the_scenarios() -> None:
         "user_updates",
         "user_updates_child_mailbox",
         "mailbox_change_settings",
+        # Since issue #11: inbox sessions, a refused IMAP login, engagement on again.
+        "mailbox_inbox_sessions",
     }
     assert wanted <= names, f"histories missing ({sorted(wanted - names)}): see tests/replay/record.py"
 

@@ -11,6 +11,7 @@ replay test exists to catch (docs/versioning.md says when to re-record).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import sys
 import uuid
@@ -28,10 +29,12 @@ from devstack.temporal import (
     test_server_binary,
 )
 from tests.helpers.workflows import skip_to, start_mailboxes
+from tests.test_inbox_sessions import Inbox
 from tests.test_mailbox_workflow import UTC_DAY, Recorder
 from tests.test_user_workflow import FIXED_TEN, enroll_result
 from warmup.errors import ERR_AUTH
 from warmup.models import (
+    EngagementSettings,
     MailboxEnrollment,
     PauseRequest,
     RampSettings,
@@ -40,7 +43,7 @@ from warmup.models import (
     UserPlan,
     UserWorkflowInput,
 )
-from warmup.workflow_ids import mailbox_workflow_id
+from warmup.workflow_ids import inbox_task_queue, mailbox_workflow_id
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
 from workflows.user import UserWarmupWorkflow
@@ -198,6 +201,23 @@ async def mailbox_change_settings(env: WorkflowEnvironment, rec: Recorder) -> Hi
     return {"mailbox_change_settings": await _history(env.client, h.id)}
 
 
+async def mailbox_inbox_sessions(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    """Issue #11: a day of inbox sessions beside the sends, then a refused IMAP login, then a settings
+    change that turns engagement on again."""
+    engaged = dataclasses.replace(UTC_DAY, engagement=EngagementSettings(enabled=True, inbox_sessions=3))
+    (h,) = await start_mailboxes(env.client, _queue(), [(107, engaged)])
+    await env.sleep(23 * HOUR)
+    _INBOX.refuse = True
+    await env.sleep(12 * HOUR)
+    _INBOX.refuse = False
+    await h.execute_update(
+        MailboxWarmupWorkflow.change_settings, SettingsUpdate(engagement=engaged.engagement)
+    )
+    await env.sleep(6 * HOUR)
+    await _remove(h)
+    return {"mailbox_inbox_sessions": await _history(env.client, h.id)}
+
+
 SCENARIOS: list[Scenario] = [
     mailbox_day,
     mailbox_pause_resume,
@@ -207,7 +227,9 @@ SCENARIOS: list[Scenario] = [
     mailbox_change_settings,
     user_lifecycle,
     user_updates,
+    mailbox_inbox_sessions,
 ]
+_INBOX = Inbox()  # the inbox sessions' stand-in, on every scenario's inbox queue
 
 _QUEUE = f"replay-{uuid.uuid4().hex[:8]}"
 
@@ -264,12 +286,15 @@ async def with_search_attributes(env: WorkflowEnvironment, rec: Recorder) -> His
 
 async def _run_scenario(env: WorkflowEnvironment, scenario: Scenario, *, skip_to_midnight: bool) -> Histories:
     rec = Recorder()
-    async with Worker(
-        env.client,
-        task_queue=_queue(),
-        workflows=[MailboxWarmupWorkflow, UserWarmupWorkflow],
-        activities=[rec.send_email],
-        workflow_runner=workflow_runner("isolated"),
+    async with (
+        Worker(
+            env.client,
+            task_queue=_queue(),
+            workflows=[MailboxWarmupWorkflow, UserWarmupWorkflow],
+            activities=[rec.send_email],
+            workflow_runner=workflow_runner("isolated"),
+        ),
+        Worker(env.client, task_queue=inbox_task_queue(_queue()), activities=[_INBOX.inbox_session]),
     ):
         if skip_to_midnight:
             # Each scenario starts at a UTC midnight, so the day's window is all ahead of it.
