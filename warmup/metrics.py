@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -44,11 +45,12 @@ from temporalio.worker import Interceptor as WorkerInterceptor
 from warmup import fleet
 from warmup.config import Settings
 from warmup.errors import ERR_CAP_DEFERRED
-from warmup.models import DELIVERED_STATUSES, MailboxState, SendRequest, SendResult
+from warmup.models import DELIVERED_STATUSES, InboxSessionReport, MailboxState, SendRequest, SendResult
 
 log = logging.getLogger("warmup.metrics")
 
 SEND_ACTIVITY = "send_email"
+INBOX_ACTIVITY = "inbox_session"
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,14 @@ CYCLE = MetricDef(
     "worker",
     "seconds from a send's planned time to its final outcome (queue wait, cap waits, retries, SMTP)",
 )
+ENGAGEMENT = MetricDef(
+    "warmup_engagement_actions_total",
+    "counter",
+    ("action",),
+    "worker",
+    "what this worker's inbox sessions found (inbox, junk, other, missing) and did (rescued, read, flagged, "
+    "replies_due), each once",
+)
 COLLECTOR = MetricDef(
     "warmup_fleet_collector", "gauge", (), "worker", "1 on the worker that computes the fleet gauges, else 0"
 )
@@ -132,6 +142,7 @@ ALL: tuple[MetricDef, ...] = (
     UTILIZATION,
     ERRORS,
     CYCLE,
+    ENGAGEMENT,
     COLLECTOR,
 )
 # The audit's six, under its names.
@@ -187,6 +198,7 @@ class Instruments:
         self.queue = meter.create_gauge_float(QUEUE.name, QUEUE.help)
         self.errors = meter.create_gauge_float(ERRORS.name, ERRORS.help)
         self.collector = meter.create_gauge(COLLECTOR.name, COLLECTOR.help)
+        self.engagement = meter.create_counter(ENGAGEMENT.name, ENGAGEMENT.help)
         self.concurrency = max(concurrency, 1)
         self.in_flight = 0
         self.utilization.set(0.0, {"resource": "activity_slots"})
@@ -225,6 +237,13 @@ class _SendMetrics(ActivityInboundInterceptor):
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
+        if info.activity_type == INBOX_ACTIVITY:
+            report = await super().execute_activity(input)
+            if isinstance(report, InboxSessionReport):
+                for action, n in dataclasses.asdict(report.found).items():
+                    if n and action != "sessions":
+                        self._m.engagement.add(n, {"action": action})
+            return report
         if info.activity_type != SEND_ACTIVITY:
             return await super().execute_activity(input)
         req = input.args[0] if input.args and isinstance(input.args[0], SendRequest) else None

@@ -187,10 +187,10 @@ def main() -> int:
     return EXIT_OK
 
 
-if __name__ == "__main__":
-    exit_skipping_teardown(main())
-
-
 async def _run_both(worker: Worker, inbox: Worker) -> None:
     """The send worker and the inbox-session worker run and stop together."""
     await asyncio.gather(worker.run(), inbox.run())
+
+
+if __name__ == "__main__":
+    exit_skipping_teardown(main())
