@@ -179,16 +179,22 @@ def first_eligible(sender: Sender, candidates: Sequence[Candidate]) -> Candidate
     return next((c for c in candidates if not relaxed_rules(sender, c)), None)
 
 
-def best_of(sender: Sender, candidates: Sequence[Candidate], draw: int) -> Candidate | None:
-    """A candidate with the best `preference`, `draw` choosing uniformly among equals; None if empty."""
+def best_of(sender: Sender, candidates: Sequence[Candidate], key: str) -> Candidate | None:
+    """A candidate with the best `preference`, chosen by `key` uniformly among equals; None if empty."""
     if not candidates:
         return None
     best = min(preference(sender, c) for c in candidates)
     tied = [c for c in candidates if preference(sender, c) == best]
-    return tied[draw % len(tied)]
+    return tied[start_point(key, 0, len(tied) - 1)]
 
 
 # --- randomness from the key --------------------------------------------------------------------
+
+
+def start_point(idempotency_key: str, low: int, high: int) -> int:
+    """A pseudo-random integer in [low, high], the same for the same key."""
+    digest = hashlib.sha256(b"recipient:" + idempotency_key.encode("utf-8")).digest()
+    return low + int.from_bytes(digest[:8], "big") % (high - low + 1)
 
 
 def key_draws(idempotency_key: str, count: int) -> list[int]:
@@ -302,7 +308,7 @@ async def choose_recipient(
 ) -> Recipient | None:
     """A receiver for `sender_id` on `day` by the pool rules; None when no other mailbox is active
     (or the sender does not exist)."""
-    draws = key_draws(idempotency_key, PROBES + 2)
+    draws = key_draws(idempotency_key, PROBES + 1)
     rows = await conn.fetch(
         _PROBE,
         sender_id,
@@ -328,7 +334,7 @@ async def choose_recipient(
         scanned = await conn.fetch(_SCAN, sender_id, day, unit(draws[PROBES]), SCAN)
         seen = {c.id for c in probed}
         pool = probed + [c for r in scanned if (c := _candidate(r, pairs_today, pairs)).id not in seen]
-        chosen = best_of(sender, pool, draws[PROBES + 1])
+        chosen = best_of(sender, pool, idempotency_key)
     if chosen is None:
         return None
     return Recipient(chosen.id, chosen.address, relaxed_rules(sender, chosen))
