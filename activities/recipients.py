@@ -307,7 +307,7 @@ async def choose_recipient(
     pair_repeat_days: int = PAIR_REPEAT_DAYS,
 ) -> Recipient | None:
     """A receiver for `sender_id` on `day` by the pool rules; None when no other mailbox is active
-    (or the sender does not exist)."""
+    (or the sender does not exist). `pair_repeat_days` below 1 counts as 1 (today)."""
     draws = key_draws(idempotency_key, PROBES + 1)
     rows = await conn.fetch(
         _PROBE,
@@ -332,8 +332,9 @@ async def choose_recipient(
     chosen = first_eligible(sender, probed)
     if chosen is None:
         scanned = await conn.fetch(_SCAN, sender_id, day, unit(draws[PROBES]), SCAN)
-        seen = {c.id for c in probed}
-        pool = probed + [c for r in scanned if (c := _candidate(r, pairs_today, pairs)).id not in seen]
+        found = probed + [_candidate(r, pairs_today, pairs) for r in scanned]
+        # Once each: two probes on one slot must not give that receiver two chances among equals.
+        pool = list({c.id: c for c in found}.values())
         chosen = best_of(sender, pool, idempotency_key)
     if chosen is None:
         return None
