@@ -535,9 +535,12 @@ async def test_recipient_choice_stays_cheap_at_100k_mailboxes(db_pool: asyncpg.P
         )
         await conn.execute("ANALYZE mailboxes")
         sender = int(await conn.fetchval("SELECT min(id) FROM mailboxes"))
-        for query in (recipients._FIRST_UNUSED_FROM, recipients._FIRST_UNUSED_BEFORE):
-            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + query, 50_000, sender, [1, 2]))
-            assert "Seq Scan" not in plan and "Sort" not in plan, plan
+        day = dt.date(2026, 3, 2)
+        probe_args = (sender, day, "1:x:0", [0.5] * recipients.PROBES, recipients.PAIR_REPEAT_DAYS)
+        scan_args = (sender, day, 0.5, recipients.SCAN)
+        for query, args in ((recipients._PROBE, probe_args), (recipients._SCAN, scan_args)):
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + query, *args))
+            assert "Seq Scan on mailboxes" not in plan, plan
 
         started = time.perf_counter()
         chosen = [
