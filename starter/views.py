@@ -148,11 +148,31 @@ def status_table(status: MailboxStatus, address: str, workflow_id: str, db_state
         rows.append(("Held back by", status.binding_cap))
     if status.last_error:
         rows.append(("Last error", status.last_error))
+    rows += engagement_rows(status)
     workflow_state = MailboxState.PAUSED if status.paused else MailboxState.ACTIVE
     if db_state is not workflow_state:
         # The workflow is the truth for sending; say so when the stored state lags behind it.
         rows.append(("Database state", f"{db_state.value} (the workflow's state above is what counts)"))
     return table(rows)
+
+
+def engagement_rows(status: MailboxStatus) -> list[tuple[str, str]]:
+    """What the mailbox's inbox sessions found and did; nothing for a workflow that has none (older runs)."""
+    e = status.engagement
+    if status.engagement_off:
+        return [("Engagement", f"off: {status.engagement_off}")]
+    if e is None or (e.sessions == 0 and status.next_session_at is None):
+        return []
+    found = e.inbox + e.junk + e.other
+    placed = f"{e.inbox} inbox, {e.junk} junk, {e.other} other, {e.missing} missing"
+    return [
+        ("Inbox sessions", f"{e.sessions} so far; next {status.next_session_at or 'tomorrow'}"),
+        ("Received", f"{found} found ({placed})"),
+        (
+            "Engaged",
+            f"{e.rescued} rescued, {e.read} read, {e.flagged} flagged, {e.replies_due} answers decided",
+        ),
+    ]
 
 
 # --- the views ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from starter.views import status_table
 from tests.helpers.workflows import skip_to, start_mailboxes, status
 from warmup import schedule
 from warmup.errors import ERR_IMAP_AUTH
@@ -25,6 +26,7 @@ from warmup.models import (
     EngagementTotals,
     InboxSessionReport,
     InboxSessionRequest,
+    MailboxState,
     PauseRequest,
     RampSettings,
     ScheduleSettings,
@@ -130,6 +132,9 @@ async def test_sessions_run_inside_the_window_beside_the_sends(rig: Rig) -> None
     assert st.sent_today == st.quota_today == 6, "sessions must not cost sends"
     assert st.engagement == EngagementTotals(sessions=4, inbox=8, junk=4, rescued=4, read=12)
     assert st.engagement_off == "" and st.next_session_at is None
+    shown = status_table(st, "a@x.test", h.id, MailboxState.ACTIVE)  # `starter status`
+    assert "4 so far" in shown and "12 found (8 inbox, 4 junk, 0 other, 0 missing)" in shown
+    assert "4 rescued, 12 read" in shown
     history = await h.fetch_history()
     markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
     assert any(INBOX_SESSIONS_PATCH.encode() in e.SerializeToString() for e in markers)
@@ -153,6 +158,7 @@ async def test_a_refused_imap_login_stops_engagement_not_sending(rig: Rig) -> No
     st = await status(h)
     assert len(inbox.requests) == 1, "no session after the server refused the login"
     assert st.engagement_off.startswith("IMAP login refused") and st.sent_today == 6
+    assert "off: IMAP login refused" in status_table(st, "a@x.test", h.id, MailboxState.ACTIVE)
     # Fixed settings (here: the same settings again) try again.
     inbox.refuse = False
     await env.sleep(dt.timedelta(hours=7))  # 06:00 the next day
