@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from starter.views import status_table
 from tests.helpers.workflows import skip_to, start_mailboxes, status
+from tests.test_mailbox_workflow import Recorder
 from warmup import schedule
 from warmup.errors import ERR_IMAP_AUTH
 from warmup.models import (
@@ -30,9 +31,6 @@ from warmup.models import (
     PauseRequest,
     RampSettings,
     ScheduleSettings,
-    SendRequest,
-    SendResult,
-    SendStatus,
     SettingsUpdate,
 )
 from warmup.workflow_ids import inbox_task_queue
@@ -67,22 +65,12 @@ class Inbox:
         return InboxSessionReport(EngagementTotals(inbox=2, junk=1, rescued=1, read=3), off=self.off)
 
 
-@dataclass
-class Sends:
-    requests: list[SendRequest] = field(default_factory=list)
-
-    @activity.defn(name="send_email")
-    async def send_email(self, req: SendRequest) -> SendResult:
-        self.requests.append(req)
-        return SendResult(SendStatus.SENT, recipient_id=0, message_id=f"<{req.idempotency_key}@t>")
-
-
-Rig = tuple[WorkflowEnvironment, Inbox, Sends, str]
+Rig = tuple[WorkflowEnvironment, Inbox, Recorder, str]
 
 
 @pytest.fixture
 async def rig(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Rig]:
-    env, inbox, sends, queue = time_skipping_env, Inbox(), Sends(), f"in-{uuid.uuid4().hex[:8]}"
+    env, inbox, sends, queue = time_skipping_env, Inbox(), Recorder(), f"in-{uuid.uuid4().hex[:8]}"
     now = await env.get_current_time()
     await skip_to(env, dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC))
     runner = workflow_runner("isolated")
