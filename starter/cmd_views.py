@@ -24,13 +24,15 @@ from starter.views import (
     console,
     list_json,
     list_table,
+    mailbox_status_json,
+    mailbox_status_view,
     report_view,
-    status_table,
     user_status_json,
     user_status_view,
 )
 from warmup import fleet
 from warmup.config import Settings
+from warmup.engagement_days import DAYS_SHOWN, engagement_days
 from warmup.mailboxes import MailboxRecord
 from warmup.models import MailboxState
 from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
@@ -73,25 +75,41 @@ class _Snapshot:
         self.view, self.data, self.complete = view, data, complete
 
 
+def _since(days_back: int = DAYS_SHOWN - 1) -> dt.date:
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days_back)
+
+
 async def _mailbox_snapshot(
-    client: Client, record: MailboxRecord, settings: Settings, io: Io, watching: bool
+    client: Client,
+    conn: asyncpg.Connection,
+    record: MailboxRecord,
+    settings: Settings,
+    io: Io,
+    watching: bool,
 ) -> _Snapshot:
     workflow_id = mailbox_workflow_id(record.id)
     status = await temporal_calls.status(client, record.id, settings)
-    text = status_table(status, record.address, workflow_id, record.state)
-    text += f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"
+    days = await engagement_days(conn, [record.id], _since())
+    link = f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"
+    view = mailbox_status_view(status, record.address, workflow_id, record.state, days, link)
+    data = mailbox_status_json(status, days)
     if not watching:
-        return _Snapshot(Text(text), status, True)
+        return _Snapshot(view, data, True)
     now = dt.datetime.now(dt.UTC)
     head = Text(f"{record.address} at {now:%H:%M:%S} UTC (Ctrl-C stops)")
-    return _Snapshot(Group(head, bar(status.sent_today, status.quota_today, 40), Text(text)), status, True)
+    return _Snapshot(Group(head, bar(status.sent_today, status.quota_today, 40), view), data, True)
 
 
 async def _user_snapshot(client: Client, conn: asyncpg.Connection, user_id: str, watching: bool) -> _Snapshot:
     days = await temporal_calls.user_status(client, conn, user_id)
+    # Each mailbox's own today (the day its workflow reports), so a day before UTC's today is enough.
+    engaged = await engagement_days(conn, [d.mailbox.id for d in days], _since(1))
+    day_of = {d.mailbox.id: d.status.day for d in days if d.status is not None}
+    today = {e.mailbox_id: e for e in engaged if day_of.get(e.mailbox_id) == e.day.isoformat()}
     now = dt.datetime.now(dt.UTC) if watching else None
     complete = all(d.status is not None or d.mailbox.state is MailboxState.REMOVED for d in days)
-    return _Snapshot(user_status_view(user_id, days, now), user_status_json(user_id, days), complete)
+    view = user_status_view(user_id, days, today, now)
+    return _Snapshot(view, user_status_json(user_id, days, today), complete)
 
 
 async def status(args: argparse.Namespace, settings: Settings, io: Io) -> int:
@@ -111,7 +129,7 @@ async def status(args: argparse.Namespace, settings: Settings, io: Io) -> int:
 
         async def look() -> _Snapshot:
             if record is not None:
-                return await _mailbox_snapshot(client, record, settings, io, args.watch)
+                return await _mailbox_snapshot(client, conn, record, settings, io, args.watch)
             return await _user_snapshot(client, conn, args.user, args.watch)
 
         if not args.watch:

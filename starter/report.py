@@ -6,6 +6,9 @@
 3. Queue health: there is no job table; Temporal's task-queue backlog, the mailbox workflows by
    execution state (and by WarmupStatus where workflows set it), mailbox states in PostgreSQL, and
    the ledger's sends of the last 24 hours by status and age.
+
+And what decides whether warmup works: the receiving side's days (emails received, where their
+receivers found them, rescued/read/flagged/replied, answers sent), from the ledger.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from warmup import engagement_days as ed
 from warmup import fleet
 from warmup import search_attributes as sa
 from warmup.config import Settings
@@ -63,6 +67,7 @@ class Report:
     unanswered: list[Unanswered]
     hourly: list[fleet.HourRow]
     queue: QueueHealth
+    engagement: list[ed.EngagementDay] = field(default_factory=list)  # per day, all mailboxes shown
     mailboxes_checked: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -112,6 +117,9 @@ async def build_report(client: Client, conn: Conn, settings: Settings, user_id: 
         mailbox_states={k.value: v for k, v in (await fleet.mailbox_state_counts(conn, user_id)).items()},
         ledger_last_24h=await fleet.ledger_last_day(conn, user_id),
     )
+    since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=ed.DAYS_SHOWN - 1)
+    ids = None if user_id is None else [m.id for m in mailboxes]
+    engagement = ed.by_day(await ed.engagement_days(conn, ids, since))
     notes = []
     if user_id is not None:
         # Tenancy: every row and count from PostgreSQL is this user's; Temporal's task queue is
@@ -126,6 +134,7 @@ async def build_report(client: Client, conn: Conn, settings: Settings, user_id: 
         unanswered=unanswered,
         hourly=await fleet.hourly_throughput(conn, user_id=user_id),
         queue=queue,
+        engagement=engagement,
         mailboxes_checked=sum(1 for m in mailboxes if m.state is not MailboxState.REMOVED),
         notes=notes,
     )

@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from rich import box
@@ -26,6 +26,7 @@ from rich.text import Text
 from starter.bulk_enroll import RowResult, counts
 from starter.report import Report
 from starter.temporal_calls import MailboxOutcome
+from warmup.engagement_days import DAYS_SHOWN, EngagementDay
 from warmup.fleet import MailboxDay, MailboxRow
 from warmup.models import MailboxState, MailboxStatus
 
@@ -175,6 +176,65 @@ def engagement_rows(status: MailboxStatus) -> list[tuple[str, str]]:
     ]
 
 
+_ENGAGEMENT_COLUMNS = [
+    "RECEIVED",
+    "INBOX",
+    "JUNK",
+    "OTHER",
+    "MISSING",
+    "NOT LOOKED FOR",
+    "RESCUED",
+    "READ",
+    "FLAGGED",
+    "REPLIED",
+    "REPLIES SENT",
+]
+
+
+def _engagement_cells(d: EngagementDay) -> list[RenderableType]:
+    counts = (d.received, d.inbox, d.junk, d.other, d.missing, d.not_looked_for)
+    acts = (d.rescued, d.read, d.flagged, d.replied, d.replies_sent)
+    return [str(n) for n in (*counts, *acts)]
+
+
+def engagement_days_view(title: str, first: str, rows: Sequence[tuple[str, EngagementDay]]) -> RenderableType:
+    """Received warmup emails, where they were found, what was done with them and the answers sent;
+    one row per (label, day), e.g. per day of a mailbox or per mailbox of a day."""
+    if not rows:
+        return Text(f"{title}: nothing received or answered")
+    return grid(title, [first, *_ENGAGEMENT_COLUMNS], [[label, *_engagement_cells(d)] for label, d in rows])
+
+
+def placement_text(days: Sequence[EngagementDay]) -> str:
+    """Inbox placement over some days: what the whole system is judged by."""
+    inbox = sum(d.inbox for d in days)
+    found = inbox + sum(d.junk + d.other for d in days)
+    return f"inbox placement {percent(inbox / found if found else None)} ({inbox} of {found} found)"
+
+
+def mailbox_status_json(status: MailboxStatus, days: Sequence[EngagementDay]) -> dict[str, object]:
+    """The workflow's status with the ledger's engagement per day beside it."""
+    data = _plain(status)
+    assert isinstance(data, dict)
+    return {**data, "engagement_by_day": _plain(list(days))}
+
+
+def mailbox_status_view(
+    status: MailboxStatus,
+    address: str,
+    workflow_id: str,
+    db_state: MailboxState,
+    days: Sequence[EngagementDay],
+    extra: str = "",
+) -> RenderableType:
+    """`starter status --mailbox`: the details, then what the mailbox received and did per day."""
+    text = status_table(status, address, workflow_id, db_state) + extra
+    title = f"Engagement by day (its local days, last {DAYS_SHOWN}): {placement_text(days)}"
+    return Group(
+        Text(text), Text(""), engagement_days_view(title, "DAY", [(d.day.isoformat(), d) for d in days])
+    )
+
+
 # --- the views ---------------------------------------------------------------------------------------
 
 
@@ -233,7 +293,9 @@ def user_totals(days: Sequence[MailboxDay]) -> dict[str, int]:
     }
 
 
-def user_status_json(user_id: str, days: Sequence[MailboxDay]) -> dict[str, object]:
+def user_status_json(
+    user_id: str, days: Sequence[MailboxDay], engaged_today: Mapping[int, EngagementDay]
+) -> dict[str, object]:
     return {
         "user_id": user_id,
         "totals": user_totals(days),
@@ -247,6 +309,7 @@ def user_status_json(user_id: str, days: Sequence[MailboxDay]) -> dict[str, obje
                 "fill": d.fill,
                 "status": d.status,
                 "error": d.error,
+                "engagement_today": engaged_today.get(d.mailbox.id),
             }
             for d in days
         ],
@@ -254,7 +317,10 @@ def user_status_json(user_id: str, days: Sequence[MailboxDay]) -> dict[str, obje
 
 
 def user_status_view(
-    user_id: str, days: Sequence[MailboxDay], now: dt.datetime | None = None
+    user_id: str,
+    days: Sequence[MailboxDay],
+    engaged_today: Mapping[int, EngagementDay],
+    now: dt.datetime | None = None,
 ) -> RenderableType:
     rows: list[list[RenderableType]] = []
     for d in days:
@@ -285,7 +351,14 @@ def user_status_view(
     )
     if now is not None:
         title += f" at {now.astimezone(dt.UTC):%H:%M:%S} UTC"
-    return grid(title, ["MAILBOX", "STATE", "SENT/QUOTA", "NEXT SEND", "RAMP DAY", "DAY", "LAST ERROR"], rows)
+    sends = grid(
+        title, ["MAILBOX", "STATE", "SENT/QUOTA", "NEXT SEND", "RAMP DAY", "DAY", "LAST ERROR"], rows
+    )
+    engaged = [
+        (d.mailbox.address, engaged_today[d.mailbox.id]) for d in days if d.mailbox.id in engaged_today
+    ]
+    title = f"The receiving side today (each mailbox's own day): {placement_text([e for _, e in engaged])}"
+    return Group(sends, Text(""), engagement_days_view(title, "MAILBOX", engaged))
 
 
 def outcomes_view(verb: str, user_id: str, outcomes: Sequence[MailboxOutcome]) -> RenderableType:
@@ -413,6 +486,13 @@ def report_view(report: Report, limit: int) -> RenderableType:
             "   Sends recorded in the last 24 h (the ledger)",
             ["STATUS", "COUNT", "AVG AGE"],
             [[s.status.value, str(s.count), f"{s.avg_age_minutes:.0f} min"] for s in q.ledger_last_24h],
+        )
+    )
+    parts.append(
+        engagement_days_view(
+            f"4. The receiving side, last {DAYS_SHOWN} days: {placement_text(report.engagement)}",
+            "DAY",
+            [(d.day.isoformat(), d) for d in report.engagement],
         )
     )
     return Group(*parts)

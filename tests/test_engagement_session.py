@@ -22,7 +22,9 @@ from activities.send import SendActivities
 from devstack.mail_lab import JUNK, MailLab
 from tests.helpers.mail_lab import LabUser, mail_lab_fixture, new_user
 from warmup.config import Settings
+from starter.views import placement_text
 from warmup.engagement import decide
+from warmup.engagement_days import by_day, engagement_days
 from warmup.errors import ERR_IMAP_AUTH
 from warmup.mailboxes import ImapServer, MailboxRecord, NewMailbox, SmtpAccount, upsert_mailbox
 from warmup.models import (
@@ -209,6 +211,23 @@ async def test_a_compressed_day_of_twenty_mailboxes(
     fresh = await send(sends, replier)
     (row,) = await rows(db_pool, "SELECT in_reply_to FROM send_ledger WHERE message_id = $1", fresh)
     assert row["in_reply_to"] is None
+
+    # `starter status` and `report` read the same from the ledger, per mailbox and day.
+    async with db_pool.acquire() as conn:
+        days = await engagement_days(conn, [b.id for b in boxes], dt.date.today() - dt.timedelta(days=1))
+    (day,) = by_day(days)
+    found = day.inbox + day.junk + day.other
+    assert (day.received, found, day.junk, day.missing) == (len(sent) + len(reply_ids) + 1, total, junked, 0)
+    assert day.not_looked_for == len(reply_ids) + 1  # the answers and the fresh one: no session since
+    assert (day.rescued, day.read, day.flagged) == (
+        rescued,
+        sum(r.found.read for r in reports),
+        sum(r.found.flagged for r in reports),
+    )
+    assert day.replied == day.replies_sent == len(reply_ids)
+    assert {d.mailbox_id for d in days if d.replies_sent} == {replier.id}
+    shown = placement_text(days)
+    assert f"({day.inbox} of {found} found)" in shown
     mail_lab.force_junk_from(())
 
 

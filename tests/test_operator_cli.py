@@ -77,6 +77,11 @@ async def test_status_of_a_user_sums_its_mailboxes_from_the_ledger(op: Op, worke
         "unanswered": 0,
     }
     assert {m["address"]: m["delivered_today"] for m in data["mailboxes"]} == await op.delivered()
+    # Each one received the other's two: the receiving side of the same day.
+    assert {m["address"]: m["engagement_today"]["received"] for m in data["mailboxes"]} == {
+        "s1@status.test": 2,
+        "s2@status.test": 2,
+    }
     assert all(m["status"]["sent_today"] == 2 and m["fill"] == 1.0 for m in data["mailboxes"])
 
     table = (await op.ok("status", "--user", "sue")).out
@@ -328,9 +333,13 @@ async def test_report_answers_the_three_dashboard_queries(op: Op, worker: None) 
         "SENT": sum(delivered.values()),
         "FAILED": 1,
     }
+    # 4. The receiving side: every delivery was received by a pool mailbox; none was looked for, as
+    # these mailboxes have no IMAP settings.
+    assert sum(d["received"] for d in data["engagement"]) == sum(delivered.values())
+    assert sum(d["inbox"] + d["junk"] + d["other"] + d["missing"] for d in data["engagement"]) == 0
 
     table = (await op.ok("report")).out
-    for title in ("1. Under quota today", "2. Hourly throughput", "3. Queue health"):
+    for title in ("1. Under quota today", "2. Hourly throughput", "3. Queue health", "4. The receiving side"):
         assert title in table
     assert "bad@report.test" in table and "ok@report.test" not in table.split("2. Hourly")[0]
 
