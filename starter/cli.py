@@ -72,7 +72,7 @@ def _secret_argument(argv: Sequence[str]) -> str | None:
 
 
 # Commands that act on --mailbox or on every mailbox of --user.
-_TARGETED = ("status", "pause", "resume", "update", "remove")
+_TARGETED = ("status", "pause", "resume", "update", "remove", "read-inbox")
 # Commands that read or change tenants' data; with WARMUP_REQUIRE_USER_SCOPE each needs --user.
 # (enroll and plan always name their user; rotate-key re-encrypts every tenant's secret by design.)
 _SCOPED = (*_TARGETED, "list", "report")

@@ -244,6 +244,35 @@ async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     return EXIT_OK
 
 
+# --- read-inbox -------------------------------------------------------------------------------------
+
+
+async def read_inbox(args: argparse.Namespace, settings: Settings, io: Io) -> int:
+    """An inbox session now, for the mailbox or each of the user's (one refused does not stop the rest)."""
+    client = await temporal_calls.connect_temporal(settings)
+    async with database(settings) as conn:
+        records = await _targets(conn, args, "read-inbox")
+    outcomes = []
+    for record in records:
+        try:
+            at = await temporal_calls.read_inbox(client, record.id, settings)
+            outcomes.append(MailboxOutcome(record.id, record.address, True, f"inbox session asked at {at}"))
+        except StarterError as exc:
+            outcomes.append(MailboxOutcome(record.id, record.address, False, str(exc)))
+    if args.mailbox is None:
+        return _finish_user("Inbox sessions asked for", args.user, outcomes, args, io)
+    (one,) = outcomes
+    if not one.ok:
+        raise StarterError(one.detail)
+    if args.json:
+        io.json(_mailbox_json(records[0], detail=one.detail))
+    else:
+        io.say(
+            f"{records[0].address} ({one.workflow_id}): {one.detail}; `starter status` shows what it found"
+        )
+    return EXIT_OK
+
+
 def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
     pause_cmd = sub.add_parser("pause", help="pause a mailbox's (or a user's) warmup", allow_abbrev=False)
     target(pause_cmd, "pause")
@@ -278,6 +307,17 @@ def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
     )
     json_flag(remove_cmd)
 
+    read_cmd = sub.add_parser(
+        "read-inbox",
+        help="run an inbox session of a mailbox (or of each of a user's) now",
+        allow_abbrev=False,
+        description="Beside the day's own sessions: log in over IMAP now, find, rescue, read, flag and "
+        "decide answers like a scheduled session. Refused, saying why, when the mailbox is paused or its "
+        "engagement is off.",
+    )
+    target(read_cmd, "read the inbox of")
+    json_flag(read_cmd)
+    read_cmd.set_defaults(handler=read_inbox)
     pause_cmd.set_defaults(handler=pause)
     resume_cmd.set_defaults(handler=resume)
     update_cmd.set_defaults(handler=update)

@@ -216,6 +216,13 @@ async def resume(client: Client, mailbox_id: int, settings: Settings) -> None:
     )
 
 
+async def read_inbox(client: Client, mailbox_id: int, settings: Settings) -> str:
+    """An inbox session now (the workflow's `read_inbox_now` Update); when it was asked for, ISO UTC."""
+    handle = _mailbox_handle(client, mailbox_id)
+    call = handle.execute_update(MailboxWarmupWorkflow.read_inbox_now, rpc_timeout=_RPC_TIMEOUT)
+    return await _update("read its inbox", handle.id, settings, call)
+
+
 async def status(client: Client, mailbox_id: int, settings: Settings) -> MailboxStatus:
     workflow_id = mailbox_workflow_id(mailbox_id)
     handle = _mailbox_handle(client, mailbox_id)

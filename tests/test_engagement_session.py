@@ -20,9 +20,9 @@ from activities.engagement import NO_IMAP, EngagementActivities
 from activities.imap_client import FLAGGED, SEEN, FolderKind, ImapAccount, ImapSession
 from activities.send import SendActivities
 from devstack.mail_lab import JUNK, MailLab
+from starter.views import placement_text
 from tests.helpers.mail_lab import LabUser, mail_lab_fixture, new_user
 from warmup.config import Settings
-from starter.views import placement_text
 from warmup.engagement import decide
 from warmup.engagement_days import by_day, engagement_days
 from warmup.errors import ERR_IMAP_AUTH

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -180,3 +181,29 @@ async def test_a_mailbox_without_engagement_runs_no_session_and_pauses_stop_them
     assert (await status(off)).sent_today == 6
     await off.terminate()
     await paused.terminate()
+
+
+async def test_read_inbox_now_runs_a_session_at_once_or_says_why_not(rig: Rig) -> None:
+    env, inbox, _, queue = rig
+    inbox.off = ""
+    plain = dataclasses.replace(ENGAGED, engagement=EngagementSettings())
+    (h, no_imap) = await start_mailboxes(env.client, queue, [(46, ENGAGED), (47, plain)])
+    await env.sleep(dt.timedelta(hours=6, minutes=1))  # the window opened; the first session is later
+    st = await status(h)
+    assert inbox.requests == [] and st.next_session_at is not None
+    asked = await h.execute_update(MailboxWarmupWorkflow.read_inbox_now)
+    await env.sleep(dt.timedelta(seconds=30))
+    (req, at), *_ = inbox.requests
+    assert abs(at - dt.datetime.fromisoformat(asked).timestamp()) < 5, "the session ran when asked"
+    assert req.session == 0 and (await status(h)).next_session_at == st.next_session_at, "the day's own stay"
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await no_imap.execute_update(MailboxWarmupWorkflow.read_inbox_now)
+    assert "no IMAP settings" in str(refused.value.cause)
+    await h.signal(MailboxWarmupWorkflow.pause, PauseRequest("holiday"))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await h.execute_update(MailboxWarmupWorkflow.read_inbox_now)
+    assert "paused (holiday); resume it first" in str(refused.value.cause)
+    assert len(inbox.requests) == 1
+    await h.terminate()
+    await no_imap.terminate()

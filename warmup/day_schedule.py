@@ -7,6 +7,7 @@ It only mutates the `MailboxWorkflowState` it is given (which travels across con
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 
 from warmup import schedule
@@ -165,6 +166,10 @@ class DaySchedule:
             start, end, self.settings.engagement.inbox_sessions, schedule.session_rng(self.mailbox_id, t.day)
         )
         t.sessions = [x for x in times if x >= now]
+
+    def add_session(self, when: float) -> None:
+        """One more session today at `when` (asked for by an operator), in time order."""
+        bisect.insort(self.state.today.sessions, when)
 
     def next_session_at(self) -> float | None:
         sessions = self.state.today.sessions

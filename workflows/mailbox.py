@@ -148,6 +148,30 @@ class MailboxWarmupWorkflow:
         if problems:
             raise ApplicationError("; ".join(problems), type=ERR_REFUSED, non_retryable=True)
 
+    @workflow.update
+    def read_inbox_now(self) -> str:
+        """`starter read-inbox`: an inbox session now, beside the day's own, as a person who checks their
+        mail once more (after fixing a mailbox, to see placement now, in the `make dev` demo). It starts
+        once the loop wakes, after a session in flight; the answer is when it was asked for."""
+        now = self._now()
+        self._day.add_session(now)
+        self._poke()
+        return _iso(now)
+
+    @read_inbox_now.validator
+    def _check_read_inbox(self) -> None:
+        why = ""
+        if not self._sessions_on:
+            why = "this workflow run started on code without inbox sessions; its next run has them"
+        elif self._s.paused:
+            why = f"the mailbox is paused ({self._s.pause_reason}); resume it first"
+        elif not self._s.today.day:
+            why = "the mailbox has not started its first day yet; try again in a moment"
+        elif (off := self._s.engagement_off or self._s.today.engagement_note) or not self._engages():
+            why = f"engagement is off: {off or 'no IMAP settings; `starter update` it with --imap-host'}"
+        if why:
+            raise ApplicationError(why, type=ERR_REFUSED, non_retryable=True)
+
     @workflow.signal
     def grant_allowance(self, grant: AllowanceGrant) -> None:
         if grant.day == self._s.today.day:
