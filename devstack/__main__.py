@@ -6,7 +6,8 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from devstack.stack import DevStack, StackOptions
+from devstack.mail_lab import LabPorts
+from devstack.stack import DEFAULT_LAB_PORTS, MAIL_MODES, DevStack, StackOptions
 from warmup.process_exit import exit_skipping_teardown
 
 
@@ -33,8 +34,9 @@ def _port(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m devstack",
-        description="Run PostgreSQL, the Temporal dev server (with Web UI), an SMTP sink and workers on "
-        "127.0.0.1, and enroll five demo mailboxes. Ctrl-C stops everything; data stays in the data folder.",
+        description="Run PostgreSQL, the Temporal dev server (with Web UI), the mail lab (Postfix, Dovecot, "
+        "rspamd; an SMTP sink where it cannot run) and workers on loopback, and enroll five demo mailboxes "
+        "that send, read and answer warmup mail. Ctrl-C stops everything; data stays in the data folder.",
         allow_abbrev=False,
     )
     p.add_argument("--data-dir", type=Path, default=default_data_dir(), help="default: .data in the project")
@@ -43,10 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ui-port", type=_port, default=8233, help="Temporal Web UI port (default 8233)")
     p.add_argument("--smtp-port", type=_port, default=2525, help="SMTP sink port (default 2525)")
     p.add_argument(
+        "--mail",
+        choices=MAIL_MODES,
+        default="auto",
+        help="auto (default): the mail lab where it can run, else the SMTP sink; lab: fail if it cannot",
+    )
+    lab = DEFAULT_LAB_PORTS
+    p.add_argument(
+        "--submission-port", type=_port, default=lab.submission, help=f"lab's Postfix ({lab.submission})"
+    )
+    p.add_argument("--imap-port", type=_port, default=lab.imap, help=f"lab's IMAP, STARTTLS ({lab.imap})")
+    p.add_argument("--imaps-port", type=_port, default=lab.imaps, help=f"lab's IMAP, TLS ({lab.imaps})")
+    p.add_argument(
         "--workers", type=_positive_int, help="worker processes (default WARMUP_WORKER_COUNT, else 2)"
     )
     p.add_argument(
         "--exit-after-mails", type=_positive_int, metavar="N", help="stop (exit 0) once N demo mails arrived"
+    )
+    p.add_argument(
+        "--exit-after-replies",
+        type=_positive_int,
+        metavar="N",
+        help="on the mail lab: stop (exit 0) once N answers landed",
     )
     p.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="stop with exit 1 after this long (for CI)"
@@ -62,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         temporal_port=args.temporal_port,
         ui_port=args.ui_port,
         smtp_port=args.smtp_port,
+        mail=args.mail,
+        lab_ports=LabPorts(args.submission_port, args.imap_port, args.imaps_port),
+        exit_after_replies=args.exit_after_replies,
         workers=args.workers,
         exit_after_mails=args.exit_after_mails,
         timeout=args.timeout,

@@ -1,4 +1,5 @@
-"""The demo that `make dev` enrolls: five mailboxes of two users, in five time zones, sending fast."""
+"""The demo that `make dev` enrolls: five mailboxes of two users, in five time zones, sending fast, and on
+the mail lab reading their mail and answering it."""
 
 from __future__ import annotations
 
@@ -36,27 +37,48 @@ DEFAULT_WORKER_COUNT = 2
 SECRET_ENV = "DEMO_SMTP_SECRET"
 
 
-def enroll_command(mailbox: DemoMailbox, smtp_port: int) -> list[str]:
+# On the mail lab, the lab (not the product) files this mailbox's mail into Junk, as a provider's filter
+# does with a cold sender's; the receivers' sessions then rescue it.
+JUNKED_SENDERS = ("demo5@demo.test",)
+# How often `make dev` asks each demo mailbox for an inbox session (`starter read-inbox`), where a real
+# one reads its mail a few times a day; and the engagement timing that makes a demo minute show it all.
+READ_EVERY_SECONDS = 20.0
+DEMO_ENGAGEMENT = (
+    "--dwell-min", "1", "--dwell-max", "4",  # seconds a person looks at a message
+    "--reply-rate", "0.5", "--reply-delay-min", "0", "--reply-delay-max", "1",  # minutes
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MailTarget:
+    """Where the demo mailboxes send from (and read from, on the lab)."""
+
+    smtp_host: str
+    smtp_port: int
+    smtp_security: str  # "none" on the sink, "starttls" on the lab
+    imap_host: str | None = None
+    imap_port: int | None = None  # implicit TLS
+
+
+def enroll_command(mailbox: DemoMailbox, target: MailTarget) -> list[str]:
     # The password travels in the DEMO_SMTP_SECRET variable, never on the command line.
-    return [
-        sys.executable,
-        "-m",
-        "starter",
-        "enroll",
-        "--mailbox",
-        mailbox.address,
-        "--user",
-        mailbox.user,
-        "--smtp-host",
-        "127.0.0.1",
-        "--smtp-port",
-        str(smtp_port),
-        "--smtp-security",
-        "none",
-        "--username",
-        mailbox.address,
-        "--secret-env",
-        SECRET_ENV,
-        "--timezone",
-        mailbox.timezone,
-    ]
+    command = [
+        sys.executable, "-m", "starter", "enroll",
+        "--mailbox", mailbox.address, "--user", mailbox.user,
+        "--smtp-host", target.smtp_host, "--smtp-port", str(target.smtp_port),
+        "--smtp-security", target.smtp_security,
+        "--username", mailbox.address, "--secret-env", SECRET_ENV,
+        "--timezone", mailbox.timezone,
+    ]  # fmt: skip
+    if target.imap_host is not None and target.imap_port is not None:
+        # The IMAP login defaults to the SMTP username and password: the lab's are the same.
+        imap = [
+            "--imap-host",
+            target.imap_host,
+            "--imap-port",
+            str(target.imap_port),
+            "--imap-security",
+            "tls",
+        ]
+        command += [*imap, *DEMO_ENGAGEMENT]
+    return command

@@ -1,7 +1,10 @@
-"""`make dev`: PostgreSQL, the Temporal dev server, an SMTP sink and workers, with a running demo.
+"""`make dev`: PostgreSQL, the Temporal dev server, the mail lab (or an SMTP sink) and workers, with a
+running demo.
 
-Everything listens on 127.0.0.1 and keeps its state in the data folder (`.data/`), so a second run
-picks up where the first stopped. Ctrl-C or SIGTERM stops what was started, newest first.
+Everything listens on loopback and keeps its state in the data folder (`.data/`), so a second run
+picks up where the first stopped. The demo mailboxes live on the mail lab (real Postfix, Dovecot and
+rspamd) where it can run; where it cannot (no root, not Debian), `make dev` says why and sends the demo
+mail to an SMTP sink instead. Ctrl-C or SIGTERM stops what was started, newest first.
 """
 
 from __future__ import annotations
@@ -20,16 +23,24 @@ from pathlib import Path
 from typing import TextIO
 
 import asyncpg
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from devstack import demo
 from devstack.devenv import load_or_create
+from devstack.mail_lab import LabPorts, MailLab, MailLabError, unavailable_reason
+from devstack.mail_watch import MailEvent, MailWatch
 from devstack.postgres import PgServer
 from devstack.processes import PidRegistry, die_with_parent_prefix
 from devstack.smtp_sink import ReceivedMessage, SmtpSink
 from devstack.temporal import DevServer, temporal_cli
+from warmup.workflow_ids import mailbox_workflow_id
+from workflows.mailbox import MailboxWarmupWorkflow
 
 DATABASE = "warmup"
 WORKER_STOP_SECONDS = 20.0
+MAIL_MODES = ("auto", "lab", "sink")  # auto: the lab where it can run, else the sink
+DEFAULT_LAB_PORTS = LabPorts(submission=2587, imap=2143, imaps=2993)
 
 
 class StackError(Exception):
@@ -47,9 +58,24 @@ class StackOptions:
     temporal_port: int = 7233
     ui_port: int = 8233
     smtp_port: int = 2525
+    mail: str = "auto"  # one of MAIL_MODES
+    lab_ports: LabPorts = DEFAULT_LAB_PORTS
     workers: int | None = None  # None: WARMUP_WORKER_COUNT if set, else demo.DEFAULT_WORKER_COUNT
     exit_after_mails: int | None = None
+    exit_after_replies: int | None = None  # on the lab: stop (exit 0) once this many answers landed
     timeout: float | None = None
+    read_every: float = demo.READ_EVERY_SECONDS
+
+
+def mail_choice(mode: str, lab_problem: str | None) -> tuple[bool, str]:
+    """Whether to run the mail lab, and the line that says so (or why not)."""
+    if mode == "sink":
+        return False, "demo mail goes to the SMTP sink (--mail sink)"
+    if lab_problem is None:
+        return True, ""
+    if mode == "lab":
+        raise StackError(f"mail lab (--mail lab): {lab_problem}")
+    return False, f"the mail lab cannot run here ({lab_problem}); demo mail goes to the SMTP sink instead"
 
 
 def _shown(path: Path) -> str:
@@ -74,6 +100,10 @@ class DevStack:
         self._registry = PidRegistry(self.data_dir / "dev.pids")
         self._started = time.monotonic()
         self._sink: SmtpSink | None = None
+        self._lab: MailLab | None = None
+        self._arrived = 0  # demo mails that landed (answers included)
+        self._answers = 0  # answers that landed (on the lab)
+        self._tasks: list[asyncio.Task[None]] = []
 
     # --- output ----------------------------------------------------------------------------
 
@@ -84,9 +114,21 @@ class DevStack:
         stamp = time.strftime("%H:%M:%S", time.localtime(msg.received_at))
         subject = str(msg.message.get("Subject", "")).replace("\n", " ")
         self.say(f"{stamp}  mail  {msg.mail_from} -> {', '.join(msg.rcpt_tos)}  {subject}")
-        wanted = self.opts.exit_after_mails
-        if wanted is not None and self._sink is not None and len(self._sink.messages) >= wanted:
-            self.request_stop(f"{wanted} demo mails arrived", 0)
+        self._count(arrived=1)
+
+    def _print_lab_event(self, event: MailEvent) -> None:
+        self.say(event.line(time.strftime("%H:%M:%S")))
+        if event.kind in ("mail", "reply"):
+            self._count(arrived=1, answers=int(event.kind == "reply"))
+
+    def _count(self, arrived: int = 0, answers: int = 0) -> None:
+        self._arrived += arrived
+        self._answers += answers
+        mails, replies = self.opts.exit_after_mails, self.opts.exit_after_replies
+        if mails is not None and self._arrived >= mails:
+            self.request_stop(f"{mails} demo mails arrived", 0)
+        if replies is not None and self._answers >= replies:
+            self.request_stop(f"{replies} answer(s) arrived", 0)
 
     def request_stop(self, reason: str, code: int | None = None) -> None:
         if self._stop.is_set():
@@ -137,9 +179,9 @@ class DevStack:
 
     async def _timeout(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-        got = len(self._sink.messages) if self._sink is not None else 0
         wanted = f" of {self.opts.exit_after_mails}" if self.opts.exit_after_mails is not None else ""
-        self.request_stop(f"timeout after {seconds:.0f}s with {got}{wanted} mails", 1)
+        answers = f" and {self._answers} answers" if self._lab is not None else ""
+        self.request_stop(f"timeout after {seconds:.0f}s with {self._arrived}{wanted} mails{answers}", 1)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -200,20 +242,12 @@ class DevStack:
         self._step_done(f"Temporal dev server on {temporal.address}, Web UI {temporal.ui_url}", t)
 
         env = self._child_env(pg, temporal)
-
-        t = time.monotonic()
-        self._sink = sink = SmtpSink(
-            "127.0.0.1",
-            opts.smtp_port,
-            credentials={m.address: env[demo.SECRET_ENV] for m in demo.DEMO_MAILBOXES},
-            on_message=self._print_mail,
-        )
-        try:
-            await sink.start()
-        except OSError as exc:
-            raise StackError(f"SMTP sink on 127.0.0.1:{opts.smtp_port}: {exc}") from None
-        self._cleanups.append(("SMTP sink", sink.stop))
-        self._step_done(f"SMTP sink on 127.0.0.1:{sink.port}", t)
+        use_lab, why = mail_choice(opts.mail, None if opts.mail == "sink" else unavailable_reason())
+        if why:
+            self.say(f"[dev] {why}")
+        if not use_lab and opts.exit_after_replies is not None:
+            raise StackError("--exit-after-replies needs the mail lab: only its mailboxes read and answer")
+        target = await (self._start_lab(env) if use_lab else self._start_sink(env))
 
         t = time.monotonic()
         count = opts.workers or int(os.environ.get("WARMUP_WORKER_COUNT") or demo.DEFAULT_WORKER_COUNT)
@@ -228,10 +262,81 @@ class DevStack:
         # Enroll once the workers run: `starter enroll` is an Update a worker answers (its validator
         # can refuse). A first send that comes before the row commits is retried by the activity.
         t = time.monotonic()
-        await self._enroll(env, sink.port)
+        await self._enroll(env, target)
         ids = await self._mailbox_ids(pg.dsn(DATABASE))
         self._step_done(f"enrolled {len(demo.DEMO_MAILBOXES)} demo mailboxes", t)
-        self._banner(temporal, pg, sink, ids)
+        self._banner(temporal, pg, target, ids)
+        if self._lab is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._ask_to_read(temporal, ids)))
+
+    async def _start_sink(self, env: dict[str, str]) -> demo.MailTarget:
+        t = time.monotonic()
+        self._sink = sink = SmtpSink(
+            "127.0.0.1",
+            self.opts.smtp_port,
+            credentials={m.address: env[demo.SECRET_ENV] for m in demo.DEMO_MAILBOXES},
+            on_message=self._print_mail,
+        )
+        try:
+            await sink.start()
+        except OSError as exc:
+            raise StackError(f"SMTP sink on 127.0.0.1:{self.opts.smtp_port}: {exc}") from None
+        self._cleanups.append(("SMTP sink", sink.stop))
+        self._step_done(f"SMTP sink on 127.0.0.1:{sink.port}", t)
+        return demo.MailTarget("127.0.0.1", sink.port, "none")
+
+    async def _start_lab(self, env: dict[str, str]) -> demo.MailTarget:
+        """Postfix, Dovecot and rspamd with a mailbox per demo address (password: DEMO_SMTP_SECRET), the
+        Maildirs kept across runs, and a watch that prints what lands and moves in them."""
+        t = time.monotonic()
+        ports = self.opts.lab_ports
+        lab = MailLab(self.data_dir / "mail-lab", ports=ports, keep_mail=True)
+        for m in demo.DEMO_MAILBOXES:
+            lab.add_mailbox(m.address, env[demo.SECRET_ENV])
+        lab.force_junk_from(demo.JUNKED_SENDERS)
+        try:
+            await asyncio.to_thread(lab.start)
+        except MailLabError as exc:
+            raise StackError(f"mail lab: {exc}") from None
+        self._lab = lab
+        for pid in lab.pids:
+            self._registry.add(pid)
+        self._cleanups.append(("mail lab", lab.stop))
+        # Workers and the starter verify the lab's certificates against its CA.
+        env.update(lab.client_env())
+        self._step_done(
+            f"mail lab on {lab.host}: Postfix submission {lab.submission_port}, Dovecot IMAP "
+            f"{lab.imap_port} (STARTTLS) and {lab.imaps_port} (TLS), rspamd",
+            t,
+        )
+        watch = MailWatch({m.address: lab.home(m.address) for m in demo.DEMO_MAILBOXES})
+        watch.prime()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._watch_mail(watch)))
+        return demo.MailTarget(lab.host, lab.submission_port, "starttls", lab.host, lab.imaps_port)
+
+    async def _watch_mail(self, watch: MailWatch) -> None:
+        while True:
+            for event in await asyncio.to_thread(watch.scan):
+                self._print_lab_event(event)
+            await asyncio.sleep(1.0)
+
+    async def _ask_to_read(self, temporal: DevServer, ids: dict[str, int]) -> None:
+        """The demo's clock: each mailbox reads its mail every `read_every` seconds instead of a few
+        times a day, through the same Update as `starter read-inbox` (refusals, e.g. paused, are fine)."""
+        try:
+            client = await Client.connect(temporal.address, namespace="default")
+        except RuntimeError as exc:
+            self.say(f"[dev] the demo cannot ask mailboxes to read their mail: {exc}")
+            return
+        while True:
+            await asyncio.sleep(self.opts.read_every)
+            for mailbox_id in ids.values():
+                handle = client.get_workflow_handle_for(
+                    MailboxWarmupWorkflow.run, mailbox_workflow_id(mailbox_id)
+                )
+                with contextlib.suppress(WorkflowUpdateFailedError, RPCError, TimeoutError):
+                    async with asyncio.timeout(10):
+                        await handle.execute_update(MailboxWarmupWorkflow.read_inbox_now)
 
     def _track(self, name: str, stop: Callable[[], object], pid: int | None) -> None:
         if pid is not None:
@@ -300,10 +405,10 @@ class DevStack:
 
         await asyncio.gather(*(wait(p) for p in running))
 
-    async def _enroll(self, env: dict[str, str], smtp_port: int) -> None:
+    async def _enroll(self, env: dict[str, str], target: demo.MailTarget) -> None:
         async def one(mailbox: demo.DemoMailbox) -> tuple[demo.DemoMailbox, int, str]:
             proc = await asyncio.create_subprocess_exec(
-                *demo.enroll_command(mailbox, smtp_port),
+                *demo.enroll_command(mailbox, target),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -332,23 +437,50 @@ class DevStack:
             await conn.close()
         return {r["address"]: int(r["id"]) for r in rows}
 
-    def _banner(self, temporal: DevServer, pg: PgServer, sink: SmtpSink, ids: dict[str, int]) -> None:
+    def _banner(
+        self, temporal: DevServer, pg: PgServer, target: demo.MailTarget, ids: dict[str, int]
+    ) -> None:
         first = demo.DEMO_MAILBOXES[0].address
         wf = f"mailbox-{ids.get(first, 1)}"
         venv_bin = _shown(Path(sys.executable).parent)
         cli = _shown(Path(temporal_cli()))
         env_file = _shown(self.data_dir / "dev.env")
         workflows = ", ".join(f"mailbox-{i}" for i in sorted(ids.values()))
+        lab = self._lab
+        if lab is None:
+            mail = f"  SMTP sink        {target.smtp_host}:{target.smtp_port}\n"
+            what, imap = "Demo mails print below", ""
+        else:
+            ca = _shown(lab.ca_file)
+            mail = (
+                f"  Mail lab         Postfix {lab.host}:{lab.submission_port} (STARTTLS + AUTH), "
+                f"Dovecot IMAP {lab.host}:{lab.imaps_port} (TLS) and :{lab.imap_port} (STARTTLS), rspamd\n"
+                f"  Demo mailboxes   demo1..demo{len(demo.DEMO_MAILBOXES)}@demo.test, password "
+                f"${demo.SECRET_ENV} from {env_file}; the lab files mail from "
+                f"{', '.join(demo.JUNKED_SENDERS)} into Junk\n"
+            )
+            what = (
+                "Below: demo mail landing (INBOX or Junk), rescued, read, flagged and answered; every "
+                f"{self.opts.read_every:g}s each mailbox is asked to read its mail (`starter read-inbox`), "
+                "where a real one reads it a few times a day"
+            )
+            imap = (
+                f"  {imap_look_command(lab, first)}   # a demo mailbox over IMAP\n"
+                f"  (or a mail client: IMAP {lab.host}, port {lab.imaps_port}, SSL/TLS, user {first}, "
+                f"that password, trusting {ca})\n"
+                f"  {venv_bin}/starter read-inbox --mailbox {first}\n"
+            )
         self.say(
             "\n"
-            f"The warmup dev stack is up ({time.monotonic() - self._started:.1f}s). Demo mails print below.\n"
+            f"The warmup dev stack is up ({time.monotonic() - self._started:.1f}s). {what}.\n"
             f"  Temporal Web UI  {temporal.ui_url}  (workflows {workflows})\n"
             f"  PostgreSQL       {pg.dsn(DATABASE)}\n"
-            f"  SMTP sink        127.0.0.1:{sink.port}\n"
+            f"{mail}"
             f"  Logs             {_shown(self.data_dir)}/logs/, pg.log, temporal.log\n"
             "\n"
             "Try, in another terminal:\n"
             f"  . {env_file}\n"
+            f"{imap}"
             f"  {venv_bin}/starter status --mailbox {first}\n"
             f'  {venv_bin}/starter pause --mailbox {first} --reason "trying it out"\n'
             f"  {venv_bin}/starter resume --mailbox {first}\n"
@@ -360,6 +492,9 @@ class DevStack:
 
     async def _cleanup(self) -> None:
         self._stopping = True
+        for task in self._tasks:  # the demo's watch and clock first: they read what stops next
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for name, stop in reversed(self._cleanups):
             t = time.monotonic()
             try:
@@ -373,6 +508,16 @@ class DevStack:
                 self.say(f"[dev] stopped {name} ({time.monotonic() - t:.1f}s)")
         self._cleanups.clear()
         self._registry.path.unlink(missing_ok=True)
+
+
+def imap_look_command(lab: MailLab, address: str) -> str:
+    """A shell command that lists a lab mailbox's INBOX (flags; date, subject, addresses) over IMAPS, with the
+    password from the DEMO_SMTP_SECRET variable that `. .data/dev.env` sets."""
+    return (
+        f"curl -s --cacert {_shown(lab.ca_file)} -u {address}:${demo.SECRET_ENV} "
+        f"imaps://{lab.host}:{lab.imaps_port}/INBOX "
+        "-X 'FETCH 1:* (FLAGS ENVELOPE)'"
+    )
 
 
 def _tail(path: Path, lines: int = 15) -> str:

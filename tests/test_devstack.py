@@ -14,9 +14,11 @@ import aiosmtplib
 import asyncpg
 import pytest
 
+from devstack.mail_watch import MailWatch
 from devstack.postgres import PgServer, PgServerError, free_port
 from devstack.processes import PidRegistry
 from devstack.smtp_sink import SmtpSink
+from devstack.stack import StackError, mail_choice
 from devstack.temporal import DevServer, temporal_cli
 
 
@@ -297,3 +299,55 @@ def test_pid_registry_stops_recorded_leftovers_only(tmp_path: Path) -> None:
         for proc in (leftover, bystander):
             proc.kill()
             proc.wait()
+
+
+# --- make dev's mail: the lab or the sink, and what its watch reports ---------------------------------
+
+
+def test_make_dev_takes_the_lab_where_it_runs_and_says_why_not_otherwise() -> None:
+    assert mail_choice("auto", None) == (True, "")
+    assert mail_choice("lab", None) == (True, "")
+    use, why = mail_choice("auto", "the mail lab needs root")
+    assert not use and "cannot run here (the mail lab needs root)" in why and "SMTP sink instead" in why
+    assert mail_choice("sink", None)[0] is False
+    with pytest.raises(StackError, match=r"--mail lab.*needs root"):
+        mail_choice("lab", "the mail lab needs root")
+
+
+def _deliver(home: Path, folder: str, name: str, msg: EmailMessage) -> Path:
+    """As Dovecot's LMTP does: a file in the folder's new/ (Maildir++: INBOX is Maildir itself)."""
+    path = home / "Maildir" / ("" if folder == "INBOX" else f".{folder}")
+    for sub in ("new", "cur", "tmp"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    target = path / "new" / name
+    target.write_bytes(msg.as_bytes())
+    return target
+
+
+def test_the_mail_watch_reports_landing_rescue_read_flag_and_answers(tmp_path: Path) -> None:
+    home = tmp_path / "demo2"
+    old = _deliver(home, "INBOX", "100.old", _mail("already there", to="demo2@demo.test"))
+    watch = MailWatch({"demo2@demo.test": home})
+    watch.prime()
+    assert watch.scan() == []  # what was there before is not news (a restart on kept Maildirs)
+
+    junked = _deliver(home, "Junk", "101.a", _mail("lunch?", sender="demo5@demo.test", to="demo2@demo.test"))
+    (landed,) = watch.scan()
+    assert (landed.kind, landed.folder, landed.headers.subject) == ("mail", "Junk", "lunch?")
+    assert landed.line("10:00:00") == "10:00:00  mail  demo5@demo.test -> demo2@demo.test  Junk  lunch?"
+
+    # The session moves it to INBOX and marks it read (a MOVE is a new file in the other folder).
+    junked.rename(home / "Maildir" / "cur" / "102.b:2,S")
+    assert [e.kind for e in watch.scan()] == ["rescued", "read"]
+    (home / "Maildir" / "cur" / "102.b:2,S").rename(home / "Maildir" / "cur" / "102.b:2,FS")
+    old.rename(home / "Maildir" / "cur" / "100.old:2,S")
+    assert sorted((e.kind, e.headers.subject) for e in watch.scan()) == [
+        ("flagged", "lunch?"),
+        ("read", "already there"),
+    ]
+    answer = _mail("Re: hello", sender="demo4@demo.test", to="demo2@demo.test")
+    answer["In-Reply-To"] = "<hello@demo.test>"
+    _deliver(home, "INBOX", "103.c", answer)
+    (got,) = watch.scan()
+    assert (got.kind, got.folder) == ("reply", "INBOX")
+    assert watch.scan() == []

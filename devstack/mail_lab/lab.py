@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +53,7 @@ PACKAGES = {
 MAIL_USER = "warmup-mail"  # owns every lab Maildir
 JUNK = dovecot.JUNK
 _ADDRESS = re.compile(r"^[a-z0-9._-]+@[a-z0-9-]+(\.[a-z0-9-]+)*$")
+_MAIL_DIR = "mail"  # the Maildirs, under base_dir
 _MAX_SOCKET_DIR = 60  # leaves room under sun_path's 108 bytes for Dovecot's login/ sockets
 
 
@@ -86,14 +88,32 @@ def unavailable_reason() -> str | None:
 LAB_HOST = "127.0.0.2"
 
 
+@dataclass(frozen=True)
+class LabPorts:
+    submission: int  # STARTTLS required, then AUTH
+    imap: int  # STARTTLS
+    imaps: int  # implicit TLS
+
+
 class MailLab:
-    def __init__(self, base_dir: Path, *, host: str = LAB_HOST, die_with_parent: bool = True) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        host: str = LAB_HOST,
+        die_with_parent: bool = True,
+        ports: LabPorts | None = None,
+        keep_mail: bool = False,
+    ) -> None:
+        """`ports`: fixed client ports (`make dev` prints them), else free ones; `keep_mail`: the Maildirs
+        survive a restart (`make dev` continues on its data), else every start begins empty (tests)."""
         self.base_dir = Path(base_dir).absolute()
         self.host = host
         self.die_with_parent = die_with_parent
-        self.submission_port = free_port(host)
-        self.imap_port = free_port(host)  # STARTTLS
-        self.imaps_port = free_port(host)  # implicit TLS
+        self.keep_mail = keep_mail
+        self.submission_port = ports.submission if ports else free_port(host)
+        self.imap_port = ports.imap if ports else free_port(host)  # STARTTLS
+        self.imaps_port = ports.imaps if ports else free_port(host)  # implicit TLS
         self.milter_port = free_port()  # rspamd, for Postfix only
         self.start_seconds: float | None = None
         self.stop_seconds: float | None = None
@@ -203,15 +223,15 @@ class MailLab:
     # --- reading mailboxes (assertions) --------------------------------------------------------
 
     def folders(self, address: str) -> list[str]:
-        return maildir.folders(self._home(address))
+        return maildir.folders(self.home(address))
 
     def messages(self, address: str, folder: str = "INBOX") -> list[EmailMessage]:
         """The messages in one folder of a lab mailbox, read from disk (not over IMAP)."""
-        return maildir.messages(self._home(address), folder)
+        return maildir.messages(self.home(address), folder)
 
     def locate(self, address: str, message_id: str) -> list[str]:
         """The folders of `address` that hold the message with this Message-ID."""
-        return maildir.locate(self._home(address), message_id)
+        return maildir.locate(self.home(address), message_id)
 
     def wait_for(self, address: str, message_id: str, timeout: float = 20.0) -> str:
         """The folder the message was delivered to, once it is there (MailLabError after `timeout`)."""
@@ -228,7 +248,8 @@ class MailLab:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _home(self, address: str) -> Path:
+    def home(self, address: str) -> Path:
+        """The mailbox's home folder (its Maildir is home/Maildir), for reading it from disk."""
         if self._dovecot is None:
             raise MailLabError("the mail lab is not started")
         return self._dovecot.home(address.strip().lower())
@@ -236,8 +257,15 @@ class MailLab:
     def _start(self, deadline: float) -> None:
         base = self.base_dir
         if base.exists():
-            shutil.rmtree(base)  # a previous run's queue or Maildirs would change what tests see
-        base.mkdir(parents=True)
+            # A previous run's queue, configuration or Maildirs would change what tests see.
+            for entry in base.iterdir():
+                if self.keep_mail and entry.name == _MAIL_DIR:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+        base.mkdir(parents=True, exist_ok=True)
         base.chmod(0o755)
         _allow_traversal(base)
         short = base / "run"
@@ -276,7 +304,7 @@ class MailLab:
             conf_dir=base / "dovecot",
             run_dir=short / "dovecot",
             state_dir=base / "dovecot" / "state",
-            mail_dir=base / "mail",
+            mail_dir=base / _MAIL_DIR,
             log_file=base / "dovecot" / "dovecot.log",
             cert_file=certs.cert_file,
             key_file=certs.key_file,
@@ -288,7 +316,7 @@ class MailLab:
         )
         for d in (dc.conf_dir, dc.state_dir, dc.sieve_before.parent):
             d.mkdir(parents=True, exist_ok=True)
-        dc.mail_dir.mkdir()
+        dc.mail_dir.mkdir(exist_ok=True)
         os.chown(dc.mail_dir, mail_uid, mail_gid)
         dc.mail_dir.chmod(0o750)
         dc.conf_file.write_text(dovecot.render(dc))
