@@ -35,6 +35,7 @@ from warmup.config import Settings
 from warmup.engagement_days import DAYS_SHOWN, engagement_days
 from warmup.mailboxes import MailboxRecord
 from warmup.models import MailboxState
+from warmup.placement import PlacementScore, sender_scores
 from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from warmup.workflow_ids import mailbox_workflow_id
 
@@ -75,6 +76,12 @@ class _Snapshot:
         self.view, self.data, self.complete = view, data, complete
 
 
+async def _placement(
+    conn: asyncpg.Connection, ids: list[int], settings: Settings
+) -> dict[int, PlacementScore]:
+    return await sender_scores(conn, ids, settings.PLACEMENT_DAYS)
+
+
 def _since(days_back: int = DAYS_SHOWN - 1) -> dt.date:
     return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days_back)
 
@@ -90,9 +97,11 @@ async def _mailbox_snapshot(
     workflow_id = mailbox_workflow_id(record.id)
     status = await temporal_calls.status(client, record.id, settings)
     days = await engagement_days(conn, [record.id], _since())
+    score = await _placement(conn, [record.id], settings)
+    placement = score.get(record.id) or PlacementScore(settings.PLACEMENT_DAYS)
     link = f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"
-    view = mailbox_status_view(status, record.address, workflow_id, record.state, days, link)
-    data = mailbox_status_json(status, days)
+    view = mailbox_status_view(status, record.address, workflow_id, record.state, days, placement, link)
+    data = mailbox_status_json(status, days, placement)
     if not watching:
         return _Snapshot(view, data, True)
     now = dt.datetime.now(dt.UTC)
@@ -100,16 +109,19 @@ async def _mailbox_snapshot(
     return _Snapshot(Group(head, bar(status.sent_today, status.quota_today, 40), view), data, True)
 
 
-async def _user_snapshot(client: Client, conn: asyncpg.Connection, user_id: str, watching: bool) -> _Snapshot:
+async def _user_snapshot(
+    client: Client, conn: asyncpg.Connection, user_id: str, settings: Settings, watching: bool
+) -> _Snapshot:
     days = await temporal_calls.user_status(client, conn, user_id)
+    placement = await _placement(conn, [d.mailbox.id for d in days], settings)
     # Each mailbox's own today (the day its workflow reports), so a day before UTC's today is enough.
     engaged = await engagement_days(conn, [d.mailbox.id for d in days], _since(1))
     day_of = {d.mailbox.id: d.status.day for d in days if d.status is not None}
     today = {e.mailbox_id: e for e in engaged if day_of.get(e.mailbox_id) == e.day.isoformat()}
     now = dt.datetime.now(dt.UTC) if watching else None
     complete = all(d.status is not None or d.mailbox.state is MailboxState.REMOVED for d in days)
-    view = user_status_view(user_id, days, today, now)
-    return _Snapshot(view, user_status_json(user_id, days, today), complete)
+    view = user_status_view(user_id, days, today, placement, now)
+    return _Snapshot(view, user_status_json(user_id, days, today, placement), complete)
 
 
 async def status(args: argparse.Namespace, settings: Settings, io: Io) -> int:
@@ -130,7 +142,7 @@ async def status(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         async def look() -> _Snapshot:
             if record is not None:
                 return await _mailbox_snapshot(client, conn, record, settings, io, args.watch)
-            return await _user_snapshot(client, conn, args.user, args.watch)
+            return await _user_snapshot(client, conn, args.user, settings, args.watch)
 
         if not args.watch:
             snap = await look()

@@ -8,7 +8,8 @@
    the ledger's sends of the last 24 hours by status and age.
 
 And what decides whether warmup works: the receiving side's days (emails received, where their
-receivers found them, rescued/read/flagged/replied, answers sent), from the ledger.
+receivers found them, rescued/read/flagged/replied, answers sent) and each sender's inbox placement over
+the last WARMUP_PLACEMENT_DAYS, from the ledger.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from warmup import search_attributes as sa
 from warmup.config import Settings
 from warmup.db import Conn
 from warmup.models import MailboxState
+from warmup.placement import PlacementScore, sender_scores
 
 # The WarmupStatus values a running mailbox workflow sets (`removed` is set only as it ends).
 _RUNNING_STATUSES = (sa.SENDING, sa.IDLE, sa.PAUSED)
@@ -51,6 +53,14 @@ class Unanswered:
 
 
 @dataclass(frozen=True)
+class SenderPlacement:
+    mailbox_id: int
+    address: str
+    user_id: str
+    score: PlacementScore
+
+
+@dataclass(frozen=True)
 class QueueHealth:
     task_queue: str
     backlog: list[fleet.Backlog]
@@ -68,6 +78,7 @@ class Report:
     hourly: list[fleet.HourRow]
     queue: QueueHealth
     engagement: list[ed.EngagementDay] = field(default_factory=list)  # per day, all mailboxes shown
+    placement: list[SenderPlacement] = field(default_factory=list)  # senders with data, lowest first
     mailboxes_checked: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -120,6 +131,11 @@ async def build_report(client: Client, conn: Conn, settings: Settings, user_id: 
     since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=ed.DAYS_SHOWN - 1)
     ids = None if user_id is None else [m.id for m in mailboxes]
     engagement = ed.by_day(await ed.engagement_days(conn, ids, since))
+    scores = await sender_scores(conn, ids, settings.PLACEMENT_DAYS)
+    placement = sorted(
+        (SenderPlacement(m.id, m.address, m.user_id, scores[m.id]) for m in mailboxes if m.id in scores),
+        key=lambda p: (p.score.inbox_share or 0.0, p.address),
+    )
     notes = []
     if user_id is not None:
         # Tenancy: every row and count from PostgreSQL is this user's; Temporal's task queue is
@@ -135,6 +151,7 @@ async def build_report(client: Client, conn: Conn, settings: Settings, user_id: 
         hourly=await fleet.hourly_throughput(conn, user_id=user_id),
         queue=queue,
         engagement=engagement,
+        placement=placement,
         mailboxes_checked=sum(1 for m in mailboxes if m.state is not MailboxState.REMOVED),
         notes=notes,
     )

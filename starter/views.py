@@ -29,6 +29,7 @@ from starter.temporal_calls import MailboxOutcome
 from warmup.engagement_days import DAYS_SHOWN, EngagementDay
 from warmup.fleet import MailboxDay, MailboxRow
 from warmup.models import MailboxState, MailboxStatus
+from warmup.placement import PLACES, Placement, PlacementScore
 
 # Tables written to a file or a pipe are as wide as their content (never cut or wrapped); a terminal
 # uses its own width, shortening the long columns.
@@ -128,7 +129,13 @@ def next_send_text(status: MailboxStatus) -> str:
     return status.next_send_at
 
 
-def status_table(status: MailboxStatus, address: str, workflow_id: str, db_state: MailboxState) -> str:
+def status_table(
+    status: MailboxStatus,
+    address: str,
+    workflow_id: str,
+    db_state: MailboxState,
+    more: Sequence[tuple[str, str]] = (),
+) -> str:
     rows = [
         ("Mailbox", f"{address} (id {status.mailbox_id})"),
         ("Workflow", workflow_id),
@@ -150,6 +157,7 @@ def status_table(status: MailboxStatus, address: str, workflow_id: str, db_state
     if status.last_error:
         rows.append(("Last error", status.last_error))
     rows += engagement_rows(status)
+    rows += more
     workflow_state = MailboxState.PAUSED if status.paused else MailboxState.ACTIVE
     if db_state is not workflow_state:
         # The workflow is the truth for sending; say so when the stored state lags behind it.
@@ -206,17 +214,29 @@ def engagement_days_view(title: str, first: str, rows: Sequence[tuple[str, Engag
 
 
 def placement_text(days: Sequence[EngagementDay]) -> str:
-    """Inbox placement over some days: what the whole system is judged by."""
-    inbox = sum(d.inbox for d in days)
-    found = inbox + sum(d.junk + d.other for d in days)
-    return f"inbox placement {percent(inbox / found if found else None)} ({inbox} of {found} found)"
+    """Inbox placement of what these rows received: what the whole system is judged by."""
+    total = Placement()
+    for d in days:
+        for place in PLACES:
+            total.add(place, getattr(d, place))
+    return f"placement {total.text()}"
 
 
-def mailbox_status_json(status: MailboxStatus, days: Sequence[EngagementDay]) -> dict[str, object]:
-    """The workflow's status with the ledger's engagement per day beside it."""
+def mailbox_status_json(
+    status: MailboxStatus, days: Sequence[EngagementDay], placement: PlacementScore
+) -> dict[str, object]:
+    """The workflow's status with the ledger's engagement per day and the placement score beside it."""
     data = _plain(status)
     assert isinstance(data, dict)
-    return {**data, "engagement_by_day": _plain(list(days))}
+    return {**data, "engagement_by_day": _plain(list(days)), "placement": placement_json(placement)}
+
+
+def placement_json(score: PlacementScore | None) -> dict[str, object] | None:
+    if score is None:
+        return None
+    data = _plain(score)
+    assert isinstance(data, dict)
+    return {**data, "inbox_share": score.inbox_share, "text": score.text()}
 
 
 def mailbox_status_view(
@@ -225,10 +245,12 @@ def mailbox_status_view(
     workflow_id: str,
     db_state: MailboxState,
     days: Sequence[EngagementDay],
+    placement: PlacementScore,
     extra: str = "",
 ) -> RenderableType:
-    """`starter status --mailbox`: the details, then what the mailbox received and did per day."""
-    text = status_table(status, address, workflow_id, db_state) + extra
+    """`starter status --mailbox`: the details, its own mail's placement, then what the mailbox received
+    and did per day."""
+    text = status_table(status, address, workflow_id, db_state, [("Placement", placement.text())]) + extra
     title = f"Engagement by day (its local days, last {DAYS_SHOWN}): {placement_text(days)}"
     return Group(
         Text(text), Text(""), engagement_days_view(title, "DAY", [(d.day.isoformat(), d) for d in days])
@@ -294,7 +316,10 @@ def user_totals(days: Sequence[MailboxDay]) -> dict[str, int]:
 
 
 def user_status_json(
-    user_id: str, days: Sequence[MailboxDay], engaged_today: Mapping[int, EngagementDay]
+    user_id: str,
+    days: Sequence[MailboxDay],
+    engaged_today: Mapping[int, EngagementDay],
+    placement: Mapping[int, PlacementScore],
 ) -> dict[str, object]:
     return {
         "user_id": user_id,
@@ -310,23 +335,32 @@ def user_status_json(
                 "status": d.status,
                 "error": d.error,
                 "engagement_today": engaged_today.get(d.mailbox.id),
+                "placement": placement_json(placement.get(d.mailbox.id)),
             }
             for d in days
         ],
     }
 
 
+def _short_placement(score: PlacementScore | None) -> str:
+    """`82% of 40 (7 d)`: a sender's inbox share, how many emails it rests on, over how many days."""
+    if score is None or score.inbox_share is None:
+        return "-"
+    return f"{percent(score.inbox_share)} of {score.overall.judged} ({score.days} d)"
+
+
 def user_status_view(
     user_id: str,
     days: Sequence[MailboxDay],
     engaged_today: Mapping[int, EngagementDay],
+    placement: Mapping[int, PlacementScore],
     now: dt.datetime | None = None,
 ) -> RenderableType:
     rows: list[list[RenderableType]] = []
     for d in days:
         m, s = d.mailbox, d.status
         if s is None:
-            rows.append([m.address, m.state.value, "-", "-", "-", "-", d.error])
+            rows.append([m.address, m.state.value, "-", "-", "-", "-", "-", d.error])
             continue
         # The reason a failure paused the mailbox is its last error too: say it once.
         error = "" if s.paused and s.pause_reason and s.pause_reason in s.last_error else s.last_error
@@ -341,6 +375,7 @@ def user_status_view(
                 nxt,
                 str(s.ramp_day),
                 f"{s.day} {s.timezone}",
+                _short_placement(placement.get(m.id)),
                 error or s.capped_reason,
             ]
         )
@@ -351,9 +386,8 @@ def user_status_view(
     )
     if now is not None:
         title += f" at {now.astimezone(dt.UTC):%H:%M:%S} UTC"
-    sends = grid(
-        title, ["MAILBOX", "STATE", "SENT/QUOTA", "NEXT SEND", "RAMP DAY", "DAY", "LAST ERROR"], rows
-    )
+    columns = ["MAILBOX", "STATE", "SENT/QUOTA", "NEXT SEND", "RAMP DAY", "DAY", "PLACEMENT", "LAST ERROR"]
+    sends = grid(title, columns, rows)
     engaged = [
         (d.mailbox.address, engaged_today[d.mailbox.id]) for d in days if d.mailbox.id in engaged_today
     ]
@@ -495,4 +529,18 @@ def report_view(report: Report, limit: int) -> RenderableType:
             [(d.day.isoformat(), d) for d in report.engagement],
         )
     )
+    placed = report.placement[:limit] if limit > 0 else report.placement
+    title = f"5. Inbox placement of {len(report.placement)} senders (lowest first)"
+    if len(placed) < len(report.placement):
+        title += f", first {len(placed)} shown (--limit)"
+    if not placed:
+        parts.append(Text(f"{title}: no engaging receiver has looked for any sender's mail yet"))
+    else:
+        cells = [[p.address, p.user_id, *_placement_cells(p.score)] for p in placed]
+        parts.append(grid(title, ["MAILBOX", "USER", "INBOX", "JUNK", "OTHER", "MISSING", "SCORE"], cells))
     return Group(*parts)
+
+
+def _placement_cells(score: PlacementScore) -> list[RenderableType]:
+    o = score.overall
+    return [str(o.inbox), str(o.junk), str(o.other), str(o.missing), score.text()]

@@ -37,6 +37,7 @@ from warmup.models import (
     SendStatus,
     SmtpSecurity,
 )
+from warmup.placement import sender_scores
 from warmup.secrets import SecretBox
 
 __all__ = ["mail_lab_fixture"]
@@ -227,7 +228,15 @@ async def test_a_compressed_day_of_twenty_mailboxes(
     assert day.replied == day.replies_sent == len(reply_ids)
     assert {d.mailbox_id for d in days if d.replies_sent} == {replier.id}
     shown = placement_text(days)
-    assert f"({day.inbox} of {found} found)" in shown
+    assert f"% inbox ({day.inbox} of {found})" in shown  # judged = found here: none missing
+    # Each sender's placement: the forced-junk senders' mail was all found in Junk, by lab receivers.
+    async with db_pool.acquire() as conn:
+        placement = await sender_scores(conn, [b.id for b in boxes], days=7)
+    for b in boxes[:6]:
+        score = placement[b.id]
+        assert (score.overall.inbox, score.overall.junk, set(score.by_family)) == (0, 3, {"lab"})
+        assert score.text().startswith("0% inbox over 7 days (lab 0%")
+    assert sum(placement[b.id].overall.inbox for b in boxes[6:]) == day.inbox
     mail_lab.force_junk_from(())
 
 

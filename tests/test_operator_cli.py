@@ -337,10 +337,12 @@ async def test_report_answers_the_three_dashboard_queries(op: Op, worker: None) 
     # these mailboxes have no IMAP settings.
     assert sum(d["received"] for d in data["engagement"]) == sum(delivered.values())
     assert sum(d["inbox"] + d["junk"] + d["other"] + d["missing"] for d in data["engagement"]) == 0
+    assert data["placement"] == []  # 5. no sender has a placement yet: nobody looked
 
     table = (await op.ok("report")).out
     for title in ("1. Under quota today", "2. Hourly throughput", "3. Queue health", "4. The receiving side"):
         assert title in table
+    assert "5. Inbox placement of 0 senders (lowest first): no engaging receiver" in table
     assert "bad@report.test" in table and "ok@report.test" not in table.split("2. Hourly")[0]
 
     bad = await op.run("report", "--limit", "-1")

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     HEALTH_PORT: int = Field(0, ge=0, le=65_535, description="/livez and /readyz port per worker; 0 = off")
     HEALTH_HOST: str = Field("0.0.0.0", min_length=1, description="address the health port listens on")
 
+    PLACEMENT_DAYS: int = Field(
+        7, ge=1, le=90, description="days of a sender's rolling inbox placement score (status, report)"
+    )
+
     # --- Metrics (each worker serves Prometheus on its own port; see README "Metrics") ---
     METRICS_PORT: int = Field(0, ge=0, le=65_535, description="Prometheus port per worker; 0 = off")
     METRICS_HOST: str = Field("0.0.0.0", min_length=1, description="address the metrics port listens on")

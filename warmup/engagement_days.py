@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from warmup.db import Conn
 from warmup.models import DELIVERED_STATUSES, SendStatus
+from warmup.placement import Placement
 
 _DELIVERED = [s.value for s in DELIVERED_STATUSES]
 # How many days `starter status` and `starter report` show (today and the days before it).
@@ -41,10 +42,8 @@ class EngagementDay:
         return self.received - self.inbox - self.junk - self.other - self.missing
 
     @property
-    def inbox_share(self) -> float | None:
-        """Inbox placement: the share of the emails found that were found in INBOX."""
-        found = self.inbox + self.junk + self.other
-        return self.inbox / found if found else None
+    def placement(self) -> Placement:
+        return Placement(self.inbox, self.junk, self.other, self.missing)
 
 
 _COUNTS = ("received", "inbox", "junk", "other", "missing", "rescued", "read", "flagged", "replied")

@@ -1,0 +1,129 @@
+"""Inbox placement: where a sender's warmup emails were first found by the receivers that engage.
+
+The receivers' inbox sessions record, per email, the folder it was first found in (or `missing` once
+given up); this module turns those rows into a sender's rolling score, overall and per receiving
+provider family, e.g. "82% inbox over 7 days (google 90%, microsoft 70%)". The family comes from the
+receiver's mail servers (its IMAP host, else its SMTP host): what decides placement is the provider
+that filters the mail, not the address's domain (a custom domain on Google Workspace is Google).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from warmup.db import Conn
+
+# Host name suffixes of the big providers' IMAP/SMTP servers, by family.
+_FAMILIES = {
+    "google": ("gmail.com", "googlemail.com", "google.com"),
+    "microsoft": ("office365.com", "outlook.com", "hotmail.com", "live.com", "microsoft.com"),
+}
+LAB = "lab"  # loopback or a .test host: the project's own mail lab
+OTHER = "other"
+
+
+def provider_family(host: str) -> str:
+    """google, microsoft, lab or other, from a mail server's host name or address."""
+    name = host.strip().lower().rstrip(".")
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return LAB
+    except ValueError:
+        pass
+    if name == "localhost" or name.endswith((".test", ".localhost")):
+        return LAB
+    for family, suffixes in _FAMILIES.items():
+        if any(name == s or name.endswith("." + s) for s in suffixes):
+            return family
+    return OTHER
+
+
+@dataclass
+class Placement:
+    """Where emails were first found: counts per place."""
+
+    inbox: int = 0
+    junk: int = 0
+    other: int = 0
+    missing: int = 0
+
+    @property
+    def judged(self) -> int:
+        """Emails whose place is known: found somewhere, or given up as missing."""
+        return self.inbox + self.junk + self.other + self.missing
+
+    @property
+    def inbox_share(self) -> float | None:
+        """The placement: inbox / judged (missing mail did not reach the inbox), None with no data."""
+        return self.inbox / self.judged if self.judged else None
+
+    def add(self, place: str, n: int) -> None:
+        setattr(self, place, getattr(self, place) + n)
+
+    def text(self) -> str:
+        """`76% inbox (13 of 17)`, or `no data`."""
+        share = self.inbox_share
+        return "no data" if share is None else f"{share * 100:.0f}% inbox ({self.inbox} of {self.judged})"
+
+
+PLACES = ("inbox", "junk", "other", "missing")
+
+
+@dataclass
+class PlacementScore:
+    """A sender's placement over the last `days` days, overall and per receiving provider family."""
+
+    days: int
+    overall: Placement = field(default_factory=Placement)
+    by_family: dict[str, Placement] = field(default_factory=dict)
+
+    @property
+    def inbox_share(self) -> float | None:
+        return self.overall.inbox_share
+
+    def text(self) -> str:
+        """What a newcomer reads: "82% inbox over 7 days (google 90%, microsoft 70%)"."""
+        share = self.overall.inbox_share
+        if share is None:
+            return f"no placement yet: no engaging receiver has looked for its mail in {self.days} days"
+        families = ", ".join(
+            f"{name} {p.inbox_share * 100:.0f}%"
+            for name, p in sorted(self.by_family.items())
+            if p.inbox_share is not None
+        )
+        return f"{share * 100:.0f}% inbox over {self.days} days ({families}; {self.overall.judged} judged)"
+
+
+def scores(rows: Iterable[tuple[int, str, str, int]], days: int) -> dict[int, PlacementScore]:
+    """(sender id, receiver's mail host, place, count) rows -> each sender's score."""
+    out: dict[int, PlacementScore] = {}
+    for sender_id, host, place, n in rows:
+        score = out.setdefault(sender_id, PlacementScore(days))
+        score.overall.add(place, n)
+        score.by_family.setdefault(provider_family(host), Placement()).add(place, n)
+    return out
+
+
+async def sender_scores(
+    conn: Conn, sender_ids: Sequence[int] | None, days: int, today: dt.date | None = None
+) -> dict[int, PlacementScore]:
+    """The senders' scores over their last `days` send days (today included); None: every sender.
+    A sender with nothing judged yet is absent (PlacementScore(days) says so)."""
+    since = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=days - 1)
+    rows = await conn.fetch(
+        """
+        SELECT l.sender_id, coalesce(nullif(r.imap_host, ''), r.smtp_host) AS host, e.found_in, count(*) AS n
+        FROM send_ledger l
+        JOIN engagement e ON e.ledger_id = l.id
+        JOIN mailboxes r ON r.id = l.recipient_id
+        WHERE e.found_in IS NOT NULL AND l.day >= $2
+          AND ($1::bigint[] IS NULL OR l.sender_id = ANY($1::bigint[]))
+        GROUP BY 1, 2, 3
+        """,
+        None if sender_ids is None else list(sender_ids),
+        since,
+    )
+    return scores(((int(r["sender_id"]), r["host"], r["found_in"], int(r["n"])) for r in rows), days)
