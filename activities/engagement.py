@@ -46,6 +46,7 @@ from warmup.models import (
     MailboxState,
     SendStatus,
 )
+from warmup.placement import provider_family
 from warmup.secrets import SecretBox, SecretKeyError
 
 T = TypeVar("T")
@@ -100,8 +101,9 @@ class EngagementActivities:
                 return InboxSessionReport(off=NO_IMAP)
             emails = [_email(r) for r in await conn.fetch(_PENDING, mailbox.id)]
         totals = EngagementTotals()
+        family = provider_family(mailbox.imap.host)
         if not emails:
-            return InboxSessionReport(totals)
+            return InboxSessionReport(totals, family=family)
         session = ImapSession(self._account(mailbox), self._password(mailbox))
         try:
             await _imap(session.open)
@@ -122,7 +124,7 @@ class EngagementActivities:
             raise ApplicationError(f"IMAP session for {mailbox.address}: {exc}; retrying") from None
         finally:
             await _imap(session.close)
-        return InboxSessionReport(totals)
+        return InboxSessionReport(totals, family=family)
 
     async def _engage(
         self,

@@ -46,6 +46,7 @@ from warmup import fleet
 from warmup.config import Settings
 from warmup.errors import ERR_CAP_DEFERRED
 from warmup.models import DELIVERED_STATUSES, InboxSessionReport, MailboxState, SendRequest, SendResult
+from warmup.placement import OTHER
 
 log = logging.getLogger("warmup.metrics")
 
@@ -124,10 +125,10 @@ CYCLE = MetricDef(
 ENGAGEMENT = MetricDef(
     "warmup_engagement_actions_total",
     "counter",
-    ("action",),
+    ("action", "family"),
     "worker",
     "what this worker's inbox sessions found (inbox, junk, other, missing) and did (rescued, read, flagged, "
-    "replies_due), each once",
+    "replies_due), each once, by the receiving mailbox's provider family (google, microsoft, lab, other)",
 )
 COLLECTOR = MetricDef(
     "warmup_fleet_collector", "gauge", (), "worker", "1 on the worker that computes the fleet gauges, else 0"
@@ -242,7 +243,7 @@ class _SendMetrics(ActivityInboundInterceptor):
             if isinstance(report, InboxSessionReport):
                 for action, n in dataclasses.asdict(report.found).items():
                     if n and action != "sessions":
-                        self._m.engagement.add(n, {"action": action})
+                        self._m.engagement.add(n, {"action": action, "family": report.family or OTHER})
             return report
         if info.activity_type != SEND_ACTIVITY:
             return await super().execute_activity(input)

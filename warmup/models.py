@@ -157,6 +157,7 @@ class InboxSessionReport:
 
     found: EngagementTotals = field(default_factory=EngagementTotals)
     off: str = ""
+    family: str = ""  # the receiving mailbox's provider family (warmup.placement), a metrics label
 
 
 @dataclass
