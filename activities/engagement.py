@@ -44,9 +44,12 @@ from warmup.models import (
     InboxSessionReport,
     InboxSessionRequest,
     MailboxState,
+    Placement,
+    PlacementCheckRequest,
+    PlacementReport,
     SendStatus,
 )
-from warmup.placement import provider_family
+from warmup.placement import provider_family, sender_scores
 from warmup.secrets import SecretBox, SecretKeyError
 
 T = TypeVar("T")
@@ -90,6 +93,16 @@ class EngagementActivities:
         self._pool = pool
         self._secrets = secrets
         self._settings = settings
+
+    @activity.defn(name="placement_check")
+    async def placement_check(self, req: PlacementCheckRequest) -> PlacementReport:
+        """The sender's placement over its last WARMUP_PLACEMENT_DAYS send days up to `req.day`, with the
+        workers' reaction thresholds: one indexed read, nothing written, so any retry is harmless."""
+        days = self._settings.PLACEMENT_DAYS
+        async with self._pool.acquire() as conn:
+            scores = await sender_scores(conn, [req.mailbox_id], days, dt.date.fromisoformat(req.day))
+        placement = scores[req.mailbox_id].overall if req.mailbox_id in scores else Placement()
+        return PlacementReport(placement, days, self._settings.ramp_reaction())
 
     @activity.defn(name="inbox_session")
     async def inbox_session(self, req: InboxSessionRequest) -> InboxSessionReport:

@@ -28,8 +28,8 @@ from starter.report import Report
 from starter.temporal_calls import MailboxOutcome
 from warmup.engagement_days import DAYS_SHOWN, EngagementDay
 from warmup.fleet import MailboxDay, MailboxRow
-from warmup.models import MailboxState, MailboxStatus
-from warmup.placement import PLACES, Placement, PlacementScore
+from warmup.models import PLACES, MailboxState, MailboxStatus, Placement
+from warmup.placement import PlacementScore
 
 # Tables written to a file or a pipe are as wide as their content (never cut or wrapped); a terminal
 # uses its own width, shortening the long columns.
@@ -148,6 +148,7 @@ def status_table(
         ("Next send", next_send_text(status)),
         *([("Waiting for", status.waiting_for)] if status.waiting_for else []),
         ("Ramp day", str(status.ramp_day)),
+        *([("Ramp reaction", status.ramp_note)] if status.ramp_note else []),
         ("Sent in total", str(status.sent_total)),
     ]
     if status.capped_reason:

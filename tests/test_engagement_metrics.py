@@ -21,7 +21,13 @@ from tests.test_inbox_sessions import ENGAGED
 from tests.test_mailbox_workflow import Recorder
 from warmup import metrics
 from warmup.config import load_settings
-from warmup.models import EngagementTotals, InboxSessionReport, InboxSessionRequest
+from warmup.models import (
+    EngagementTotals,
+    InboxSessionReport,
+    InboxSessionRequest,
+    PlacementCheckRequest,
+    PlacementReport,
+)
 from warmup.workflow_ids import inbox_task_queue
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
@@ -30,6 +36,11 @@ from workflows.mailbox import MailboxWarmupWorkflow
 @activity.defn(name="inbox_session")
 async def google_inbox(req: InboxSessionRequest) -> InboxSessionReport:
     return InboxSessionReport(EngagementTotals(inbox=3, junk=1, rescued=1, read=4), family="google")
+
+
+@activity.defn(name="placement_check")
+async def no_placement(req: PlacementCheckRequest) -> PlacementReport:
+    return PlacementReport()
 
 
 async def test_each_session_counts_its_placements_and_actions_by_family(
@@ -56,7 +67,7 @@ async def test_each_session_counts_its_placements_and_actions_by_family(
             activities=[Recorder().send_email],
             workflow_runner=workflow_runner("isolated"),
         ),
-        Worker(client, task_queue=inbox_task_queue(queue), activities=[google_inbox]),
+        Worker(client, task_queue=inbox_task_queue(queue), activities=[google_inbox, no_placement]),
     ):
         (h,) = await start_mailboxes(env.client, queue, [(61, ENGAGED)])
         await env.sleep(dt.timedelta(hours=23))  # the day's 4 sessions

@@ -30,6 +30,8 @@ from warmup.models import (
     InboxSessionRequest,
     MailboxState,
     PauseRequest,
+    PlacementCheckRequest,
+    PlacementReport,
     RampSettings,
     ScheduleSettings,
     SettingsUpdate,
@@ -65,6 +67,10 @@ class Inbox:
             )
         return InboxSessionReport(EngagementTotals(inbox=2, junk=1, rescued=1, read=3), off=self.off)
 
+    @activity.defn(name="placement_check")
+    async def placement_check(self, req: PlacementCheckRequest) -> PlacementReport:
+        return PlacementReport()  # no placement data yet: the ramp goes as configured
+
 
 Rig = tuple[WorkflowEnvironment, Inbox, Recorder, str]
 
@@ -83,7 +89,11 @@ async def rig(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Rig]:
             activities=[sends.send_email],
             workflow_runner=runner,
         ),
-        Worker(env.client, task_queue=inbox_task_queue(queue), activities=[inbox.inbox_session]),
+        Worker(
+            env.client,
+            task_queue=inbox_task_queue(queue),
+            activities=[inbox.inbox_session, inbox.placement_check],
+        ),
     ):
         yield env, inbox, sends, queue
 

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from warmup.placement import LAB, OTHER, PLACES, Placement, PlacementScore, provider_family, scores
+from warmup.models import PLACES, Placement
+from warmup.placement import LAB, OTHER, PlacementScore, provider_family, scores
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from warmup.models import RampSettings, ScheduleSettings, SendRetrySettings
+from warmup.models import RampSettings, ReactionSettings, ScheduleSettings, SendRetrySettings
 from warmup.temporal_connection import (
     DEFAULT_ADDRESS,
     DEFAULT_NAMESPACE,
@@ -20,6 +20,8 @@ from warmup.temporal_connection import (
     TemporalProfile,
     load_profile,
 )
+
+_REACTION = ReactionSettings()  # the reactive ramp's defaults are declared there, once
 
 
 class ConfigError(Exception):
@@ -105,6 +107,29 @@ class Settings(BaseSettings):
         7, ge=1, le=90, description="days of a sender's rolling inbox placement score (status, report)"
     )
 
+    # The ramp's reaction to placement (issue #15, warmup/ramp_reaction.py): spam share = junk / judged.
+    PLACEMENT_MIN_JUDGED: int = Field(
+        _REACTION.min_judged, ge=1, le=10_000, description="emails judged before the ramp reacts to placement"
+    )
+    PLACEMENT_HOLD_SHARE: float = Field(
+        _REACTION.hold_share, gt=0, le=1, description="spam share from which the ramp holds its volume"
+    )
+    PLACEMENT_STEP_DOWN_SHARE: float = Field(
+        _REACTION.step_down_share, gt=0, le=1, description="spam share from which the ramp steps down"
+    )
+    PLACEMENT_PAUSE_SHARE: float = Field(
+        _REACTION.pause_share, gt=0, le=1, description="spam share that pauses the mailbox"
+    )
+    PLACEMENT_STEP_DOWN_DAYS: int = Field(
+        _REACTION.step_down_days, ge=1, le=365, description="ramp days taken back per step down"
+    )
+    PLACEMENT_SPACING_STEP: float = Field(
+        _REACTION.spacing_step,
+        ge=1,
+        le=10,
+        description="spacing multiplied per step down (divided per healthy day)",
+    )
+
     # --- Metrics (each worker serves Prometheus on its own port; see README "Metrics") ---
     METRICS_PORT: int = Field(0, ge=0, le=65_535, description="Prometheus port per worker; 0 = off")
     METRICS_HOST: str = Field("0.0.0.0", min_length=1, description="address the metrics port listens on")
@@ -118,6 +143,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "WARMUP_SAME_MAILBOX_DELAY_MIN must not exceed WARMUP_SAME_MAILBOX_DELAY_MAX "
                 f"({self.SAME_MAILBOX_DELAY_MIN} > {self.SAME_MAILBOX_DELAY_MAX})"
+            )
+        if not self.PLACEMENT_HOLD_SHARE <= self.PLACEMENT_STEP_DOWN_SHARE <= self.PLACEMENT_PAUSE_SHARE:
+            shares = (self.PLACEMENT_HOLD_SHARE, self.PLACEMENT_STEP_DOWN_SHARE, self.PLACEMENT_PAUSE_SHARE)
+            raise ValueError(
+                "WARMUP_PLACEMENT_HOLD_SHARE, WARMUP_PLACEMENT_STEP_DOWN_SHARE and "
+                f"WARMUP_PLACEMENT_PAUSE_SHARE must not decrease in that order (got {shares})"
             )
         if self.SEND_WINDOW_START_HOUR >= self.SEND_WINDOW_END_HOUR:
             raise ValueError(
@@ -183,6 +214,17 @@ class Settings(BaseSettings):
                 ceiling=self.RAMP_CEILING,
                 daily_variance=self.RAMP_DAILY_VARIANCE,
             ),
+        )
+
+    def ramp_reaction(self) -> ReactionSettings:
+        return ReactionSettings(
+            min_judged=self.PLACEMENT_MIN_JUDGED,
+            hold_share=self.PLACEMENT_HOLD_SHARE,
+            step_down_share=self.PLACEMENT_STEP_DOWN_SHARE,
+            pause_share=self.PLACEMENT_PAUSE_SHARE,
+            step_down_days=self.PLACEMENT_STEP_DOWN_DAYS,
+            spacing_step=self.PLACEMENT_SPACING_STEP,
+            max_spacing_factor=_REACTION.max_spacing_factor,
         )
 
     def send_retry(self) -> SendRetrySettings:

@@ -15,9 +15,11 @@ from warmup.models import (
     DayProgress,
     InboxSessionRequest,
     MailboxWorkflowState,
+    PlacementReport,
     ScheduleSettings,
     SendRequest,
 )
+from warmup.ramp_reaction import RampDecision, react
 
 _SATURDAY = 5  # date.weekday(): Monday is 0
 _DAY_OFF = "weekdays only: no sends on Saturday and Sunday"
@@ -37,10 +39,13 @@ class DaySchedule:
         day = schedule.local_day(now, self.settings.timezone)
         if self.state.today.day == day.isoformat():
             return False
-        if self.state.today.slot > 0:
+        advanced = self.state.today.slot > 0
+        if advanced:
             self.state.ramp_day += 1  # only days that actually warmed advance the ramp
         start, end = schedule.window_bounds(day, self.settings)
-        self.state.today = DayProgress(day=day.isoformat(), window_end=end, quota=self._ramp_quota(day))
+        self.state.today = DayProgress(
+            day=day.isoformat(), window_end=end, quota=self._ramp_quota(day), ramp_advanced=advanced
+        )
         if self._day_off(day):
             self.state.today.capped_reason = _DAY_OFF
         elif now >= end:
@@ -50,6 +55,21 @@ class DaySchedule:
         self._spread(max(now, start))
         self.respread_needed = False
         return True
+
+    def apply_placement(self, report: PlacementReport) -> RampDecision:
+        """Today's placement check came back (issue #15): the ramp reacts; today's quota and spacing
+        follow at the next re-spread. PAUSE is the caller's to carry out."""
+        t, s = self.state.today, self.state
+        previous = s.ramp_day - int(t.ramp_advanced)
+        decision = react(report, previous, s.ramp_day, s.spacing_factor)
+        s.ramp_day, s.spacing_factor, t.ramp_note = (
+            decision.ramp_day,
+            decision.spacing_factor,
+            decision.reason,
+        )
+        t.ramp_advanced = decision.ramp_day > previous  # a second check today must not count it twice
+        self.respread_needed = True
+        return decision
 
     def respread(self, now: float) -> None:
         """Re-spread what is left of today's quota after a resume or a settings change."""
@@ -115,7 +135,12 @@ class DaySchedule:
 
     def earliest_next_send(self) -> float:
         last = self.state.last_sent_at
-        return last + self.settings.delay_min_minutes * 60 if last else 0.0
+        return last + self._delays()[0] if last else 0.0
+
+    def _delays(self) -> tuple[float, float]:
+        """Today's spacing in seconds: the settings' own, widened after placement step-downs."""
+        f, s = self.state.spacing_factor, self.settings
+        return s.delay_min_minutes * 60 * f, s.delay_max_minutes * 60 * f
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -140,8 +165,9 @@ class DaySchedule:
     def _spread(self, begin: float) -> None:
         """Plan the rest of today's quota from `begin` to the window's end."""
         t, s = self.state.today, self.settings
+        delay_min, delay_max = self._delays()
         wanted = max(0, t.quota - t.slot)
-        fits = schedule.max_sends(t.window_end - begin, s.delay_min_minutes * 60)
+        fits = schedule.max_sends(t.window_end - begin, delay_min)
         count = min(wanted, fits)
         if count < wanted:
             t.capped_reason = f"the window left room for {fits} of {wanted} sends today"
@@ -149,8 +175,8 @@ class DaySchedule:
             begin,
             t.window_end,
             count,
-            s.delay_min_minutes * 60,
-            s.delay_max_minutes * 60,
+            delay_min,
+            delay_max,
             schedule.spread_rng(self.mailbox_id, t.day, t.replans),
             spread=s.spread_over_window,
         )

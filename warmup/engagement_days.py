@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from warmup.db import Conn
-from warmup.models import DELIVERED_STATUSES, SendStatus
-from warmup.placement import Placement
+from warmup.models import DELIVERED_STATUSES, Placement, SendStatus
 
 _DELIVERED = [s.value for s in DELIVERED_STATUSES]
 # How many days `starter status` and `starter report` show (today and the days before it).

@@ -122,6 +122,8 @@ class DayProgress:
     sessions: list[float] = field(default_factory=list)
     sessions_done: int = 0
     engagement_note: str = ""  # why no session runs today (no IMAP settings), "" when they do
+    ramp_note: str = ""  # what today's placement check did to the ramp (issue #15), "" when it climbs
+    ramp_advanced: bool = False  # today's ramp day counts yesterday (it sent): what holding takes back
 
 
 @dataclass
@@ -160,6 +162,66 @@ class InboxSessionReport:
     family: str = ""  # the receiving mailbox's provider family (warmup.placement), a metrics label
 
 
+@dataclass(frozen=True)
+class ReactionSettings:
+    """Thresholds and steps; the workers' WARMUP_PLACEMENT_* settings (warmup/config.py) fill them;
+    they reach the workflow in the placement check's result, so a replay sees the same ones."""
+
+    min_judged: int = 10  # fewer judged emails than this: too little data to react to
+    hold_share: float = 0.10
+    step_down_share: float = 0.25
+    pause_share: float = 0.50
+    step_down_days: int = 2  # ramp days taken back per step down
+    spacing_step: float = 1.5  # spacing multiplied by this per step down, divided per healthy day
+    max_spacing_factor: float = 4.0
+
+
+PLACES = ("inbox", "junk", "other", "missing")  # where a received warmup email was first found
+
+
+@dataclass
+class Placement:
+    """Where emails were first found: counts per place."""
+
+    inbox: int = 0
+    junk: int = 0
+    other: int = 0
+    missing: int = 0
+
+    @property
+    def judged(self) -> int:
+        """Emails whose place is known: found somewhere, or given up as missing."""
+        return self.inbox + self.junk + self.other + self.missing
+
+    @property
+    def inbox_share(self) -> float | None:
+        """The placement: inbox / judged (missing mail did not reach the inbox), None with no data."""
+        return self.inbox / self.judged if self.judged else None
+
+    def add(self, place: str, n: int) -> None:
+        setattr(self, place, getattr(self, place) + n)
+
+    def text(self) -> str:
+        """`76% inbox (13 of 17)`, or `no data`."""
+        share = self.inbox_share
+        return "no data" if share is None else f"{share * 100:.0f}% inbox ({self.inbox} of {self.judged})"
+
+
+@dataclass(frozen=True)
+class PlacementReport:
+    """What the `placement_check` activity read for a sender: its placement over `days` send days."""
+
+    placement: Placement = field(default_factory=Placement)
+    days: int = 7
+    settings: ReactionSettings = ReactionSettings()
+
+
+@dataclass(frozen=True)
+class PlacementCheckRequest:
+    mailbox_id: int
+    day: str  # the sender's new local day (ISO): the placement is over the send days before and up to it
+
+
 @dataclass
 class MailboxWorkflowState:
     """Everything carried across continue-as-new."""
@@ -177,6 +239,8 @@ class MailboxWorkflowState:
     engagement_off: str = ""
     # What its inbox sessions did so far, over every run (for status and the metrics).
     engagement: EngagementTotals = field(default_factory=EngagementTotals)
+    # Spacing multiplier left by placement step-downs (issue #15); 1.0 = the settings' own spacing.
+    spacing_factor: float = 1.0
 
 
 @dataclass
@@ -286,6 +350,7 @@ class MailboxStatus:
     next_session_at: str | None = None  # ISO 8601 UTC: the next inbox session, None when none is due today
     engagement_off: str = ""  # why the mailbox does not read its mail, "" when it does
     engagement: EngagementTotals | None = None
+    ramp_note: str = ""  # what today's placement check did to the ramp, "" when it climbs as configured
 
 
 # --- The per-user parent workflow ---------------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from warmup.db import Conn
+from warmup.models import Placement
 
 # Host name suffixes of the big providers' IMAP/SMTP servers, by family.
 _FAMILIES = {
@@ -39,37 +40,6 @@ def provider_family(host: str) -> str:
         if any(name == s or name.endswith("." + s) for s in suffixes):
             return family
     return OTHER
-
-
-@dataclass
-class Placement:
-    """Where emails were first found: counts per place."""
-
-    inbox: int = 0
-    junk: int = 0
-    other: int = 0
-    missing: int = 0
-
-    @property
-    def judged(self) -> int:
-        """Emails whose place is known: found somewhere, or given up as missing."""
-        return self.inbox + self.junk + self.other + self.missing
-
-    @property
-    def inbox_share(self) -> float | None:
-        """The placement: inbox / judged (missing mail did not reach the inbox), None with no data."""
-        return self.inbox / self.judged if self.judged else None
-
-    def add(self, place: str, n: int) -> None:
-        setattr(self, place, getattr(self, place) + n)
-
-    def text(self) -> str:
-        """`76% inbox (13 of 17)`, or `no data`."""
-        share = self.inbox_share
-        return "no data" if share is None else f"{share * 100:.0f}% inbox ({self.inbox} of {self.judged})"
-
-
-PLACES = ("inbox", "junk", "other", "missing")
 
 
 @dataclass

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from warmup.models import InboxSessionReport, InboxSessionRequest
+from warmup.models import InboxSessionReport, InboxSessionRequest, PlacementCheckRequest, PlacementReport
 
 
 class InboxSession:
     @activity.defn(name="inbox_session")
     async def inbox_session(self, req: InboxSessionRequest) -> InboxSessionReport:
+        raise NotImplementedError(
+            "the workflow only names this activity; workers run activities/engagement.py"
+        )
+
+    @activity.defn(name="placement_check")
+    async def placement_check(self, req: PlacementCheckRequest) -> PlacementReport:
         raise NotImplementedError(
             "the workflow only names this activity; workers run activities/engagement.py"
         )

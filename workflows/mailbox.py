@@ -35,10 +35,12 @@ with workflow.unsafe.imports_passed_through():
         MailboxWorkflowInput,
         MailboxWorkflowState,
         PauseRequest,
+        PlacementCheckRequest,
         ScheduleSettings,
         SendRequest,
         SettingsUpdate,
     )
+    from warmup.ramp_reaction import Reaction
     from warmup.workflow_ids import inbox_task_queue
     from workflows.engagement_contract import InboxSession
     from workflows.send_contract import SendEmail
@@ -46,6 +48,8 @@ with workflow.unsafe.imports_passed_through():
 # Inbox sessions exist only in runs that started on code that has them: the patch is asked once, at a
 # run's first task, so a run recorded before them replays without them (docs/versioning.md).
 INBOX_SESSIONS_PATCH = "inbox-sessions"
+# The ramp reacts to placement (issue #15) in runs that started on code that has it, the same way.
+REACTIVE_RAMP_PATCH = "reactive-ramp"
 
 
 @workflow.defn
@@ -64,10 +68,13 @@ class MailboxWarmupWorkflow:
         self._asked_at: float | None = None
         self._sessions_on = False
         self._session: asyncio.Task[None] | None = None  # the inbox session in flight, if any
+        self._reacts = False
+        self._check: asyncio.Task[None] | None = None  # today's placement check in flight, if any
 
     @workflow.run
     async def run(self, inp: MailboxWorkflowInput) -> None:
         self._sessions_on = workflow.patched(INBOX_SESSIONS_PATCH)
+        self._reacts = workflow.patched(REACTIVE_RAMP_PATCH)
         if inp.search_attributes:
             workflow.upsert_search_attributes(
                 [sa.USER_ID.value_set(inp.user_id), sa.MAILBOX_ID.value_set(str(inp.mailbox_id))]
@@ -76,6 +83,7 @@ class MailboxWarmupWorkflow:
         while not self._removed:
             if self._time_to_continue_as_new(sends_this_run):
                 await self._session_finished()
+                await self._check_finished()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._next_run_input())
             if self._s.paused:
@@ -85,6 +93,9 @@ class MailboxWarmupWorkflow:
             now = self._now()
             if self._day.start_day_if_new(now) and self._engages():
                 self._day.schedule_sessions(now)
+                # Mailboxes that read their mail are the engaged pool; their ramp follows placement.
+                if self._reacts and self._check is None:
+                    self._check = asyncio.create_task(self._placement_check())
             if self._day.respread_needed:
                 self._day.respread(now)
             self._publish()
@@ -103,6 +114,7 @@ class MailboxWarmupWorkflow:
                 await self._send()
                 sends_this_run += 1
         await self._session_finished()
+        await self._check_finished()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._set_status(sa.REMOVED)
         workflow.set_current_details(f"removed after {self._s.sent_total} warmup emails")
@@ -207,6 +219,7 @@ class MailboxWarmupWorkflow:
             next_session_at=None if session is None or self._s.paused else _iso(session),
             engagement_off=self._s.engagement_off or t.engagement_note,
             engagement=self._s.engagement,
+            ramp_note=t.ramp_note,
         )
 
     def _waiting_for(self) -> str:
@@ -265,6 +278,46 @@ class MailboxWarmupWorkflow:
         if kind in PAUSING_ERRORS:
             self._s.paused, self._s.pause_reason = True, message
             workflow.logger.warning("mailbox %s paused: %s", self._inp.mailbox_id, message)
+
+    # --- the ramp's reaction to placement (issue #15) ----------------------------------------------
+
+    async def _placement_check(self) -> None:
+        """Today's placement, read beside the sends; once it is back the ramp reacts: climb, hold, step
+        down (fewer sends, wider spacing) or pause, re-spreading the rest of today."""
+        day = self._s.today.day
+        try:
+            report = await workflow.execute_activity_method(
+                InboxSession.placement_check,
+                PlacementCheckRequest(self._inp.mailbox_id, day),
+                task_queue=inbox_task_queue(workflow.info().task_queue),
+                start_to_close_timeout=timedelta(seconds=30),
+                # No inbox worker, or PostgreSQL down for long: today ramps as configured.
+                schedule_to_close_timeout=timedelta(minutes=10),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=5), maximum_interval=timedelta(minutes=1)
+                ),
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "mailbox %s: no placement check on %s (%s); ramping as configured",
+                self._inp.mailbox_id,
+                day,
+                err,
+            )
+            return
+        finally:
+            self._check = None
+        if self._s.today.day != day:
+            return  # a new day began meanwhile: its own check decides
+        decision = self._day.apply_placement(report)
+        if decision.reaction is Reaction.PAUSE and not self._s.paused:
+            self._s.paused, self._s.pause_reason = True, decision.reason
+            workflow.logger.warning("mailbox %s paused: %s", self._inp.mailbox_id, decision.reason)
+        self._poke()
+
+    async def _check_finished(self) -> None:
+        if self._check is not None:
+            await self._check
 
     # --- inbox sessions ---------------------------------------------------------------------------
 
@@ -406,6 +459,8 @@ class MailboxWarmupWorkflow:
             line = f"sent {t.sent}/{t.quota} on {t.day}; {nxt}"
         self._set_status(sa.PAUSED if s.paused else sa.SENDING if due is not None else sa.IDLE)
         line += f"; ramp day {s.ramp_day}"
+        if t.ramp_note:
+            line += f" ({t.ramp_note})"
         if t.capped_reason:
             line += f"; {t.capped_reason}"
         if t.binding_cap:

@@ -31,6 +31,7 @@ from devstack.temporal import (
 from tests.helpers.workflows import skip_to, start_mailboxes
 from tests.test_inbox_sessions import Inbox
 from tests.test_mailbox_workflow import UTC_DAY, Recorder
+from tests.test_reactive_ramp import Placements
 from tests.test_user_workflow import FIXED_TEN, enroll_result
 from warmup.errors import ERR_AUTH
 from warmup.models import (
@@ -218,6 +219,18 @@ async def mailbox_inbox_sessions(env: WorkflowEnvironment, rec: Recorder) -> His
     return {"mailbox_inbox_sessions": await _history(env.client, h.id)}
 
 
+async def mailbox_reactive_ramp(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    """Issue #15: a placement check each day; healthy, then 30% spam (step down, wider spacing), then 60%
+    (paused by placement), then a resume."""
+    engaged = dataclasses.replace(UTC_DAY, engagement=EngagementSettings(enabled=True, inbox_sessions=1))
+    (h,) = await start_mailboxes(env.client, _queue(), [(108, engaged)])
+    await env.sleep(71 * HOUR)
+    await h.signal(MailboxWarmupWorkflow.resume)
+    await env.sleep(6 * HOUR)
+    await _remove(h)
+    return {"mailbox_reactive_ramp": await _history(env.client, h.id)}
+
+
 SCENARIOS: list[Scenario] = [
     mailbox_day,
     mailbox_pause_resume,
@@ -228,8 +241,10 @@ SCENARIOS: list[Scenario] = [
     user_lifecycle,
     user_updates,
     mailbox_inbox_sessions,
+    mailbox_reactive_ramp,
 ]
 _INBOX = Inbox()  # the inbox sessions' stand-in, on every scenario's inbox queue
+_PLACEMENTS = Placements([(95, 5), (70, 30), (40, 60)])  # the placement checks' stand-in, likewise
 
 _QUEUE = f"replay-{uuid.uuid4().hex[:8]}"
 
@@ -294,7 +309,11 @@ async def _run_scenario(env: WorkflowEnvironment, scenario: Scenario, *, skip_to
             activities=[rec.send_email],
             workflow_runner=workflow_runner("isolated"),
         ),
-        Worker(env.client, task_queue=inbox_task_queue(_queue()), activities=[_INBOX.inbox_session]),
+        Worker(
+            env.client,
+            task_queue=inbox_task_queue(_queue()),
+            activities=[_INBOX.inbox_session, _PLACEMENTS.placement_check],
+        ),
     ):
         if skip_to_midnight:
             # Each scenario starts at a UTC midnight, so the day's window is all ahead of it.

@@ -1,0 +1,64 @@
+"""A ramp that reacts to inbox placement (issue #15), as a pure function beside `schedule.ramp_quota`.
+
+At each new local day the mailbox workflow reads its placement (what engaging receivers' sessions
+found of its warmup mail over the last days) and asks `react` what to do with the ramp:
+
+- too little data (no engaging receivers yet): ramp as configured, and say so;
+- healthy: climb as configured, and spacing widened by earlier step-downs narrows back step by step;
+- a rising spam share (>= hold): hold today's volume where it is;
+- a high spam share (>= step down): take ramp days back and widen the spacing, until placement recovers;
+- a critical share (>= pause): step down and pause the mailbox with the reason.
+
+The spam share is junk / judged (judged: found in INBOX, Junk or another folder, or given up as missing).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from warmup.models import PlacementReport
+
+
+class Reaction(enum.StrEnum):
+    NO_DATA = "no_data"
+    CLIMB = "climb"
+    HOLD = "hold"
+    STEP_DOWN = "step_down"
+    PAUSE = "pause"
+
+
+@dataclass(frozen=True)
+class RampDecision:
+    reaction: Reaction
+    ramp_day: int  # the ramp day today's quota is computed from (days that count toward the ceiling)
+    spacing_factor: float  # today's delay_min/delay_max multiplier (1.0 = as configured)
+    reason: str  # shown in status and the workflow's current details ("" when climbing normally)
+
+
+def react(report: PlacementReport, previous: int, climbed: int, spacing_factor: float) -> RampDecision:
+    """Today's ramp day and spacing. `previous` is yesterday's ramp day, `climbed` the one the configured
+    ramp gives today (previous + 1 after a day that sent, else previous)."""
+    s, p = report.settings, report.placement
+    over = f"over {report.days} days"
+    if p.judged < s.min_judged:
+        reason = (
+            f"ramping as configured: {p.judged} of its emails judged by engaging receivers {over} "
+            f"(reacts from {s.min_judged})"
+        )
+        return RampDecision(Reaction.NO_DATA, climbed, spacing_factor, reason)
+    share = p.junk / p.judged
+    seen = f"{share * 100:.0f}% in spam {over} ({p.junk} of {p.judged})"
+    if share >= s.step_down_share:
+        # Paused or not, the ramp steps down: a resume starts lower, not where the spam began.
+        day = max(0, previous - s.step_down_days)
+        wider = min(s.max_spacing_factor, spacing_factor * s.spacing_step)
+        if share >= s.pause_share:
+            reason = f"placement critical: {seen}; paused at {s.pause_share * 100:.0f}% (resume to go on)"
+            return RampDecision(Reaction.PAUSE, day, wider, reason)
+        reason = f"stepped down to ramp day {day}, spacing x{wider:g}: {seen}"
+        return RampDecision(Reaction.STEP_DOWN, day, wider, reason)
+    if share >= s.hold_share:
+        return RampDecision(Reaction.HOLD, previous, spacing_factor, f"held at ramp day {previous}: {seen}")
+    narrower = max(1.0, spacing_factor / s.spacing_step)
+    return RampDecision(Reaction.CLIMB, climbed, narrower, "")
