@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import signal
 import time
 import uuid
@@ -131,6 +132,15 @@ def copies_by_id(lab: MailLab, address: str) -> dict[str, list[str]]:
         for m in lab.messages(address, folder):
             where.setdefault(bracket(str(m["Message-ID"])), []).append(folder)
     return where
+
+
+def last_imap_command(lab: MailLab, address: str) -> str:
+    """What Dovecot logged as the last command of the first IMAP connection of `address` that was cut
+    off, e.g. "UID MOVE finished 0.018 secs ago": where, at the IMAP server, the kill landed."""
+    dovecot_log = lab.base_dir / "dovecot" / "dovecot.log"
+    cut = re.compile(rf"imap\({re.escape(address)}\).*Disconnected: Connection closed \(([^)]*)\)")
+    found = cut.search(dovecot_log.read_text(errors="replace"))
+    return found.group(1) if found else "not logged"
 
 
 def imap_look(lab: MailLab, user: LabUser, ids: list[str]) -> dict[str, FoundMessage]:
@@ -302,7 +312,8 @@ async def _kill_mid_session(
             "rescued": done("rescued_at", rows),
         },
         outcome=(
-            f"killed at {moved} moved/{done('handled_at', before)} recorded; attempt {started}"
+            f"killed at {moved} moved/{done('handled_at', before)} recorded"
+            f" ({last_imap_command(lab, b.address)}); attempt {started}"
             f" {retried_after:.0f} s later did {t.rescued} rescues"
         ),
     )
