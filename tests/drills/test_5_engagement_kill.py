@@ -177,7 +177,6 @@ async def test_sigkill_mid_inbox_session_and_mid_reply(
     a, b = new_user(mail_lab, "kill5a"), new_user(mail_lab, "kill5b")
     # The relay's n-th connection is B's n-th SMTP session: reply 1, its retry, reply 2, then the rest.
     relay = SmtpRelay(mail_lab, [Fault.STALL_RCPT, Fault.NONE, Fault.HOLD_250])
-    await relay.start()
     settings = make_settings()
     stack = DrillStack(
         settings,
@@ -193,6 +192,7 @@ async def test_sigkill_mid_inbox_session_and_mid_reply(
     session_id = f"drill5-session-{uuid.uuid4().hex[:10]}"
     mail_lab.force_junk_from([a.address])  # the lab's sieve rule: the product's mail carries no marker
     try:
+        await relay.start()
         stack.workers.start(1)
         await unique_mailbox_ids(stack.dsn)
         # B first (sending nothing until it owes answers), so A's first send finds its one receiver.
