@@ -77,6 +77,7 @@ class DrillStack:
     log_dir: Path
     namespace: str = "default"
     overrides: Mapping[str, str] = field(default_factory=dict)
+    extra_env: Mapping[str, str] = field(default_factory=dict)  # not WARMUP_*: e.g. the lab's SSL_CERT_FILE
     user: str = field(default_factory=lambda: f"drill-{uuid.uuid4().hex[:10]}")
 
     def __post_init__(self) -> None:
@@ -84,6 +85,7 @@ class DrillStack:
             **worker_env(self.settings, self.temporal_address, **{**DRILL_TIMING, **self.overrides}),
             "SMTP_PASSWORD": PASSWORD,
             "TEMPORAL_NAMESPACE": self.namespace,
+            **self.extra_env,
         }
         self.dsn = self.settings.DATABASE_URL.get_secret_value()
         self.workers = Workers(self.env, self.log_dir)
