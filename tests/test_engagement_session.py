@@ -31,6 +31,8 @@ from warmup.models import (
     EngagementSettings,
     ImapSecurity,
     InboxSessionRequest,
+    PlacementCheckRequest,
+    PlacementReport,
     RampSettings,
     ScheduleSettings,
     SendRequest,
@@ -38,6 +40,7 @@ from warmup.models import (
     SmtpSecurity,
 )
 from warmup.placement import sender_scores
+from warmup.ramp_reaction import Reaction, react
 from warmup.secrets import SecretBox
 
 __all__ = ["mail_lab_fixture"]
@@ -84,12 +87,13 @@ async def enroll(
         )
 
 
-async def send(acts: SendActivities, mailbox: MailboxRecord) -> str:
-    """One warmup email (or answer) from `mailbox` now, through the lab; its Message-ID."""
+async def send(acts: SendActivities, mailbox: MailboxRecord, day: str | None = None) -> str:
+    """One warmup email (or answer) from `mailbox` now, through the lab, for send day `day` (default:
+    today); its Message-ID."""
     now = dt.datetime.now(dt.UTC)
     req = SendRequest(
         mailbox_id=mailbox.id,
-        day=now.date().isoformat(),
+        day=day or now.date().isoformat(),
         slot=next(_slot),
         planned_at=now.timestamp(),
         dispatched_at=now.timestamp(),
@@ -300,3 +304,52 @@ async def test_bad_imap_credentials_and_no_imap_settings(
         await conn.execute("UPDATE mailboxes SET imap_host = '' WHERE id = $1", sender.id)
     report = await ActivityEnvironment().run(engage.inbox_session, session(sender))
     assert report.off == NO_IMAP
+
+
+async def test_a_junked_senders_ramp_steps_down_pauses_and_recovers_with_its_placement(
+    mail_lab: MailLab, db_pool: asyncpg.Pool, box: SecretBox, make_settings: Callable[..., Settings]
+) -> None:
+    """Issue #15: real mail, filed by the lab, found by the receivers' sessions; the placement check reads
+    it per send day and the ramp's reaction follows: 33% in spam steps down, 56% pauses, a clean window
+    climbs again."""
+    settings = make_settings(SMTP_TIMEOUT_SECONDS=15, PLACEMENT_DAYS=2)
+    a, *receivers = [new_user(mail_lab, f"ramp{i}") for i in range(4)]
+    sender = await enroll(db_pool, box, mail_lab, a)
+    inboxes = [await enroll(db_pool, box, mail_lab, u) for u in receivers]
+    sends, engage = SendActivities(db_pool, box, settings), EngagementActivities(db_pool, box, settings)
+    env, sessions = ActivityEnvironment(), itertools.count()
+    start = dt.date.today()
+
+    async def day_of_mail(day: int, junked: int, clean: int) -> PlacementReport:
+        """`junked` then `clean` emails from A on send day `day`, delivered and looked at; that day's check."""
+        on = (start + dt.timedelta(days=day)).isoformat()
+        for n, junk in ((junked, True), (clean, False)):
+            mail_lab.force_junk_from([a.address] if junk else [])
+            for _ in range(n):
+                m = await send(sends, sender, on)
+                rcpt = (await rows(db_pool, "SELECT recipient_id FROM send_ledger WHERE message_id = $1", m))[
+                    0
+                ][0]
+                user = receivers[[b.id for b in inboxes].index(rcpt)]
+                await asyncio.to_thread(mail_lab.wait_for, user.address, m)
+        for b in inboxes:
+            await env.run(engage.inbox_session, session(b, next(sessions)))
+        return await env.run(engage.placement_check, PlacementCheckRequest(sender.id, on))
+
+    first = await day_of_mail(0, junked=4, clean=8)
+    assert (first.placement.junk, first.placement.judged, first.days) == (4, 12, 2)
+    assert first.settings == settings.ramp_reaction()
+    down = react(first, previous=6, climbed=7, spacing_factor=1.0)
+    assert (down.reaction, down.ramp_day, down.spacing_factor) == (Reaction.STEP_DOWN, 4, 1.5)
+
+    second = await day_of_mail(1, junked=6, clean=0)  # the window: days 0 and 1
+    assert (second.placement.junk, second.placement.judged) == (10, 18)
+    paused = react(second, previous=4, climbed=5, spacing_factor=1.5)
+    assert paused.reaction is Reaction.PAUSE and paused.reason.startswith("placement critical: 56% in spam")
+
+    await day_of_mail(2, junked=0, clean=6)
+    recovered = await day_of_mail(3, junked=0, clean=6)  # days 2 and 3 only: the junk has aged out
+    assert (recovered.placement.inbox, recovered.placement.junk) == (12, 0)
+    climb = react(recovered, previous=2, climbed=3, spacing_factor=2.25)
+    assert (climb.reaction, climb.ramp_day, climb.spacing_factor) == (Reaction.CLIMB, 3, 1.5)
+    mail_lab.force_junk_from(())
