@@ -321,7 +321,7 @@ async def test_a_junked_senders_ramp_steps_down_pauses_and_recovers_with_its_pla
     start = dt.date.today()
 
     async def day_of_mail(day: int, junked: int, clean: int) -> PlacementReport:
-        """`junked` then `clean` emails from A on send day `day`, delivered and looked at; that day's check."""
+        """`junked` then `clean` emails from A on send day `day`, delivered, looked at; the day's check."""
         on = (start + dt.timedelta(days=day)).isoformat()
         for n, junk in ((junked, True), (clean, False)):
             mail_lab.force_junk_from([a.address] if junk else [])
