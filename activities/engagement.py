@@ -233,16 +233,22 @@ async def _record(conn: Conn, email: _Email, mailbox_id: int, **times: object) -
     )
 
 
+_HEARTBEAT_EVERY = 10.0  # seconds; the workflow's heartbeat timeout is minutes
+
+
 async def _imap(call: Callable[..., T], *args: object) -> T:
-    # imapclient is synchronous: each call runs in a thread, one at a time, so the event loop (and
-    # the heartbeats) go on while the server answers.
-    return await asyncio.to_thread(call, *args)
+    # imapclient is synchronous: each call runs in a thread, one at a time, and the session heartbeats
+    # while it waits, so a slow login or a long search of many emails is not taken for a dead worker.
+    pending = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    while not (await asyncio.wait({pending}, timeout=_HEARTBEAT_EVERY))[0]:
+        activity.heartbeat()
+    return pending.result()
 
 
 async def _dwell(seconds: float) -> None:
     """A human's pause, heartbeating so a long dwell is not taken for a dead worker."""
     while seconds > 0:
-        step = min(seconds, 10.0)
+        step = min(seconds, _HEARTBEAT_EVERY)
         await asyncio.sleep(step)
         activity.heartbeat()
         seconds -= step

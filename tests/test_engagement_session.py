@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+from activities import engagement as engagement_activity
 from activities.engagement import NO_IMAP, EngagementActivities
 from activities.imap_client import FLAGGED, SEEN, FolderKind, ImapAccount, ImapSession
 from activities.send import SendActivities
@@ -353,3 +355,20 @@ async def test_a_junked_senders_ramp_steps_down_pauses_and_recovers_with_its_pla
     climb = react(recovered, previous=2, climbed=3, spacing_factor=2.25)
     assert (climb.reaction, climb.ramp_day, climb.spacing_factor) == (Reaction.CLIMB, 3, 1.5)
     mail_lab.force_junk_from(())
+
+
+async def test_a_slow_imap_call_heartbeats_while_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow login or a long search of many emails must not be taken for a dead worker."""
+    monkeypatch.setattr(engagement_activity, "_HEARTBEAT_EVERY", 0.05)
+    env, beats = ActivityEnvironment(), []
+    env.on_heartbeat = lambda *details: beats.append(details)
+
+    def slow_server() -> str:
+        time.sleep(0.4)
+        return "OK"
+
+    async def call() -> str:
+        return await engagement_activity._imap(slow_server)
+
+    assert await env.run(call) == "OK"
+    assert len(beats) >= 4
