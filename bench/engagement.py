@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 
 from temporalio import activity
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.costs import CostSummary, before, summarize
-from bench.crosscheck import Recorder, _register_search_attributes, _skip_to
+from bench.crosscheck import Recorder, _register_search_attributes
 from bench.fleet import SimMailbox
 from devstack.temporal import test_server_binary
 from warmup.models import (
@@ -126,11 +127,14 @@ async def run_engagement(subset: list[SimMailbox], day: dt.date) -> EngagementCo
     )
 
 
-async def _skip_in_steps(env: WorkflowEnvironment, when: float, step: float = 3600.0) -> None:
-    """An hour at a time: one skip over a whole day of hundreds of mailboxes outlasts the test server's
-    RPC deadline (it answers only once every task of the span has run)."""
-    while (now := (await env.get_current_time()).timestamp()) < when:
-        await _skip_to(env, min(when, now + step))
+async def _skip_to(env: WorkflowEnvironment, when: float) -> None:
+    """`env.sleep` without its RPC deadline: the test server answers a skip only once every task of the
+    span has run, which for a day of hundreds of mailboxes takes longer than the SDK's default."""
+    now = (await env.get_current_time()).timestamp()
+    if when > now:
+        req = SleepRequest()
+        req.duration.FromTimedelta(dt.timedelta(seconds=when - now))
+        await env.client.test_service.unlock_time_skipping_with_sleep(req, timeout=dt.timedelta(hours=2))
 
 
 async def _both_days(
@@ -155,7 +159,7 @@ async def _both_days(
         Worker(env.client, task_queue=inbox_task_queue(queue), activities=[inbox.inbox_session]),
     ):
         for m in sorted(subset, key=lambda m: m.enrolled_at(day)):
-            await _skip_in_steps(env, m.enrolled_at(day))
+            await _skip_to(env, m.enrolled_at(day))
             for run, mailbox in ((ON, engaged(m)), (OFF, m)):
                 handle = await env.client.start_workflow(
                     MailboxWarmupWorkflow.run,
@@ -170,7 +174,7 @@ async def _both_days(
                     task_queue=queue,
                 )
                 started.append((run, handle, m.horizon(day)))
-        await _skip_in_steps(env, max(h for _, _, h in started))
+        await _skip_to(env, max(h for _, _, h in started))
         histories: dict[str, list[list[HistoryEvent]]] = {ON: [], OFF: []}
         for run, handle, horizon in started:
             histories[run].append(before((await handle.fetch_history()).events, horizon))
