@@ -312,6 +312,15 @@ def _engagement(e: EngagementCost) -> list[str]:
     return out
 
 
+def _engagement_note(on: bool) -> str:
+    if on:
+        return "Engagement on: the mailboxes ran inbox sessions."
+    return (
+        "Engagement off: these mailboxes have no IMAP settings, so no inbox sessions ran; what sessions add "
+        "is the engagement phase's figure (docs/benchmarks.md says why)."
+    )
+
+
 def _cores(cores: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in sorted(cores.items(), key=lambda kv: -kv[1]) if v >= 0.005)
 
@@ -331,7 +340,8 @@ def _throughput(t: Throughput) -> list[str]:
     out += [
         "",
         f"Ratio end to end / bare: **{t.ratio:.2f}**. End to end is the real `send_email` (ledger in "
-        "PostgreSQL, aiosmtplib to the SMTP sink process), caps on (set far above the machine's rate).",
+        "PostgreSQL, aiosmtplib to the SMTP sink process), caps on (set far above the machine's rate). "
+        + _engagement_note(t.engagement),
         "",
     ]
     if t.e2e.profile:
@@ -374,7 +384,7 @@ def _scale(s: ScaleResult) -> list[str]:
         )
         + f"Mailboxes whose workflow re-spread its day (a send finished less than delay_min before the next "
         f"planned one; judged by the ledger's planned times): {s.respread_mailboxes}. "
-        f"CPU cores used: {_cores(s.cores)}.",
+        f"CPU cores used: {_cores(s.cores)}. " + _engagement_note(s.engagement),
         "",
     ]
     if s.cap_checks:
