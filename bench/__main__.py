@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every benchmark side by side in one run, results to bench/results/.
 
 Sizes default to the issue's: fill rate for 1,000 and 10,000 mailboxes, 24 of them cross-checked on
-Temporal, throughput with 1,000 workflows, memory with 5,000, and 100,000 mailboxes measured for 10
+Temporal, the same 300 mailboxes' day with engagement on and off (the inbox sessions' cost), throughput with
+1,000 workflows, memory with 5,000, and 100,000 mailboxes measured for 10
 minutes. `--tiny` runs every phase at a size that takes seconds (what `make test` checks).
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from bench import procstat, pyspy
 from bench.crosscheck import run_crosscheck
+from bench.engagement import run_engagement
 from bench.fill import run_fill, standard_fleets
 from bench.fleet import MAX_RAMP_DAY, SIM_DAY, make_fleet, spread_subset
 from bench.memory import run_memory
@@ -30,7 +32,7 @@ from bench.text_variety import run_text_variety, summary
 from bench.throughput import run_throughput
 from warmup.process_exit import EXIT_INTERRUPTED, EXIT_OK, exit_skipping_teardown
 
-PHASES = ("fill", "crosscheck", "text", "throughput", "memory", "scale")
+PHASES = ("fill", "crosscheck", "engagement", "text", "throughput", "memory", "scale")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -72,6 +74,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-ramp-day", type=int, default=MAX_RAMP_DAY, help="fleets' ramp days drawn in 0..N")
     p.add_argument("--crosscheck-mailboxes", type=_positive(int), default=24)
+    p.add_argument(
+        "--engagement-mailboxes",
+        type=_positive(int),
+        default=300,
+        help="mailboxes whose simulated day runs with engagement on and off (default 300)",
+    )
     p.add_argument("--throughput-mailboxes", type=_positive(int), default=1000)
     p.add_argument(
         "--throughput-warmup", type=_positive(float), default=15.0, help="seconds before measuring"
@@ -122,6 +130,7 @@ def parser() -> argparse.ArgumentParser:
 def _apply_tiny(a: argparse.Namespace) -> None:
     a.fill_sizes, a.max_ramp_day = [1000], 2
     a.crosscheck_mailboxes = 20
+    a.engagement_mailboxes = 20
     a.throughput_mailboxes, a.throughput_warmup, a.throughput_seconds = 50, 1.0, 2.0
     a.memory_workflows = 100
     a.text_emails, a.text_replies = 5000, 100
@@ -164,6 +173,16 @@ async def run(a: argparse.Namespace) -> Results:
         say(
             f"  {c.sends} sends, identical: {c.identical}"
             f" (dispatch within {c.max_dispatch_diff * 1000:.0f} ms)"
+        )
+    if "engagement" in phases:
+        say("engagement: the real workflow's day with inbox sessions on and off (time-skipping server)")
+        fleet = make_fleet(max(a.fill_sizes[0], a.engagement_mailboxes), max_ramp_day=a.max_ramp_day)
+        results.engagement = await run_engagement(spread_subset(fleet, a.engagement_mailboxes), SIM_DAY)
+        e = results.engagement
+        added = e.added_per_email()
+        say(
+            f"  {e.on.total.emails} emails; {e.logins_per_mailbox_day:.2f} IMAP logins per mailbox-day; "
+            f"+{added['events']:.2f} events and +{added['workflow_tasks']:.2f} workflow tasks per email"
         )
     if "text" in phases:
         say(f"text variety: {a.text_emails:,} emails of one day")

@@ -13,6 +13,7 @@ from typing import Any
 
 from bench.costs import CostSummary
 from bench.crosscheck import CrossCheck
+from bench.engagement import EngagementCost
 from bench.fill import FillRun
 from bench.memory import Memory
 from bench.pgsample import SqlProfile
@@ -39,6 +40,7 @@ class Results:
     options: dict[str, Any]
     fill: list[FillRun] = field(default_factory=list)
     crosscheck: CrossCheck | None = None
+    engagement: EngagementCost | None = None
     throughput: Throughput | None = None
     memory: Memory | None = None
     memory_isolated: Memory | None = None  # the same measure with WARMUP_WORKFLOW_SANDBOX=isolated
@@ -72,6 +74,15 @@ class Results:
                     f"plans identical: {c.max_planned_diff == 0}; "
                     f"dispatch within {c.max_dispatch_diff * 1000:.0f} ms",
                     c.identical,
+                )
+            )
+        if self.engagement is not None:
+            e = self.engagement
+            out.append(
+                (
+                    "engagement on: IMAP logins per mailbox-day = sessions set; engagement off: none",
+                    f"{e.logins_per_mailbox_day:.2f} (set {e.inbox_sessions_setting}); off: {e.sessions_off}",
+                    e.logins_per_mailbox_day == e.inbox_sessions_setting and e.sessions_off == 0,
                 )
             )
         if self.text is not None:
@@ -154,11 +165,16 @@ def _jsonable(obj: Any) -> Any:
             "top_subject_share",
             "near_duplicate_share",
             "exact_duplicate_share",
+            "logins_per_mailbox_day",
         ):
             if hasattr(type(obj), name) and isinstance(getattr(type(obj), name), property):
                 out[name] = _jsonable(getattr(obj, name))
         if isinstance(obj, Memory):
             out["kb_per_workflow"] = obj.kb_per_workflow
+        if isinstance(obj, EngagementCost):
+            out["added_per_email"] = obj.added_per_email()
+            out["added_per_session"] = obj.added_per_session()
+            out["ratio"] = obj.ratio()
         if isinstance(obj, CostSummary):
             out["per_email_steady"] = obj.per_email()
             out["per_email_total"] = obj.per_email(steady=False)
@@ -198,6 +214,8 @@ def to_markdown(r: Results) -> str:
         lines += _fill(r.fill)
     if r.crosscheck is not None:
         lines += _crosscheck(r.crosscheck)
+    if r.engagement is not None:
+        lines += _engagement(r.engagement)
     if r.text is not None:
         lines += text_markdown(r.text)
     if r.throughput is not None:
@@ -263,6 +281,46 @@ def _crosscheck(c: CrossCheck) -> list[str]:
     ]
 
 
+def _engagement(e: EngagementCost) -> list[str]:
+    on, off = e.on.per_email(steady=False), e.off.per_email(steady=False)
+    added, per_session, ratio = e.added_per_email(), e.added_per_session(), e.ratio()
+    rows = [
+        ("Engagement off, per email", off),
+        ("Engagement on, per email", on),
+        ("Added per email (on - off)", added),
+        ("Added per inbox session", per_session),
+        ("Ratio on / off, per email", ratio),
+    ]
+    out = [
+        "### Engagement: the cost of inbox sessions",
+        "",
+        f"{e.mailboxes} mailboxes of the first fleet above ran {e.day} twice, side by side on the "
+        "time-skipping server with the real `MailboxWarmupWorkflow`: with engagement on (IMAP settings, "
+        f"{e.inbox_sessions_setting} inbox sessions a day, the default) and off. `send_email` and "
+        "`inbox_session` are bench-side recorders under the real names (the workflow's cost, not SMTP's or "
+        f"IMAP's). Both runs sent {e.on.total.emails:,} and {e.off.total.emails:,} emails; the on-run's "
+        f"workflows asked for {e.sessions_on:,} sessions ({e.session_attempts:,} activity calls), "
+        f"**{e.logins_per_mailbox_day:.2f} IMAP logins per mailbox-day**; the off-run's for "
+        f"{e.sessions_off} ({e.wall_seconds:.1f} s of wall time).",
+        "",
+        "| | History events | Workflow tasks | Billable actions |",
+        "|---|---|---|---|",
+    ]
+    for name, v in rows:
+        out.append(f"| {name} | {v['events']:.2f} | {v['workflow_tasks']:.2f} | {v['actions']:.2f} |")
+    out.append("")
+    return out
+
+
+def _engagement_note(on: bool) -> str:
+    if on:
+        return "Engagement on: the mailboxes ran inbox sessions."
+    return (
+        "Engagement off: these mailboxes have no IMAP settings, so no inbox sessions ran; what sessions add "
+        "is the engagement phase's figure (docs/benchmarks.md says why)."
+    )
+
+
 def _cores(cores: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.2f}" for k, v in sorted(cores.items(), key=lambda kv: -kv[1]) if v >= 0.005)
 
@@ -282,7 +340,8 @@ def _throughput(t: Throughput) -> list[str]:
     out += [
         "",
         f"Ratio end to end / bare: **{t.ratio:.2f}**. End to end is the real `send_email` (ledger in "
-        "PostgreSQL, aiosmtplib to the SMTP sink process), caps on (set far above the machine's rate).",
+        "PostgreSQL, aiosmtplib to the SMTP sink process), caps on (set far above the machine's rate). "
+        + _engagement_note(t.engagement),
         "",
     ]
     if t.e2e.profile:
@@ -325,7 +384,7 @@ def _scale(s: ScaleResult) -> list[str]:
         )
         + f"Mailboxes whose workflow re-spread its day (a send finished less than delay_min before the next "
         f"planned one; judged by the ledger's planned times): {s.respread_mailboxes}. "
-        f"CPU cores used: {_cores(s.cores)}.",
+        f"CPU cores used: {_cores(s.cores)}. " + _engagement_note(s.engagement),
         "",
     ]
     if s.cap_checks:

@@ -79,6 +79,8 @@ class ScaleResult:
     profile: list[tuple[float, str]] = field(default_factory=list)
     sql: SqlProfile | None = None
     cap_checks: list[CapCheck] = field(default_factory=list)
+    # Whether the mailboxes ran inbox sessions: they have no IMAP settings (docs/benchmarks.md, Engagement).
+    engagement: bool = False
 
     @property
     def sends_per_second(self) -> float:
@@ -328,6 +330,7 @@ async def run_scale(
         profile=prof.top if prof else [],
         sql=sql,
         cap_checks=cap_checks,
+        engagement=sched.engagement.enabled,
     )
 
 

@@ -68,6 +68,8 @@ class Throughput:
     bare: LoopRate
     costs: CostSummary
     settings: dict[str, str] = field(default_factory=dict)
+    # Whether the mailboxes ran inbox sessions: they have no IMAP settings (docs/benchmarks.md, Engagement).
+    engagement: bool = False
 
     @property
     def ratio(self) -> float:
@@ -105,11 +107,12 @@ async def run_throughput(
     # Enough quota that no mailbox finishes its day during the run, even at 300 sends/s.
     quota = max(20, math.ceil(300 * (warmup_seconds + seconds + 30) / mailboxes))
     settings = e2e_settings(mailboxes, concurrency, quota)
-    e2e, ids = await _e2e(stack, settings, mailboxes, warmup_seconds, seconds, workers, say)
+    e2e, ids, engagement = await _e2e(stack, settings, mailboxes, warmup_seconds, seconds, workers, say)
     histories = await fetch_events(stack.client, [mailbox_workflow_id(i) for i in ids[:200]])
     await _terminate(stack, [mailbox_workflow_id(i) for i in ids])
     bare = await _bare(stack, mailboxes, concurrency, warmup_seconds, seconds, workers, say)
-    return Throughput(e2e, bare, summarize("dev server, compressed timing", histories), settings)
+    costs = summarize("dev server, compressed timing", histories)
+    return Throughput(e2e, bare, costs, settings, engagement)
 
 
 async def _e2e(
@@ -120,7 +123,7 @@ async def _e2e(
     seconds: float,
     workers: int,
     say: Callable[[str], None],
-) -> tuple[LoopRate, list[int]]:
+) -> tuple[LoopRate, list[int], bool]:
     queue = f"tp-{uuid.uuid4().hex[:6]}"
     env = stack.worker_env(queue, settings)
     cfg = load_settings(env)
@@ -173,7 +176,7 @@ async def _e2e(
         sql,
     )
     say(f"  e2e: {rate.per_second:.1f} sends/s; cores {rate.cores}")
-    return rate, ids
+    return rate, ids, sched.engagement.enabled
 
 
 async def _bare(

@@ -14,6 +14,7 @@ from temporalio.api.history.v1 import HistoryEvent
 
 from bench.costs import billable_actions, summarize
 from bench.crosscheck import compare, run_crosscheck
+from bench.engagement import run_engagement
 from bench.fill import run_fill
 from bench.fleet import SIM_DAY, make_fleet, spread_subset
 from bench.legacy import simulate_loop
@@ -58,6 +59,18 @@ async def test_simulation_gives_the_real_workflows_schedule() -> None:
     assert per_email["events"] <= 12 and per_email["workflow_tasks"] <= 2
 
 
+async def test_engagement_adds_sessions_and_their_cost_only_when_on() -> None:
+    subset = spread_subset(make_fleet(1000, max_ramp_day=2), 8)
+    e = await run_engagement(subset, SIM_DAY)
+    assert e.on.total.emails == e.off.total.emails > 0, "engagement must not change the sends"
+    assert e.sessions_off == 0 and e.off.total.events < e.on.total.events
+    # Counted from the activity's requests: every mailbox ran each of the day's sessions once.
+    assert e.sessions_on == 8 * e.inbox_sessions_setting and e.logins_per_mailbox_day == 4
+    added = e.added_per_email()
+    assert added["events"] > 0 and added["workflow_tasks"] > 0
+    assert e.added_per_session()["workflow_tasks"] >= 1, "a session's result needs a workflow task"
+
+
 def test_comparison_catches_a_schedule_that_differs() -> None:
     day = SIM_DAY.isoformat()
     sim = [((1, day, 0), 100.0, 100.0), ((1, day, 1), 300.0, 300.0)]
@@ -98,8 +111,14 @@ def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
     assert data["throughput"]["e2e"]["completed"] > 0 and data["throughput"]["bare"]["completed"] > 0
     assert data["scale"]["sent"] > 0 and data["scale"]["planned"] > 0
     assert data["memory"]["rss_mb"] > data["memory"]["rss_idle_mb"]
+    # docs/benchmarks.md says why these two run without inbox sessions; the report must say so too.
+    assert data["throughput"]["engagement"] is False and data["scale"]["engagement"] is False
+    eng = data["engagement"]
+    assert eng["sessions_off"] == 0 and eng["logins_per_mailbox_day"] == eng["inbox_sessions_setting"]
+    assert eng["added_per_email"]["events"] > 0 and eng["added_per_email"]["workflow_tasks"] > 0
     assert all(f["models"][-1]["fill"] == 1.0 for f in data["fill"])
     assert {t["target"] for t in data["targets"]} >= {"end-to-end / bare throughput >= 0.8"}
     page = docs.read_text()
     assert page.startswith("# Benchmarks\n\nintro\n") and "### Targets" in page
+    assert "### Engagement: the cost of inbox sessions" in page
     assert not list(tmp_path.glob("stack-*")), "the servers' data folder was left behind"
