@@ -29,7 +29,7 @@ dev: $(STAMP)
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
 
-# Benchmarks and the capacity model's inputs (docs/benchmarks.md): about 30 minutes on 2 cores.
+# Benchmarks and the capacity model's inputs (docs/benchmarks.md): about 40 minutes on 2 cores.
 # `$(PY) -m bench --tiny` runs every phase in seconds; `$(PY) -m bench --help` lists the sizes.
 .PHONY: bench
 bench: $(STAMP)

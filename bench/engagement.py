@@ -4,7 +4,8 @@ simulated day twice on the time-skipping Temporal server, side by side, with the
 once with it off. Both runs' histories are counted like the cross-check's (events, workflow tasks,
 billable actions, per email and per mailbox-day), and the difference is what the sessions add.
 
-`send_email` and `inbox_session` are bench-side recorders registered under the real names: the phase
+`send_email`, `inbox_session` and `placement_check` (the daily placement read of the ramp's reaction, which
+engaged mailboxes run too) are bench-side recorders registered under the real names: the phase
 measures the workflow's cost, not SMTP's or IMAP's. The recording session stands for one IMAP login (the
 real activity logs in once per session whenever the mailbox has received warmup mail, which a mailbox in
 the warmup network has every day); the logins per mailbox-day are counted from the requests it received,
@@ -35,6 +36,8 @@ from warmup.models import (
     InboxSessionReport,
     InboxSessionRequest,
     MailboxWorkflowInput,
+    PlacementCheckRequest,
+    PlacementReport,
 )
 from warmup.workflow_ids import inbox_task_queue, mailbox_workflow_id
 from workers.sandbox import workflow_runner
@@ -48,11 +51,17 @@ class SessionRecorder:
     """Stands in for the IMAP session: records which workflow asked for which session."""
 
     calls: list[tuple[str, InboxSessionRequest]] = field(default_factory=list)
+    checks: int = 0  # placement checks (one a day per engaged mailbox, issue #15)
 
     @activity.defn(name="inbox_session")
     async def inbox_session(self, req: InboxSessionRequest) -> InboxSessionReport:
         self.calls.append((activity.info().workflow_id or "", req))
         return InboxSessionReport()
+
+    @activity.defn(name="placement_check")
+    async def placement_check(self, req: PlacementCheckRequest) -> PlacementReport:
+        self.checks += 1
+        return PlacementReport()  # no data yet: the ramp goes as configured, the same both ways
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,11 @@ async def _both_days(
             workflow_runner=workflow_runner(),
             max_cached_workflows=2 * len(subset) + 10,
         ),
-        Worker(env.client, task_queue=inbox_task_queue(queue), activities=[inbox.inbox_session]),
+        Worker(
+            env.client,
+            task_queue=inbox_task_queue(queue),
+            activities=[inbox.inbox_session, inbox.placement_check],
+        ),
     ):
         for m in sorted(subset, key=lambda m: m.enrolled_at(day)):
             await _skip_to(env, m.enrolled_at(day))
