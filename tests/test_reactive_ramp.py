@@ -103,7 +103,7 @@ async def test_the_ramp_climbs_holds_steps_down_recovers_and_pauses_on_placement
     # 6 (day 0), 8, 10, held at 10, stepped down to ramp day 0 (6), climbs to 8, paused.
     assert quotas[:6] == [6, 8, 10, 10, 6, 8], seen
     assert [n for _, n, *_ in seen[:6]] == quotas[:6], "each day sends its reacted quota, no more"
-    assert seen[0][4].startswith("ramping as configured: 0 of its emails judged")
+    assert seen[0][4].startswith("ramping as configured today: when the day began, 0 of its emails")
     assert seen[3][4] == "held at ramp day 2: 18% in spam over 7 days (18 of 100)"
     assert seen[4][4].startswith("stepped down to ramp day 0, spacing x1.5: 30% in spam")
     assert seen[5][4] == "" and not seen[5][3]

@@ -43,8 +43,8 @@ def react(report: PlacementReport, previous: int, climbed: int, spacing_factor: 
     over = f"over {report.days} days"
     if p.judged < s.min_judged:
         reason = (
-            f"ramping as configured: {p.judged} of its emails judged by engaging receivers {over} "
-            f"(reacts from {s.min_judged})"
+            f"ramping as configured today: when the day began, {p.judged} of its emails had been judged "
+            f"by engaging receivers {over} (it reacts from {s.min_judged})"
         )
         return RampDecision(Reaction.NO_DATA, climbed, spacing_factor, reason)
     share = p.junk / p.judged
