@@ -33,6 +33,8 @@ SCALE_PROFILE = Profile(
         # Each worker opens WORKER_CONCURRENCY + 2 PostgreSQL connections: 50 slots keep one worker
         # (and the starter, and the benchmark) inside PostgreSQL's default max_connections of 100.
         "WARMUP_WORKER_CONCURRENCY": "50",
+        # Inbox sessions sleep through a human's dwell: 4 workers x 300 hold one timezone's session band.
+        "WARMUP_INBOX_CONCURRENCY": "300",
         # 25,000 resident workflows of about 110 KB each: about 2.7 GB per worker.
         "WARMUP_MAX_CACHED_WORKFLOWS": "25000",
     }

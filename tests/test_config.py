@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import cast
+
+import asyncpg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from temporalio.testing import WorkflowEnvironment
 
+from activities.engagement import EngagementActivities
+from activities.send import SendActivities
 from warmup.config import ConfigError, Settings, load_settings
+from warmup.secrets import SecretBox, generate_key
+from workers.worker import build_inbox_worker, build_worker
 
 AUDIT_SCALE_CONFIG = {
     "SCHEDULER_INTERVAL_MS": 60_000,
@@ -86,3 +95,23 @@ def test_the_secret_keys_never_show_in_errors_or_repr() -> None:
     with pytest.raises(ConfigError) as err:
         load_settings({"WARMUP_SECRET_KEYS": key, "WARMUP_WORKER_COUNT": "-1"})
     assert key not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "slots"),
+    [
+        ({"WARMUP_WORKER_CONCURRENCY": "7"}, (7, 7)),  # unset: it follows the send slots
+        ({"WARMUP_WORKER_CONCURRENCY": "7", "WARMUP_INBOX_CONCURRENCY": "300"}, (7, 300)),
+    ],
+)
+async def test_the_inbox_worker_has_slots_of_its_own(
+    time_skipping_env: WorkflowEnvironment, env: dict[str, str], slots: tuple[int, int]
+) -> None:
+    # A task queue of its own: the SDK refuses a second worker on a queue this process already serves.
+    settings = load_settings({**env, "WARMUP_TASK_QUEUE": f"cfg-{uuid.uuid4().hex[:8]}"})
+    box = SecretBox([generate_key()])
+    unused = cast(asyncpg.Pool, None)  # the workers are built, not run
+    client = time_skipping_env.client
+    sends = build_worker(client, settings, SendActivities(unused, box, settings))
+    inbox = build_inbox_worker(client, settings, EngagementActivities(unused, box, settings))
+    assert (sends.config()["max_concurrent_activities"], inbox.config()["max_concurrent_activities"]) == slots

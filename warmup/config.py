@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     JOBS_PER_SCHEDULER_RUN: int = Field(1000, ge=1, description="obsolete: no job table")
     JOB_CLEANUP_DAYS: int = Field(7, ge=1, description="obsolete: Temporal namespace retention")
     WORKER_CONCURRENCY: int = Field(10, ge=1, le=10_000, description="activities run at once per worker")
+    INBOX_CONCURRENCY: int = Field(
+        0,
+        ge=0,
+        le=10_000,
+        description="inbox sessions and placement checks run at once per worker; 0 = WORKER_CONCURRENCY",
+    )
     WORKER_COUNT: int = Field(5, ge=1, le=1000, description="worker processes (make dev; compose --scale)")
     WORKER_JOB_BATCH_SIZE: int = Field(50, ge=1, description="obsolete: Temporal pollers fetch tasks")
     SAME_MAILBOX_DELAY_MIN: float = Field(2, gt=0, le=1440, description="minutes, floor between sends")
@@ -215,6 +221,11 @@ class Settings(BaseSettings):
                 daily_variance=self.RAMP_DAILY_VARIANCE,
             ),
         )
+
+    def inbox_concurrency(self) -> int:
+        """The inbox worker's slots: a session is mostly asleep in a human's dwell, so a fleet that reads
+        its mail needs many more of them than send slots (docs/capacity.md)."""
+        return self.INBOX_CONCURRENCY or self.WORKER_CONCURRENCY
 
     def ramp_reaction(self) -> ReactionSettings:
         return ReactionSettings(

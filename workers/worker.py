@@ -35,12 +35,12 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities)
 
 def build_inbox_worker(client: Client, settings: Settings, activities: EngagementActivities) -> Worker:
     """The inbox sessions' worker (and the daily placement checks): their own task queue, outside the send
-    queue's rate limit (the global send cap); a session is mostly waiting on IMAP and human dwell, so it
-    shares the concurrency budget."""
+    queue's rate limit (the global send cap), and slots of their own (WARMUP_INBOX_CONCURRENCY): a session
+    is mostly waiting on IMAP and a human's dwell, and takes a pooled connection only to record an action."""
     return Worker(
         client,
         task_queue=inbox_task_queue(settings.TASK_QUEUE),
         activities=[activities.inbox_session, activities.placement_check],
-        max_concurrent_activities=settings.WORKER_CONCURRENCY,
+        max_concurrent_activities=settings.inbox_concurrency(),
         graceful_shutdown_timeout=timedelta(seconds=settings.SHUTDOWN_GRACE_SECONDS),
     )
