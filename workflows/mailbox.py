@@ -82,8 +82,7 @@ class MailboxWarmupWorkflow:
         sends_this_run = 0
         while not self._removed:
             if self._time_to_continue_as_new(sends_this_run):
-                await self._session_finished()
-                await self._check_finished()
+                await self._background_finished()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._next_run_input())
             if self._s.paused:
@@ -113,8 +112,7 @@ class MailboxWarmupWorkflow:
             else:
                 await self._send()
                 sends_this_run += 1
-        await self._session_finished()
-        await self._check_finished()
+        await self._background_finished()
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._set_status(sa.REMOVED)
         workflow.set_current_details(f"removed after {self._s.sent_total} warmup emails")
@@ -315,10 +313,6 @@ class MailboxWarmupWorkflow:
             workflow.logger.warning("mailbox %s paused: %s", self._inp.mailbox_id, decision.reason)
         self._poke()
 
-    async def _check_finished(self) -> None:
-        if self._check is not None:
-            await self._check
-
     # --- inbox sessions ---------------------------------------------------------------------------
 
     async def _inbox_session(self, req: InboxSessionRequest) -> None:
@@ -358,9 +352,12 @@ class MailboxWarmupWorkflow:
             self._s.engagement.add(report.found)
             self._s.engagement.sessions += 1
 
-    async def _session_finished(self) -> None:
-        if self._session is not None:
-            await self._session
+    async def _background_finished(self) -> None:
+        """The inbox session and the placement check in flight, if any, done (before continue-as-new
+        or the end: their results belong to this run)."""
+        for task in (self._session, self._check):
+            if task is not None:
+                await task
 
     def _engage_again(self) -> None:
         """After a settings change or a resume: a login refused earlier is tried again, and the rest of
