@@ -21,7 +21,7 @@ from bench.fleet import SimMailbox
 from bench.warmup_sim import simulate_day
 from devstack.temporal import test_server_binary
 from warmup import search_attributes
-from warmup.models import MailboxWorkflowInput, SendRequest, SendResult, SendStatus
+from warmup.models import SendRequest, SendResult, SendStatus
 from warmup.workflow_ids import mailbox_workflow_id
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
@@ -158,12 +158,7 @@ async def _real_day(
             handles.append(
                 await env.client.start_workflow(
                     MailboxWarmupWorkflow.run,
-                    MailboxWorkflowInput(
-                        mailbox_id=m.mailbox_id,
-                        user_id=m.user_id,
-                        schedule=m.schedule,
-                        state=m.initial_state(),
-                    ),
+                    m.workflow_input(),
                     id=f"{mailbox_workflow_id(m.mailbox_id)}-{suffix}",
                     task_queue=queue,
                 )

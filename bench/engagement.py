@@ -35,7 +35,6 @@ from warmup.models import (
     EngagementSettings,
     InboxSessionReport,
     InboxSessionRequest,
-    MailboxWorkflowInput,
     PlacementCheckRequest,
     PlacementReport,
 )
@@ -176,12 +175,7 @@ async def _both_days(
             for run, mailbox in ((ON, engaged(m)), (OFF, m)):
                 handle = await env.client.start_workflow(
                     MailboxWarmupWorkflow.run,
-                    MailboxWorkflowInput(
-                        mailbox_id=mailbox.mailbox_id,
-                        user_id=mailbox.user_id,
-                        schedule=mailbox.schedule,
-                        state=mailbox.initial_state(),
-                    ),
+                    mailbox.workflow_input(),
                     # The run's name last: the recorder tells the runs apart by it.
                     id=f"{mailbox_workflow_id(m.mailbox_id)}-{suffix}-{run}",
                     task_queue=queue,

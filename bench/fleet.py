@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass
 
 from warmup import schedule
-from warmup.models import MailboxWorkflowState, RampSettings, ScheduleSettings
+from warmup.models import MailboxWorkflowInput, MailboxWorkflowState, RampSettings, ScheduleSettings
 
 # A fixed day so every run plans the same schedule: the EU's spring DST change (a 23-hour day in
 # Berlin), in the future of any clock this runs on for years, so the time-skipping server can reach it.
@@ -40,6 +40,15 @@ class SimMailbox:
 
     def initial_state(self) -> MailboxWorkflowState:
         return MailboxWorkflowState(ramp_day=self.ramp_day)
+
+    def workflow_input(self) -> MailboxWorkflowInput:
+        """What the real workflow starts with for this mailbox (the cross-check, the engagement phase)."""
+        return MailboxWorkflowInput(
+            mailbox_id=self.mailbox_id,
+            user_id=self.user_id,
+            schedule=self.schedule,
+            state=self.initial_state(),
+        )
 
     def enrolled_at(self, day: dt.date) -> float:
         """Local midnight of `day`: the workflow starts before its window opens, so its plan begins
