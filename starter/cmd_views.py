@@ -32,7 +32,7 @@ from starter.views import (
 )
 from warmup import fleet
 from warmup.config import Settings
-from warmup.engagement_days import DAYS_SHOWN, engagement_days
+from warmup.engagement_days import engagement_days, shown_since
 from warmup.mailboxes import MailboxRecord
 from warmup.models import MailboxState
 from warmup.placement import PlacementScore, sender_scores
@@ -82,10 +82,6 @@ async def _placement(
     return await sender_scores(conn, ids, settings.PLACEMENT_DAYS)
 
 
-def _since(days_back: int = DAYS_SHOWN - 1) -> dt.date:
-    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days_back)
-
-
 async def _mailbox_snapshot(
     client: Client,
     conn: asyncpg.Connection,
@@ -96,7 +92,7 @@ async def _mailbox_snapshot(
 ) -> _Snapshot:
     workflow_id = mailbox_workflow_id(record.id)
     status = await temporal_calls.status(client, record.id, settings)
-    days = await engagement_days(conn, [record.id], _since())
+    days = await engagement_days(conn, [record.id], shown_since())
     score = await _placement(conn, [record.id], settings)
     placement = score.get(record.id) or PlacementScore(settings.PLACEMENT_DAYS)
     link = f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"
@@ -115,7 +111,7 @@ async def _user_snapshot(
     days = await temporal_calls.user_status(client, conn, user_id)
     placement = await _placement(conn, [d.mailbox.id for d in days], settings)
     # Each mailbox's own today (the day its workflow reports), so a day before UTC's today is enough.
-    engaged = await engagement_days(conn, [d.mailbox.id for d in days], _since(1))
+    engaged = await engagement_days(conn, [d.mailbox.id for d in days], shown_since(1))
     day_of = {d.mailbox.id: d.status.day for d in days if d.status is not None}
     today = {e.mailbox_id: e for e in engaged if day_of.get(e.mailbox_id) == e.day.isoformat()}
     now = dt.datetime.now(dt.UTC) if watching else None

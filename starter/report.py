@@ -128,9 +128,8 @@ async def build_report(client: Client, conn: Conn, settings: Settings, user_id: 
         mailbox_states={k.value: v for k, v in (await fleet.mailbox_state_counts(conn, user_id)).items()},
         ledger_last_24h=await fleet.ledger_last_day(conn, user_id),
     )
-    since = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=ed.DAYS_SHOWN - 1)
     ids = None if user_id is None else [m.id for m in mailboxes]
-    engagement = ed.by_day(await ed.engagement_days(conn, ids, since))
+    engagement = ed.by_day(await ed.engagement_days(conn, ids, ed.shown_since()))
     scores = await sender_scores(conn, ids, settings.PLACEMENT_DAYS)
     placement = sorted(
         (SenderPlacement(m.id, m.address, m.user_id, scores[m.id]) for m in mailboxes if m.id in scores),

@@ -13,11 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from warmup.db import Conn
-from warmup.models import DELIVERED_STATUSES, Placement, SendStatus
+from warmup.models import DELIVERED_STATUSES, SendStatus
 
 _DELIVERED = [s.value for s in DELIVERED_STATUSES]
 # How many days `starter status` and `starter report` show (today and the days before it).
 DAYS_SHOWN = 7
+
+
+def shown_since(days_back: int = DAYS_SHOWN - 1) -> dt.date:
+    """The first UTC day shown: today less `days_back`."""
+    return dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days_back)
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,6 @@ class EngagementDay:
     def not_looked_for(self) -> int:
         """Received but not found or given up yet: no session has seen them so far."""
         return self.received - self.inbox - self.junk - self.other - self.missing
-
-    @property
-    def placement(self) -> Placement:
-        return Placement(self.inbox, self.junk, self.other, self.missing)
 
 
 _COUNTS = ("received", "inbox", "junk", "other", "missing", "rescued", "read", "flagged", "replied")
