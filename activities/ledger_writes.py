@@ -125,3 +125,14 @@ async def mark_unknown(conn: Conn, idempotency_key: str, error: str) -> bool:
         S,
     )
     return status == "UPDATE 1"
+
+
+async def forget_pending(conn: Conn, idempotency_key: str) -> bool:
+    """Delete a row nothing was sent for yet (PENDING: before DATA, no cap permit), so the next attempt
+    decides its recipient again; True if it was deleted. Used when the recipient was refused for good."""
+    status = await conn.execute(
+        "DELETE FROM send_ledger WHERE idempotency_key = $1 AND status = $2 AND permit_at IS NULL",
+        idempotency_key,
+        P,
+    )
+    return status == "DELETE 1"

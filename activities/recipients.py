@@ -216,6 +216,8 @@ def unit(draw: int) -> float:
 # --- SQL ----------------------------------------------------------------------------------------
 
 _FAILED = SendStatus.FAILED.value  # never reached its receiver: counts for no rule
+# Who may receive: active, and not out of the pool for a refused address (activities/recipient_refusals.py).
+_RECEIVES = "m.state = 'active' AND m.receiving_off = ''"
 
 # A candidate's columns: $1 = sender id, $2 = day. Each count is one index range (migration 0010 for
 # inbound, send_ledger_sender_day for yesterday's sends), bounded by a day's email, not the pool.
@@ -250,7 +252,7 @@ SELECT s.user_id AS sender_user, s.address AS sender_address,
 FROM mailboxes s
 LEFT JOIN LATERAL (
     SELECT probe.ord, {_CANDIDATE_COLUMNS}
-    FROM probe JOIN mailboxes m ON m.pick_slot = probe.slot AND m.state = 'active'
+    FROM probe JOIN mailboxes m ON m.pick_slot = probe.slot AND {_RECEIVES}
     WHERE m.id <> $1
 ) c ON true
 WHERE s.id = $1
@@ -265,11 +267,11 @@ _SCAN = f"""
 WITH slice AS (
     SELECT id, lap, pick_slot FROM (
         (SELECT m.id, 0 AS lap, m.pick_slot FROM mailboxes m
-         WHERE m.state = 'active' AND m.pick_slot >= ({_START}) AND m.id <> $1
+         WHERE {_RECEIVES} AND m.pick_slot >= ({_START}) AND m.id <> $1
          ORDER BY m.pick_slot LIMIT $4)
         UNION ALL
         (SELECT m.id, 1 AS lap, m.pick_slot FROM mailboxes m
-         WHERE m.state = 'active' AND m.pick_slot < ({_START}) AND m.id <> $1
+         WHERE {_RECEIVES} AND m.pick_slot < ({_START}) AND m.id <> $1
          ORDER BY m.pick_slot LIMIT $4)
     ) both_laps
     ORDER BY lap, pick_slot LIMIT $4

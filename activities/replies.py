@@ -23,15 +23,16 @@ class DueReply:
     original_message: str  # its full text, to thread the answer to it
 
 
-# The oldest due answer whose original sender can still receive mail; an email already answered (or
-# whose answer is under way) has a row with in_reply_to = its id and is never picked again.
+# The oldest due answer whose original sender can still receive mail (active, its address not refused);
+# an email already answered (or whose answer is under way) has a row with in_reply_to = its id and is
+# never picked again.
 _DUE = f"""
     SELECT o.id, o.sender_id, o.message
     FROM engagement e
     JOIN send_ledger o ON o.id = e.ledger_id
     JOIN mailboxes m ON m.id = o.sender_id
     WHERE o.recipient_id = $1 AND e.reply_due_at <= $2 AND o.status = '{SendStatus.SENT.value}'
-      AND m.state = '{MailboxState.ACTIVE.value}'
+      AND m.state = '{MailboxState.ACTIVE.value}' AND m.receiving_off = ''
       AND NOT EXISTS (SELECT 1 FROM send_ledger r WHERE r.in_reply_to = o.id)
     ORDER BY e.reply_due_at, o.id
     LIMIT 1

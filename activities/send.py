@@ -24,6 +24,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import cap_gate
 from activities.ledger_writes import (
+    forget_pending,
     insert_pending,
     mark_failed,
     mark_retry,
@@ -31,6 +32,7 @@ from activities.ledger_writes import (
     mark_unknown,
 )
 from activities.message import build_message, build_reply
+from activities.recipient_refusals import Refusal, record_refusal, sender_at_fault_reason
 from activities.recipients import choose_recipient
 from activities.replies import due_reply
 from activities.smtp_errors import ERROR_TYPES, Outcome, SmtpFailure, Stage, classify
@@ -43,8 +45,10 @@ from warmup.errors import (
     ERR_CAP_WINDOW_CLOSED,
     ERR_CONFIG,
     ERR_POLICY,
+    ERR_RECIPIENT_REFUSED,
     ERR_TRANSIENT,
     ERR_UNKNOWN_OUTCOME,
+    RECORDED_FAILURES,
     ledger_error,
 )
 from warmup.ledger import LedgerRow, ledger_row
@@ -80,7 +84,7 @@ def _scrub(text: str, secret: str) -> str:
 def _recorded_failure(row: LedgerRow) -> tuple[str, str]:
     """(error type, reason) a FAILED row was recorded with; the type is stored as the error's prefix."""
     prefix, _, reason = row.error.partition(": ")
-    if prefix in (ERR_AUTH, ERR_POLICY, ERR_CONFIG, ERR_CAP_WINDOW_CLOSED, ERR_TRANSIENT):
+    if prefix in RECORDED_FAILURES:
         return prefix, reason
     return (ERR_AUTH if row.smtp_code == 535 else ERR_POLICY), row.error
 
@@ -389,7 +393,18 @@ class SendActivities:
                 return ApplicationError(
                     f"{message} (gave up after {failures} attempts)", type=ERR_TRANSIENT, non_retryable=True
                 )
+            if failure.outcome is Outcome.RECIPIENT:
+                return await self._recipient_refused(
+                    conn, sender, row, failure, text, _scrub(failure.reply(), password)
+                )
             error_type = ERROR_TYPES[failure.outcome]
+            if failure.outcome is Outcome.DAILY_LIMIT:
+                # Not the mailbox's fault, and over by the next window: the workflow stops today's sends.
+                await mark_failed(conn, key, failure.code, ledger_error(error_type, text))
+                log.warning("%s; no more sends today (send %s)", message, key)
+                # The reply as details: the workflow shows it as today's reason.
+                reply = _scrub(failure.reply(), password)
+                return ApplicationError(message, reply, type=error_type, non_retryable=True)
             if failure.outcome is Outcome.UNKNOWN:
                 await mark_unknown(conn, key, text)
                 log.warning("%s (send %s)", message, key)
@@ -399,6 +414,37 @@ class SendActivities:
                 await pause_mailbox(conn, sender.id, text)
         log.warning("%s; mailbox paused (send %s)", message, key)
         return ApplicationError(message, type=error_type, non_retryable=True)
+
+    async def _recipient_refused(
+        self, conn: Conn, sender: MailboxRecord, row: LedgerRow, failure: SmtpFailure, text: str, reply: str
+    ) -> ApplicationError:
+        """The receiver's address was refused for good: it leaves the pool and this send picks another
+        receiver (a retry in a second), unless it was an answer, which has no other receiver."""
+        key = row.idempotency_key
+        refusal = Refusal(key, sender.id, row.recipient_id, row.day, reply)
+        async with conn.transaction():
+            verdict = await record_refusal(conn, refusal)
+            if verdict.sender_at_fault:
+                reason = sender_at_fault_reason(verdict.refused_today, refusal.reply)
+                await mark_failed(conn, key, failure.code, ledger_error(ERR_POLICY, reason))
+                await pause_mailbox(conn, sender.id, reason)
+            elif row.in_reply_to is not None:
+                await mark_failed(conn, key, failure.code, ledger_error(ERR_RECIPIENT_REFUSED, text))
+            else:
+                await forget_pending(conn, key)
+        if verdict.sender_at_fault:
+            log.warning("mailbox %s paused: %s (send %s)", sender.id, reason, key)
+            return ApplicationError(f"mailbox {sender.id}: {reason}", type=ERR_POLICY, non_retryable=True)
+        message = f"mailbox {sender.id}: {text}; mailbox {row.recipient_id} left the pool"
+        if row.in_reply_to is not None:
+            log.warning("%s; the answer %s is given up", message, key)
+            return ApplicationError(message, type=ERR_RECIPIENT_REFUSED, non_retryable=True)
+        log.warning("%s; send %s goes to another recipient", message, key)
+        return ApplicationError(
+            f"{message}; this send goes to another recipient",
+            type=ERR_TRANSIENT,
+            next_retry_delay=dt.timedelta(seconds=1),
+        )
 
 
 @contextlib.asynccontextmanager

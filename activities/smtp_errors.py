@@ -6,13 +6,22 @@ rule is unit-tested without a server.
 
 from __future__ import annotations
 
+import re
 import ssl
 from dataclasses import dataclass
 from enum import StrEnum
 
 import aiosmtplib
 
-from warmup.errors import ERR_AUTH, ERR_CONFIG, ERR_POLICY, ERR_TRANSIENT, ERR_UNKNOWN_OUTCOME
+from warmup.errors import (
+    ERR_AUTH,
+    ERR_CONFIG,
+    ERR_DAILY_LIMIT,
+    ERR_POLICY,
+    ERR_RECIPIENT_REFUSED,
+    ERR_TRANSIENT,
+    ERR_UNKNOWN_OUTCOME,
+)
 
 
 class Stage(StrEnum):
@@ -31,6 +40,8 @@ class Outcome(StrEnum):
     POLICY = "policy"  # refused for good: pause the mailbox
     CONFIG = "config"  # the mailbox's settings cannot work (no STARTTLS, bad certificate...): pause
     UNKNOWN = "unknown"  # the message may have been delivered: never resend
+    DAILY_LIMIT = "daily_limit"  # the sender's provider refuses more today: stop until the next window
+    RECIPIENT = "recipient"  # the receiver's address is refused for good: it leaves the pool
 
 
 # The ApplicationError.type the send raises for each outcome (RETRY's is the only retryable one);
@@ -41,7 +52,47 @@ ERROR_TYPES: dict[Outcome, str] = {
     Outcome.POLICY: ERR_POLICY,
     Outcome.CONFIG: ERR_CONFIG,
     Outcome.UNKNOWN: ERR_UNKNOWN_OUTCOME,
+    Outcome.DAILY_LIMIT: ERR_DAILY_LIMIT,
+    Outcome.RECIPIENT: ERR_RECIPIENT_REFUSED,
 }
+
+# RFC 3463 enhanced status codes (class.subject.detail) that mean a sending limit of the sender's
+# provider, not a fault to fix: Gmail's 550 5.4.5 "Daily user sending limit exceeded" and 421 4.7.28
+# rate limit, Exchange Online's 550 5.7.233 tenant daily limit and 550 5.2.251-255 "sender throttled".
+_LIMIT_CODES = frozenset({"5.4.5", "4.7.28", "5.7.233", *(f"5.2.{n}" for n in range(251, 256))})
+# Words of a rate-limit reply under a generic 4.7.x ("unusual rate of unsolicited mail") and of
+# Exchange Online's "554 5.2.0 ...SubmissionQuotaExceededException" (10,000 recipients a day).
+_LIMIT_WORDS = re.compile(r"\brate\b|limit|unsolicited|quotaexceeded", re.IGNORECASE)
+# At RCPT: the receiver's address is wrong for good: bad mailbox/destination (5.1.0-5.1.3, 5.1.6 moved,
+# 5.1.10 Exchange's RecipientNotFound), disabled (5.2.1) or full (5.2.2). Not 5.1.7/5.1.8, which are
+# about the *sender's* address, and not 5.7.x, a policy against the sender.
+_RECIPIENT_CODES = frozenset({"5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1", "5.2.2"})
+# A reply without an enhanced code: 551 "user not local", or 550/553 with the classic wording.
+_RECIPIENT_WORDS = re.compile(r"unknown|no such|does not exist|not found|disabled|unavailable", re.IGNORECASE)
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def enhanced_code(reply: str) -> str | None:
+    """The RFC 3463 code a reply's text starts with ("5.1.1"), or None."""
+    found = _ENHANCED.match(reply)
+    return found.group(1) if found else None
+
+
+def _refusal_kind(code: int, reply: str, stage: Stage) -> Outcome | None:
+    """DAILY_LIMIT or RECIPIENT when a 4xx/5xx reply means one of them, else None."""
+    enhanced = enhanced_code(reply)
+    if stage is not Stage.AUTH and (
+        enhanced in _LIMIT_CODES
+        or (enhanced is not None and enhanced.startswith("4.7.") and _LIMIT_WORDS.search(reply))
+        or (enhanced == "5.2.0" and _LIMIT_WORDS.search(reply))
+    ):
+        return Outcome.DAILY_LIMIT
+    if stage is Stage.RCPT and 500 <= code < 600:
+        if enhanced is not None:
+            return Outcome.RECIPIENT if enhanced in _RECIPIENT_CODES else None
+        if code == 551 or (code in (550, 553) and _RECIPIENT_WORDS.search(reply)):
+            return Outcome.RECIPIENT
+    return None
 
 
 @dataclass(frozen=True)
@@ -54,17 +105,22 @@ class SmtpFailure:
     def describe(self) -> str:
         """One line naming the step and the code or error, e.g. 'RCPT refused (550 5.7.1 ...)'."""
         if self.outcome is Outcome.AUTH:
-            return f"SMTP login rejected ({self._reply()}): check the username/password"
+            return f"SMTP login rejected ({self.reply()}): check the username/password"
+        if self.outcome is Outcome.DAILY_LIMIT:
+            return f"the provider's sending limit for today ({self.reply()})"
+        if self.outcome is Outcome.RECIPIENT:
+            return f"the recipient's address was refused ({self.reply()})"
         if self.outcome is Outcome.UNKNOWN:
             return (
                 f"no reply after the message was sent ({self.detail}): it may have been delivered, "
                 "so it is not resent"
             )
         if self.code is not None:
-            return f"SMTP {self.stage.value.upper()} refused ({self._reply()})"
+            return f"SMTP {self.stage.value.upper()} refused ({self.reply()})"
         return f"SMTP {self.stage.value} failed ({self.detail})"
 
-    def _reply(self) -> str:
+    def reply(self) -> str:
+        """The server's reply, code first, on one line (or the network error)."""
         text = " ".join(self.detail.split())
         return f"{self.code} {text}".strip() if self.code is not None else text
 
@@ -84,6 +140,9 @@ def classify(exc: BaseException, stage: Stage) -> SmtpFailure:
     """Map an exception raised by the aiosmtplib client during `stage` to what the send must do."""
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         code, reply = exc.code, exc.message
+        kind = _refusal_kind(code, reply, stage)
+        if kind is not None:
+            return SmtpFailure(kind, stage, code, reply)
         if 400 <= code < 500:
             return SmtpFailure(Outcome.RETRY, stage, code, reply)
         if code == 535 or (stage is Stage.AUTH and 500 <= code < 600):

@@ -84,6 +84,8 @@ class SmtpSink:
         self.implicit_tls = implicit_tls
         self.hostname = hostname
         self.auth_failures = 0
+        # RCPT replies by recipient address (lowercase): "550 5.1.1 No such user" refuses that address.
+        self.rcpt_replies: dict[str, str] = {}
         self.sessions = 0  # connections accepted: how many times a client tried at all
         self._behaviour = _Behaviour()
         self._server: asyncio.Server | None = None
@@ -257,6 +259,9 @@ class _Handler:
         if stall:
             self._sink.stalled.set()
             await asyncio.sleep(stall)
+        refusal = self._sink.rcpt_replies.get(address.lower())
+        if refusal is not None:
+            return refusal
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"

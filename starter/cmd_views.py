@@ -96,8 +96,9 @@ async def _mailbox_snapshot(
     score = await _placement(conn, [record.id], settings)
     placement = score.get(record.id) or PlacementScore(settings.PLACEMENT_DAYS)
     link = f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"
-    view = mailbox_status_view(status, record.address, workflow_id, record.state, days, placement, link)
-    data = mailbox_status_json(status, days, placement)
+    off = record.receiving_off
+    view = mailbox_status_view(status, record.address, workflow_id, record.state, days, placement, link, off)
+    data = mailbox_status_json(status, days, placement, off)
     if not watching:
         return _Snapshot(view, data, True)
     now = dt.datetime.now(dt.UTC)

@@ -224,12 +224,18 @@ def placement_text(days: Sequence[EngagementDay]) -> str:
 
 
 def mailbox_status_json(
-    status: MailboxStatus, days: Sequence[EngagementDay], placement: PlacementScore
+    status: MailboxStatus, days: Sequence[EngagementDay], placement: PlacementScore, receiving_off: str = ""
 ) -> dict[str, object]:
-    """The workflow's status with the ledger's engagement per day and the placement score beside it."""
+    """The workflow's status with the ledger's engagement per day and the placement score beside it,
+    and why the mailbox gets no warmup mail ("" = it does)."""
     data = _plain(status)
     assert isinstance(data, dict)
-    return {**data, "engagement_by_day": _plain(list(days)), "placement": placement_json(placement)}
+    return {
+        **data,
+        "engagement_by_day": _plain(list(days)),
+        "placement": placement_json(placement),
+        "receiving_off": receiving_off,
+    }
 
 
 def placement_json(score: PlacementScore | None) -> dict[str, object] | None:
@@ -248,10 +254,14 @@ def mailbox_status_view(
     days: Sequence[EngagementDay],
     placement: PlacementScore,
     extra: str = "",
+    receiving_off: str = "",
 ) -> RenderableType:
     """`starter status --mailbox`: the details, its own mail's placement, then what the mailbox received
     and did per day."""
-    text = status_table(status, address, workflow_id, db_state, [("Placement", placement.text())]) + extra
+    more = [("Placement", placement.text())]
+    if receiving_off:
+        more.append(("Receiving", f"off, out of the pool: {receiving_off}"))
+    text = status_table(status, address, workflow_id, db_state, more) + extra
     title = f"Engagement by day (its local days, last {DAYS_SHOWN}): {placement_text(days)}"
     return Group(
         Text(text), Text(""), engagement_days_view(title, "DAY", [(d.day.isoformat(), d) for d in days])

@@ -26,7 +26,7 @@ from starter import temporal_calls
 from tests.helpers.workflows import skip_to, start_mailboxes, status
 from warmup import schedule
 from warmup.config import load_settings
-from warmup.errors import ERR_AUTH, ERR_CAP_DEFERRED, ERR_REFUSED, ERR_UNKNOWN_OUTCOME
+from warmup.errors import ERR_AUTH, ERR_CAP_DEFERRED, ERR_DAILY_LIMIT, ERR_REFUSED, ERR_UNKNOWN_OUTCOME
 from warmup.models import (
     MailboxWorkflowInput,
     PauseRequest,
@@ -57,7 +57,9 @@ class Recorder:
         self.requests.append(req)
         if req.slot in self.fail:
             kind = self.fail.pop(req.slot)
-            raise ApplicationError(f"scripted {kind}", type=kind, non_retryable=True)
+            raise ApplicationError(
+                f"scripted {kind}", f"scripted reply {kind}", type=kind, non_retryable=True
+            )
         return SendResult(SendStatus.SENT, recipient_id=0, message_id=f"<{req.idempotency_key}@t>")
 
     def keys(self) -> list[str]:
@@ -162,6 +164,25 @@ async def test_auth_rejection_pauses_with_the_reason(rig: tuple[WorkflowEnvironm
     assert st.paused and "scripted" in st.pause_reason and ERR_AUTH in st.last_error
     assert (st.sent_today, st.failed_today) == (2, 1)
     assert len(rec.requests) == 3, "kept sending after the server refused the login"
+    await h.terminate()
+
+
+async def test_a_providers_daily_limit_stops_today_then_sends_at_the_next_window(
+    rig: tuple[WorkflowEnvironment, Recorder, str],
+) -> None:
+    env, rec, queue = rig
+    rec.fail[3] = ERR_DAILY_LIMIT
+    (h,) = await start_mailboxes(env.client, queue, [(16, UTC_DAY)])
+    await env.sleep(dt.timedelta(hours=23))
+    st = await status(h)
+    assert (st.sent_today, st.failed_today, st.quota_today, st.next_send_at) == (3, 1, 4, None)
+    assert not st.paused, "a provider's daily limit is not the mailbox's fault: no pause to lift"
+    assert "provider's limit" in st.capped_reason and f"scripted reply {ERR_DAILY_LIMIT}" in st.capped_reason
+    assert len(rec.requests) == 4, "kept sending after the provider's daily limit"
+    await env.sleep(dt.timedelta(hours=24))
+    st = await status(h)
+    # The next window sends again, at a held ramp: the limit says the volume is enough for now.
+    assert (st.sent_today, st.quota_today, st.ramp_day, st.capped_reason) == (8, 8, 0, "")
     await h.terminate()
 
 

@@ -39,9 +39,11 @@ class DaySchedule:
         day = schedule.local_day(now, self.settings.timezone)
         if self.state.today.day == day.isoformat():
             return False
-        advanced = self.state.today.slot > 0
+        # Only days that actually warmed advance the ramp, and not a day the provider cut short: its
+        # limit says the volume is high enough for now.
+        advanced = self.state.today.slot > 0 and not self.state.today.provider_limit
         if advanced:
-            self.state.ramp_day += 1  # only days that actually warmed advance the ramp
+            self.state.ramp_day += 1
         start, end = schedule.window_bounds(day, self.settings)
         self.state.today = DayProgress(
             day=day.isoformat(), window_end=end, quota=self._ramp_quota(day), ramp_advanced=advanced
@@ -76,7 +78,7 @@ class DaySchedule:
         t = self.state.today
         day = dt.date.fromisoformat(t.day)
         start, t.window_end = schedule.window_bounds(day, self.settings)
-        t.quota = self._ramp_quota(day)
+        t.quota = t.slot if t.provider_limit else self._ramp_quota(day)
         if self._day_off(day):
             t.capped_reason = _DAY_OFF
         elif t.capped_reason == _DAY_OFF:  # weekdays-only was just turned off
@@ -123,6 +125,15 @@ class DaySchedule:
             self.state.today.failed += 1
         self.state.last_error = error
         self._sent_at(now)
+
+    def stop_today(self, reply: str) -> None:
+        """The sender's provider refused more mail today (a daily or rate limit): what is left of today
+        is given up, and sending starts again at the next window (not a pause: nothing to fix)."""
+        t = self.state.today
+        t.provider_limit, t.quota, t.plan = reply, t.slot, []
+        t.capped_reason = (
+            f"the provider's limit for today was reached ({reply}); sending again at the next window"
+        )
 
     def limit_quota(self, allowance: int) -> None:
         """The user's plan grants this mailbox `allowance` sends today: schedule no more than that."""

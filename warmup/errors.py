@@ -14,7 +14,17 @@ ERR_UNKNOWN_OUTCOME = "SendOutcomeUnknown"  # no reply after DATA: do not resend
 ERR_CONFIG = "MailboxConfigError"  # missing mailbox, bad key: pause with the reason
 ERR_CAP_DEFERRED = "CapDeferred"  # a cap is full: retried after the window frees a place
 ERR_CAP_WINDOW_CLOSED = "CapWindowClosed"  # the caps kept the slot waiting past its window: given up
+# The sender's provider refused it for today (550 5.4.5 daily limit, 421 4.7.x rate limit): today's
+# remaining sends are given up and the mailbox sends again at its next window; not a pause.
+ERR_DAILY_LIMIT = "SmtpDailyLimit"
+# The receiver's address was refused for good at RCPT (550 5.1.1 unknown user, 5.2.1 disabled...):
+# the receiver leaves the pool; the sender is not at fault and goes on.
+ERR_RECIPIENT_REFUSED = "RecipientRefused"
 PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG})
+# What a FAILED ledger row can have been recorded with (the prefix of its `error`).
+RECORDED_FAILURES = frozenset(
+    {ERR_CAP_WINDOW_CLOSED, ERR_TRANSIENT, ERR_DAILY_LIMIT, ERR_RECIPIENT_REFUSED}
+) | (PAUSING_ERRORS)
 # The IMAP server refused the login: engagement stops for this mailbox (with the reason), sending goes on.
 ERR_IMAP_AUTH = "ImapAuthRejected"
 # An Update validator refused the request (another user's mailbox, an invalid setting): nothing

@@ -44,11 +44,12 @@ class LedgerRow:
     dispatched_at: dt.datetime
     sent_at: dt.datetime | None
     binding_cap: str = ""  # the cap that last made this send wait
+    in_reply_to: int | None = None  # the ledger id of the email this one answers; None = a new thread
 
 
 _ROW_COLUMNS = (
     "idempotency_key, sender_id, recipient_id, day, slot, message_id, message, status, attempts,"
-    " smtp_code, error, planned_at, dispatched_at, sent_at, binding_cap"
+    " smtp_code, error, planned_at, dispatched_at, sent_at, binding_cap, in_reply_to"
 )
 
 
@@ -69,6 +70,7 @@ def _ledger_row(row: asyncpg.Record) -> LedgerRow:
         dispatched_at=row["dispatched_at"],
         sent_at=row["sent_at"],
         binding_cap=row["binding_cap"],
+        in_reply_to=row["in_reply_to"],
     )
 
 

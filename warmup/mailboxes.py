@@ -43,6 +43,7 @@ class MailboxRecord:
     pause_reason: str
     imap: ImapServer | None = None  # None: no IMAP settings, so no engagement
     imap_secret_ciphertext: str | None = None  # None: the IMAP password is the SMTP one
+    receiving_off: str = ""  # why it gets no warmup mail (its address was refused), "" = it does
 
     @property
     def imap_username(self) -> str:
@@ -71,7 +72,7 @@ class NewMailbox:
 
 
 # Every stored setting (warmup.mailbox_settings) plus what the database itself keeps.
-_COLUMNS = ", ".join(("id", *ms.COLUMNS, "state", "pause_reason"))
+_COLUMNS = ", ".join(("id", *ms.COLUMNS, "state", "pause_reason", "receiving_off"))
 
 
 def _record(row: asyncpg.Record) -> MailboxRecord:
@@ -100,6 +101,7 @@ def _record(row: asyncpg.Record) -> MailboxRecord:
         if ms.IMAP_HOST.of(v)
         else None,
         imap_secret_ciphertext=row[ms.IMAP_SECRET.column],
+        receiving_off=row["receiving_off"],
     )
 
 
@@ -164,8 +166,11 @@ async def upsert_mailbox(conn: Conn, mailbox: NewMailbox) -> MailboxRecord:
 
 
 async def set_state(conn: Conn, mailbox_id: int, state: MailboxState, reason: str = "") -> None:
+    """A resume (ACTIVE) also puts the mailbox back in the pool: its owner fixed what was wrong,
+    including an address the pool's servers refused."""
     await conn.execute(
-        "UPDATE mailboxes SET state = $2, pause_reason = $3, updated_at = now() WHERE id = $1",
+        "UPDATE mailboxes SET state = $2, pause_reason = $3, updated_at = now(), receiving_off ="
+        " CASE WHEN $2::mailbox_state = 'active' THEN '' ELSE receiving_off END WHERE id = $1",
         mailbox_id,
         state.value,
         reason,

@@ -124,6 +124,9 @@ class DayProgress:
     engagement_note: str = ""  # why no session runs today (no IMAP settings), "" when they do
     ramp_note: str = ""  # what today's placement check did to the ramp (issue #15), "" when it climbs
     ramp_advanced: bool = False  # today's ramp day counts yesterday (it sent): what holding takes back
+    # The sender's provider refused more mail today (550 5.4.5...): its reply; no more sends until the
+    # next window, and the ramp holds tomorrow (issue #15 item 4). "" = no limit hit.
+    provider_limit: str = ""
 
 
 @dataclass

@@ -25,7 +25,13 @@ with workflow.unsafe.imports_passed_through():
     # Passed through: pure modules (zoneinfo must be the real one, not the sandbox proxy).
     from warmup import search_attributes as sa
     from warmup.day_schedule import DaySchedule
-    from warmup.errors import ERR_IMAP_AUTH, ERR_REFUSED, ERR_UNKNOWN_OUTCOME, PAUSING_ERRORS
+    from warmup.errors import (
+        ERR_DAILY_LIMIT,
+        ERR_IMAP_AUTH,
+        ERR_REFUSED,
+        ERR_UNKNOWN_OUTCOME,
+        PAUSING_ERRORS,
+    )
     from warmup.mailbox_settings import schedule_problems
     from warmup.models import (
         AllowanceGrant,
@@ -273,7 +279,11 @@ class MailboxWarmupWorkflow:
         message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
         error = f"{kind or type(cause).__name__}: {message}"
         self._day.record_failed(self._now(), error, unknown=kind == ERR_UNKNOWN_OUTCOME)
-        if kind in PAUSING_ERRORS:
+        if kind == ERR_DAILY_LIMIT and isinstance(cause, ApplicationError):
+            # Only raised by code that has this rule, so no recorded history takes this branch.
+            self._day.stop_today(str(cause.details[0]) if cause.details else message)
+            workflow.logger.warning("mailbox %s: no more sends today: %s", self._inp.mailbox_id, message)
+        elif kind in PAUSING_ERRORS:
             self._s.paused, self._s.pause_reason = True, message
             workflow.logger.warning("mailbox %s paused: %s", self._inp.mailbox_id, message)
 

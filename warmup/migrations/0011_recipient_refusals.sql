@@ -1,0 +1,21 @@
+-- Issue #15 item 4: a recipient refused for good at RCPT (550 5.1.1, 5.2.1...) leaves the pool; the
+-- sender goes on (activities/recipient_refusals.py).
+--
+-- receiving_off: why the mailbox gets no warmup mail ('' = it does). The pick and the due answers skip
+-- it; its own sends go on. `starter resume` clears it (its owner fixed the address).
+ALTER TABLE mailboxes ADD COLUMN receiving_off TEXT NOT NULL DEFAULT '';
+
+-- One row per refused send and receiver (a send refused twice went to two receivers in turn): who
+-- refused whom, when, and the server's reply. A sender's rows of a day tell a broken sender (its server
+-- refuses everyone) from a dead recipient.
+CREATE TABLE recipient_refusals (
+    idempotency_key TEXT NOT NULL,
+    sender_id BIGINT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+    recipient_id BIGINT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+    day DATE NOT NULL,
+    reply TEXT NOT NULL,
+    refused_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (idempotency_key, recipient_id)
+);
+CREATE INDEX recipient_refusals_sender_day ON recipient_refusals (sender_id, day);
+CREATE INDEX recipient_refusals_recipient ON recipient_refusals (recipient_id);
