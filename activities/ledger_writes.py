@@ -39,13 +39,14 @@ async def insert_pending(
     planned_at: float,
     dispatched_at: float,
     in_reply_to: int | None = None,
+    relaxed: str = "",
 ) -> LedgerRow | None:
     """Record a send; if another attempt recorded it first, return that row instead. None only for a
     reply whose email another row answers already (in_reply_to is unique): send a new thread instead."""
     await conn.execute(
         "INSERT INTO send_ledger (idempotency_key, sender_id, recipient_id, day, slot, message_id, message,"
-        " status, planned_at, dispatched_at, user_id, in_reply_to)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " status, planned_at, dispatched_at, user_id, in_reply_to, relaxed)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         " ON CONFLICT DO NOTHING",
         idempotency_key,
         sender_id,
@@ -59,6 +60,7 @@ async def insert_pending(
         _ts(dispatched_at),
         user_id,
         in_reply_to,
+        relaxed,
     )
     row = await ledger_row(conn, idempotency_key)
     if row is None and in_reply_to is None:  # only if someone deleted it in between

@@ -36,8 +36,14 @@ rare that `PROBES` draws all missed. No `ORDER BY random()`, no scan of the pool
 Retries: every random number derives from the idempotency key, so a retry of a send picks the same
 receiver while the pool has not changed (once the ledger row exists, the send path reuses its receiver).
 
-Not yet: "prefer receivers that engage" (no engagement data exists yet), and provider families from the
-receivers' mail servers (a custom domain on Google Workspace counts as its own family here).
+Receivers that engage come first: among the receivers that keep every rule, the pick takes one that
+engages (IMAP settings, so inbox sessions read, rescue and answer what it gets) when a probe found one;
+only when none did, one that does not. A preference, not a rule: it costs no extra statement and never
+makes a pick break a rule, so a pool where no one engages picks exactly as without it. In the fallback
+it is the last tie-breaker.
+
+Not yet: provider families from the receivers' mail servers (a custom domain on Google Workspace counts as
+its own family here).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from warmup import mailbox_settings as ms
 from warmup.db import Conn
 from warmup.models import SendStatus
 
@@ -147,6 +154,7 @@ class Candidate:
     cap: int  # inbound_cap(...) of this receiver
     pair_today: int  # emails this sender sent it today
     pair_window: int  # ... in the last PAIR_REPEAT_DAYS days, today included
+    engages: bool = True  # it runs inbox sessions (IMAP settings): preferred among the eligible
 
 
 def breaches(sender: Sender, c: Candidate) -> dict[Rule, int]:
@@ -165,7 +173,7 @@ def preference(sender: Sender, c: Candidate) -> tuple[int, ...]:
     today weighs before one repeated earlier in the window (the old "new to this sender today")."""
     found = breaches(sender, c)
     ranked = [found[rule] for rule in reversed(RELAXATION_ORDER)]
-    return (*ranked[:-1], c.pair_today, ranked[-1])
+    return (*ranked[:-1], c.pair_today, ranked[-1], int(not c.engages))
 
 
 def relaxed_rules(sender: Sender, c: Candidate) -> str:
@@ -175,8 +183,10 @@ def relaxed_rules(sender: Sender, c: Candidate) -> str:
 
 
 def first_eligible(sender: Sender, candidates: Sequence[Candidate]) -> Candidate | None:
-    """The first candidate that keeps every rule (the rejection-sampling pick), or None."""
-    return next((c for c in candidates if not relaxed_rules(sender, c)), None)
+    """The first candidate that keeps every rule and engages, else the first that keeps every rule (the
+    rejection-sampling pick), or None."""
+    eligible = [c for c in candidates if not relaxed_rules(sender, c)]
+    return next((c for c in eligible if c.engages), eligible[0] if eligible else None)
 
 
 def best_of(sender: Sender, candidates: Sequence[Candidate], key: str) -> Candidate | None:
@@ -226,7 +236,8 @@ _CANDIDATE_COLUMNS = f"""
     (SELECT count(*) FROM send_ledger r
      WHERE r.recipient_id = m.id AND r.day = $2 AND r.status <> '{_FAILED}') AS inbound_today,
     (SELECT count(*) FROM send_ledger y
-     WHERE y.sender_id = m.id AND y.day = $2 - 1 AND y.status <> '{_FAILED}') AS sent_yesterday
+     WHERE y.sender_id = m.id AND y.day = $2 - 1 AND y.status <> '{_FAILED}') AS sent_yesterday,
+    (m.{ms.IMAP_HOST.db_column} <> '' AND m.{ms.ENGAGEMENT_ON.db_column}) AS engages
 """
 
 # One statement: the sender, its sends in the pair window (at most a few hundred rows, by index), its
@@ -297,6 +308,7 @@ def _candidate(row: asyncpg.Record, pairs_today: Counter[int], pairs: Counter[in
         ),
         pair_today=pairs_today[cid],
         pair_window=pairs[cid],
+        engages=bool(row["engages"]),
     )
 
 

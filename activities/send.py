@@ -175,7 +175,9 @@ class SendActivities:
                 type=ERR_TRANSIENT,
             )
         message_id, text = build_message(key, sender.address, None, recipient.address, now, salt=salt)
-        row = await self._insert(conn, sender, req, day, recipient.id, message_id, text, None)
+        row = await self._insert(
+            conn, sender, req, day, recipient.id, message_id, text, None, recipient.relaxed
+        )
         if row is None:  # insert_pending returns None only for a reply
             raise RuntimeError(f"ledger row {key} was not written")
         return row
@@ -190,6 +192,7 @@ class SendActivities:
         message_id: str,
         text: str,
         in_reply_to: int | None,
+        relaxed: str = "",
     ) -> LedgerRow | None:
         # Two concurrent attempts converge on whichever row was inserted first.
         return await insert_pending(
@@ -205,6 +208,7 @@ class SendActivities:
             planned_at=req.planned_at,
             dispatched_at=req.dispatched_at,
             in_reply_to=in_reply_to,
+            relaxed=relaxed,
         )
 
     async def _settled(self, conn: Conn, row: LedgerRow) -> SendResult | None:

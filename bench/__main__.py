@@ -25,6 +25,9 @@ from bench.engagement import run_engagement
 from bench.fill import run_fill, standard_fleets
 from bench.fleet import MAX_RAMP_DAY, SIM_DAY, make_fleet, spread_subset
 from bench.memory import run_memory
+from bench.placement_sim import compare_ramps
+from bench.pool_stats import run_pool_day
+from bench.pool_stats import summary as pool_summary
 from bench.report import Results, write
 from bench.scale import run_scale
 from bench.stack import Stack
@@ -32,7 +35,7 @@ from bench.text_variety import run_text_variety, summary
 from bench.throughput import run_throughput
 from warmup.process_exit import EXIT_INTERRUPTED, EXIT_OK, exit_skipping_teardown
 
-PHASES = ("fill", "crosscheck", "engagement", "text", "throughput", "memory", "scale")
+PHASES = ("fill", "crosscheck", "engagement", "text", "placement", "pool", "throughput", "memory", "scale")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -93,6 +96,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--text-replies", type=_positive(int), default=1000, help="of them answered twice (reply, its reply)"
     )
+    p.add_argument(
+        "--placement-mailboxes",
+        type=_positive(int),
+        default=1000,
+        help="mailboxes of the reactive-vs-fixed ramp simulation (default 1000)",
+    )
+    p.add_argument("--placement-days", type=_positive(int), default=45, help="days it simulates (default 45)")
+    p.add_argument(
+        "--pool-mailboxes",
+        type=_positive(int),
+        default=10_000,
+        help="mailboxes whose day of recipient picks the pool phase makes on PostgreSQL (default 10000)",
+    )
+    p.add_argument(
+        "--pool-large",
+        type=_positive(int),
+        default=100_000,
+        help="the pool the cost per pick is measured in (default 100000)",
+    )
     p.add_argument("--memory-workflows", type=_positive(int), default=5000)
     p.add_argument(
         "--mailboxes-scale", "--scale-mailboxes", dest="scale_mailboxes", type=_positive(int), default=100_000
@@ -133,6 +155,8 @@ def _apply_tiny(a: argparse.Namespace) -> None:
     a.engagement_mailboxes = 20
     a.throughput_mailboxes, a.throughput_warmup, a.throughput_seconds = 50, 1.0, 2.0
     a.memory_workflows = 100
+    a.placement_mailboxes, a.placement_days = 20, 20
+    a.pool_mailboxes, a.pool_large = 200, 1000  # two users: the same-user rule has someone to keep
     a.text_emails, a.text_replies = 5000, 100
     # About 20 sends planned inside the 9 s span (2.3/s): a span of a few expected sends came out
     # empty in about one run in a hundred.
@@ -188,7 +212,12 @@ async def run(a: argparse.Namespace) -> Results:
         say(f"text variety: {a.text_emails:,} emails of one day")
         results.text = run_text_variety(a.text_emails, replies=min(a.text_replies, a.text_emails))
         say(f"  {summary(results.text)}")
-    live = [p for p in ("throughput", "memory", "scale") if p in phases]
+    if "placement" in phases:
+        say(f"placement: the reactive ramp against the fixed one, {a.placement_mailboxes:,} mailboxes")
+        results.placement = compare_ramps(a.placement_mailboxes, a.placement_days)
+        f, r = results.placement.fixed, results.placement.reactive
+        say(f"  into spam: fixed {f.junk_share:.1%}, reactive {r.junk_share:.1%}")
+    live = [p for p in ("pool", "throughput", "memory", "scale") if p in phases]
     if live:
         a.results.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="stack-", dir=a.results))
@@ -196,6 +225,10 @@ async def run(a: argparse.Namespace) -> Results:
         ok = False
         try:
             async with Stack(workdir) as stack:
+                if "pool" in live:
+                    say(f"pool: a day of recipient picks for {a.pool_mailboxes:,} mailboxes")
+                    results.pool = await run_pool_day(stack.pg, a.pool_mailboxes, a.pool_large)
+                    say(f"  {pool_summary(results.pool)}")
                 if "throughput" in live:
                     say("throughput: end to end against a bare loop")
                     results.throughput = await run_throughput(

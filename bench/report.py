@@ -17,6 +17,10 @@ from bench.engagement import EngagementCost
 from bench.fill import FillRun
 from bench.memory import Memory
 from bench.pgsample import SqlProfile
+from bench.placement_sim import RampComparison
+from bench.placement_sim import markdown as placement_markdown
+from bench.pool_stats import PoolDay
+from bench.pool_stats import markdown as pool_markdown
 from bench.scale import ScaleResult
 from bench.text_variety import (
     MIN_JUDGED_EMAILS,
@@ -46,6 +50,8 @@ class Results:
     memory_isolated: Memory | None = None  # the same measure with WARMUP_WORKFLOW_SANDBOX=isolated
     scale: ScaleResult | None = None
     text: TextVariety | None = None
+    placement: RampComparison | None = None
+    pool: PoolDay | None = None
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -109,6 +115,33 @@ class Results:
                     "replies: 'Re: <subject>', threaded, original quoted",
                     f"{t.reply_subject_ok} / {t.reply_threading_ok} / {t.reply_quoted_ok} of {t.replies}",
                     t.replies_ok,
+                )
+            )
+        if self.placement is not None:
+            fixed, reactive = self.placement.fixed, self.placement.reactive
+            out.append(
+                (
+                    "reactive ramp sends less mail into spam than the fixed ramp, and ends better placed",
+                    f"into spam {reactive.junk_share:.1%} vs {fixed.junk_share:.1%}; placement "
+                    f"{reactive.final_placement:.1%} vs {fixed.final_placement:.1%}",
+                    reactive.junk_share < fixed.junk_share
+                    and reactive.final_placement > fixed.final_placement,
+                )
+            )
+        if self.pool is not None:
+            d = self.pool
+            out.append(
+                (
+                    f"no same-user or same-domain pair in a day of {d.mailboxes:,} mailboxes",
+                    f"{d.same_user} same-user, {d.same_domain} same-domain of {d.picks:,} picks",
+                    d.same_user == 0 and d.same_domain == 0,
+                )
+            )
+            out.append(
+                (
+                    f"<= 2 statements per pick at {d.large_pool:,} mailboxes",
+                    f"{d.statements_per_pick:.2f} ({d.ms_per_pick:.2f} ms)",
+                    d.statements_per_pick <= 2,
                 )
             )
         if self.throughput is not None:
@@ -218,6 +251,10 @@ def to_markdown(r: Results) -> str:
         lines += _engagement(r.engagement)
     if r.text is not None:
         lines += text_markdown(r.text)
+    if r.placement is not None:
+        lines += placement_markdown(r.placement)
+    if r.pool is not None:
+        lines += pool_markdown(r.pool)
     if r.throughput is not None:
         lines += _throughput(r.throughput)
     if r.scale is not None:

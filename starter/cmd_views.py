@@ -20,6 +20,7 @@ from starter.context import Io, address, database, find_mailbox, ui_link
 from starter.report import build_report
 from starter.temporal_calls import StarterError
 from starter.views import (
+    PoolStanding,
     bar,
     console,
     list_json,
@@ -33,6 +34,7 @@ from starter.views import (
 from warmup import fleet
 from warmup.config import Settings
 from warmup.engagement_days import engagement_days, shown_since
+from warmup.fleet import RelaxedRules, relaxed_rules_on
 from warmup.mailboxes import MailboxRecord
 from warmup.models import MailboxState
 from warmup.placement import PlacementScore, sender_scores
@@ -96,9 +98,12 @@ async def _mailbox_snapshot(
     score = await _placement(conn, [record.id], settings)
     placement = score.get(record.id) or PlacementScore(settings.PLACEMENT_DAYS)
     link = f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"
-    off = record.receiving_off
-    view = mailbox_status_view(status, record.address, workflow_id, record.state, days, placement, link, off)
-    data = mailbox_status_json(status, days, placement, off)
+    relaxed = (
+        await relaxed_rules_on(conn, record.id, dt.date.fromisoformat(status.day)) if status.day else None
+    )
+    pool = PoolStanding(record.receiving_off, relaxed or RelaxedRules(0, {}))
+    view = mailbox_status_view(status, record.address, workflow_id, record.state, days, placement, link, pool)
+    data = mailbox_status_json(status, days, placement, pool)
     if not watching:
         return _Snapshot(view, data, True)
     now = dt.datetime.now(dt.UTC)

@@ -27,7 +27,7 @@ from starter.bulk_enroll import RowResult, counts
 from starter.report import Report
 from starter.temporal_calls import MailboxOutcome
 from warmup.engagement_days import DAYS_SHOWN, EngagementDay
-from warmup.fleet import MailboxDay, MailboxRow
+from warmup.fleet import MailboxDay, MailboxRow, RelaxedRules
 from warmup.models import PLACES, MailboxState, MailboxStatus, Placement
 from warmup.placement import PlacementScore
 
@@ -223,18 +223,31 @@ def placement_text(days: Sequence[EngagementDay]) -> str:
     return f"placement {total.text()}"
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolStanding:
+    """A mailbox in the recipient pool: why it gets no warmup mail ("" = it does), and the rules its
+    picks relaxed today."""
+
+    receiving_off: str
+    relaxed: RelaxedRules
+
+
 def mailbox_status_json(
-    status: MailboxStatus, days: Sequence[EngagementDay], placement: PlacementScore, receiving_off: str = ""
+    status: MailboxStatus,
+    days: Sequence[EngagementDay],
+    placement: PlacementScore,
+    pool: PoolStanding | None = None,
 ) -> dict[str, object]:
-    """The workflow's status with the ledger's engagement per day and the placement score beside it,
-    and why the mailbox gets no warmup mail ("" = it does)."""
+    """The workflow's status with the ledger's engagement per day, the placement score and the
+    mailbox's standing in the pool beside it."""
     data = _plain(status)
     assert isinstance(data, dict)
     return {
         **data,
         "engagement_by_day": _plain(list(days)),
         "placement": placement_json(placement),
-        "receiving_off": receiving_off,
+        "receiving_off": pool.receiving_off if pool else "",
+        "pool_rules_relaxed": pool.relaxed.by_rule if pool else {},
     }
 
 
@@ -254,13 +267,15 @@ def mailbox_status_view(
     days: Sequence[EngagementDay],
     placement: PlacementScore,
     extra: str = "",
-    receiving_off: str = "",
+    pool: PoolStanding | None = None,
 ) -> RenderableType:
-    """`starter status --mailbox`: the details, its own mail's placement, then what the mailbox received
-    and did per day."""
+    """`starter status --mailbox`: the details, its own mail's placement and standing in the pool, then
+    what the mailbox received and did per day."""
     more = [("Placement", placement.text())]
-    if receiving_off:
-        more.append(("Receiving", f"off, out of the pool: {receiving_off}"))
+    if pool is not None and pool.receiving_off:
+        more.append(("Receiving", f"off, out of the pool: {pool.receiving_off}"))
+    if pool is not None and pool.relaxed.text():
+        more.append(("Pool rules", pool.relaxed.text()))
     text = status_table(status, address, workflow_id, db_state, more) + extra
     title = f"Engagement by day (its local days, last {DAYS_SHOWN}): {placement_text(days)}"
     return Group(

@@ -121,4 +121,12 @@ def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
     page = docs.read_text()
     assert page.startswith("# Benchmarks\n\nintro\n") and "### Targets" in page
     assert "### Engagement: the cost of inbox sessions" in page
+    assert (
+        "### The reactive ramp against the fixed ramp (simulation)" in page
+        and "### Pool rules over a day" in page
+    )
+    pool = data["pool"]
+    assert pool["picks"] > 0 and pool["same_user"] == 0 and pool["same_domain"] == 0
+    assert 1 <= pool["statements_per_pick"] <= 2
+    assert data["placement"]["reactive"]["sent"] > 0 and data["placement"]["fixed"]["sent"] > 0
     assert not list(tmp_path.glob("stack-*")), "the servers' data folder was left behind"

@@ -149,11 +149,18 @@ async def test_pause_and_resume_every_mailbox_of_a_user(op: Op, worker: None) ->
     assert set((await op.states()).values()) == {"active"}
     await eventually(lambda: workflows_paused(False))
 
+    # Out of the recipient pool (its address was refused at RCPT): its status says why, a resume readmits it.
+    reason = "its address was refused at RCPT on 2026-03-02 (550 5.1.1 User unknown); fix the address"
+    await op.fetch("UPDATE mailboxes SET receiving_off = $1 WHERE address = 'q1@pause.test'", reason)
+    shown = await op.ok("status", "--mailbox", "q1@pause.test")
+    assert "Receiving" in shown.out and "550 5.1.1 User unknown" in shown.out
+    assert (await op.status("q1@pause.test"))["receiving_off"] == reason
     one = (await op.ok("pause", "--mailbox", "q1@pause.test", "--json")).json()
     assert isinstance(one, dict) and one["state"] == "paused" and one["address"] == "q1@pause.test"
     back = (await op.ok("resume", "--mailbox", "q1@pause.test", "--json")).json()
     assert isinstance(back, dict) and back["state"] == "active" and back["workflow_id"] == one["workflow_id"]
     assert (await op.states())["q1@pause.test"] == "active"
+    assert (await op.status("q1@pause.test"))["receiving_off"] == ""
     neither = await op.run("resume")
     assert neither.code == 2 and "--mailbox" in neither.err and "--user" in neither.err
 

@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from activities import recipients as r
-from warmup.mailboxes import MailboxRecord, NewMailbox, SmtpAccount, set_state, upsert_mailbox
-from warmup.models import MailboxState, RampSettings, ScheduleSettings, SmtpSecurity
+from warmup.fleet import relaxed_rules_on
+from warmup.mailboxes import ImapServer, MailboxRecord, NewMailbox, SmtpAccount, set_state, upsert_mailbox
+from warmup.models import EngagementSettings, MailboxState, RampSettings, ScheduleSettings, SmtpSecurity
 
 DAY = dt.date(2026, 6, 1)
 Connection = asyncpg.pool.PoolConnectionProxy
@@ -182,8 +183,9 @@ def test_draws_derive_from_the_key(key: str, count: int) -> None:
 
 
 async def _mailbox(
-    conn: Connection, address: str, user: str, ramp: RampSettings | None = None
+    conn: Connection, address: str, user: str, ramp: RampSettings | None = None, *, engages: bool = False
 ) -> MailboxRecord:
+    """A pool mailbox; `engages`: with IMAP settings, so its inbox sessions read what it receives."""
     return await upsert_mailbox(
         conn,
         NewMailbox(
@@ -191,7 +193,10 @@ async def _mailbox(
             address=address,
             smtp=SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, address),
             secret_ciphertext="not-a-real-token",
-            schedule=ScheduleSettings(ramp=ramp or RampSettings()),
+            schedule=ScheduleSettings(
+                ramp=ramp or RampSettings(), engagement=EngagementSettings(enabled=engages)
+            ),
+            imap=ImapServer("127.0.0.1") if engages else None,
         ),
     )
 
@@ -288,6 +293,43 @@ async def test_a_tiny_pool_relaxes_in_order_and_says_so(db_pool: asyncpg.Pool) -
         neighbour = await _mailbox(conn, "cid@acme.example", "cid")
         third = await _pick(conn, sender, "k3")
         assert (third.id, third.relaxed) == (neighbour.id, "family_mix,same_domain")
+
+
+async def test_receivers_that_engage_come_first_and_uniformly(db_pool: asyncpg.Pool) -> None:
+    """Half the pool engages (IMAP settings): with 8 probes, a pick misses all of them once in 256, so
+    nearly every email goes where a session will read it, spread evenly over those receivers."""
+    async with db_pool.acquire() as conn:
+        sender = await _mailbox(conn, "ana@acme.example", "acme")
+        engaging = [(await _mailbox(conn, f"e{n}@e{n}.example", f"e{n}", engages=True)).id for n in range(10)]
+        for n in range(10):
+            await _mailbox(conn, f"q{n}@q{n}.example", f"q{n}")
+        picks = [await _pick(conn, sender, f"{sender.id}:{DAY}:{i}") for i in range(1000)]
+    to_engaging = Counter(p.id for p in picks if p.id in engaging)
+    assert sum(to_engaging.values()) >= 970, f"{sum(to_engaging.values())} of 1000 to receivers that engage"
+    assert {p.relaxed for p in picks} == {""}, "a preference, never a broken rule"
+    assert set(to_engaging) == set(engaging) and min(to_engaging.values()) >= 60  # about 100 each
+
+
+async def test_the_rules_a_day_relaxed_are_counted_for_status(db_pool: asyncpg.Pool) -> None:
+    async with db_pool.acquire() as conn:
+        sender = await _mailbox(conn, "ana@acme.example", "acme")
+        colleague = await _mailbox(conn, "bea@acme.example", "acme")
+        relaxed = await _pick(conn, sender, "k1")
+        await conn.execute(
+            """
+            INSERT INTO send_ledger (idempotency_key, sender_id, user_id, recipient_id, day, slot, message_id,
+                message, status, planned_at, dispatched_at, relaxed)
+            VALUES ('k1', $1, 'acme', $2, $3, 0, 'k1', 'text', 'SENT', now(), now(), $4)
+            """,
+            sender.id,
+            colleague.id,
+            DAY,
+            relaxed.relaxed,
+        )
+        today = await relaxed_rules_on(conn, sender.id, DAY)
+        assert (today.picks, today.by_rule) == (1, {"same_domain": 1, "same_user": 1})
+        assert "same_user on 1 of 1 picks" in today.text() and "enroll more mailboxes" in today.text()
+        assert (await relaxed_rules_on(conn, colleague.id, DAY)).text() == ""
 
 
 async def test_a_retry_picks_the_same_receiver(db_pool: asyncpg.Pool) -> None:

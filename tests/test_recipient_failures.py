@@ -59,6 +59,11 @@ async def test_a_refused_recipient_leaves_the_pool_and_the_send_goes_to_another(
     result = await acts.send_email(req)  # Temporal's retry, a second later
     assert result.status is SendStatus.SENT and result.recipient_id == kept.id
     assert (await row_of(db_pool, req)).recipient_id == kept.id
+    async with db_pool.acquire() as conn:  # the rule the pick broke is kept for `starter status`
+        relaxed = await conn.fetchval(
+            "SELECT relaxed FROM send_ledger WHERE idempotency_key = $1", req.idempotency_key
+        )
+    assert relaxed == "same_user"
     for slot in range(1, 4):
         assert (await acts.send_email(request(sender, slot))).recipient_id != gone.id
     (got,) = [m for m in await smtp_sink.wait_for(4) if m.message_id == result.message_id]

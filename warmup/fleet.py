@@ -117,6 +117,36 @@ async def delivered_on(conn: Conn, days: Sequence[tuple[int, dt.date]]) -> dict[
     return {(int(r["sender_id"]), r["day"]): int(r["n"]) for r in rows}
 
 
+@dataclass(frozen=True)
+class RelaxedRules:
+    """The pool rules a mailbox's picks of one day broke (`activities/recipients.py`): the pool too small."""
+
+    picks: int  # new threads picked that day
+    by_rule: dict[str, int]  # rule -> picks that broke it
+
+    def text(self) -> str:
+        """'pair_repeat on 3 of 12 picks (the pool is too small to keep it)', or '' when none broke."""
+        if not self.by_rule:
+            return ""
+        rules = ", ".join(f"{rule} on {n} of {self.picks} picks" for rule, n in self.by_rule.items())
+        return f"relaxed today: {rules} (the pool is too small to keep them; enroll more mailboxes)"
+
+
+async def relaxed_rules_on(conn: Conn, mailbox_id: int, day: dt.date) -> RelaxedRules:
+    """What `starter status` shows of the pool rules for `mailbox_id` on its local `day`."""
+    rows = await conn.fetch(
+        "SELECT relaxed, count(*) AS n FROM send_ledger"
+        " WHERE sender_id = $1 AND day = $2 AND in_reply_to IS NULL GROUP BY relaxed",
+        mailbox_id,
+        day,
+    )
+    by_rule: dict[str, int] = {}
+    for r in rows:
+        for rule in filter(None, str(r["relaxed"]).split(",")):
+            by_rule[rule] = by_rule.get(rule, 0) + int(r["n"])
+    return RelaxedRules(sum(int(r["n"]) for r in rows), by_rule)
+
+
 # Error kinds of `warmup_errors_per_hour` and `starter report`, from the ledger's status and the
 # error type the activity stores as the prefix of `error` ("SmtpAuthRejected: 535 ...").
 ERROR_KINDS = ("refused", "gave_up", "unknown", "retrying", "cap_window_closed")

@@ -19,3 +19,7 @@ CREATE TABLE recipient_refusals (
 );
 CREATE INDEX recipient_refusals_sender_day ON recipient_refusals (sender_id, day);
 CREATE INDEX recipient_refusals_recipient ON recipient_refusals (recipient_id);
+
+-- The pool rules a send's pick relaxed (activities/recipients.py `Recipient.relaxed`), comma-separated,
+-- '' = none: `starter status` says which rules the pool was too small for.
+ALTER TABLE send_ledger ADD COLUMN relaxed TEXT NOT NULL DEFAULT '';
