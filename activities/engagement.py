@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -22,6 +23,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.bounces import parse_bounces, record_bounce, sender_bounces
 from activities.imap_client import (
     FLAGGED,
     SEEN,
@@ -34,6 +36,7 @@ from activities.imap_client import (
     ImapSession,
     bracket,
 )
+from activities.recipient_refusals import record_refusal
 from warmup.config import Settings
 from warmup.db import Conn
 from warmup.engagement import decide, is_missing
@@ -53,6 +56,7 @@ from warmup.placement import provider_family, sender_scores
 from warmup.secrets import SecretBox, SecretKeyError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Emails handled per session at most: a person reads a few dozen, and the rest wait for the next session.
 PER_SESSION = 100
@@ -96,13 +100,18 @@ class EngagementActivities:
 
     @activity.defn(name="placement_check")
     async def placement_check(self, req: PlacementCheckRequest) -> PlacementReport:
-        """The sender's placement over its last WARMUP_PLACEMENT_DAYS send days up to `req.day`, with the
-        workers' reaction thresholds: one indexed read, nothing written, so any retry is harmless."""
+        """The sender's placement and sender bounces over its last WARMUP_PLACEMENT_DAYS send days up to
+        `req.day`, with the workers' reaction thresholds: indexed reads, nothing written, so any retry is
+        harmless."""
         days = self._settings.PLACEMENT_DAYS
         async with self._pool.acquire() as conn:
             scores = await sender_scores(conn, [req.mailbox_id], days, dt.date.fromisoformat(req.day))
+            last = dt.date.fromisoformat(req.day)
+            bounced, reply = await sender_bounces(
+                conn, req.mailbox_id, last - dt.timedelta(days=days - 1), last
+            )
         placement = scores[req.mailbox_id].overall if req.mailbox_id in scores else Placement()
-        return PlacementReport(placement, days, self._settings.ramp_reaction())
+        return PlacementReport(placement, days, self._settings.ramp_reaction(), bounced, reply)
 
     @activity.defn(name="inbox_session")
     async def inbox_session(self, req: InboxSessionRequest) -> InboxSessionReport:
@@ -115,15 +124,14 @@ class EngagementActivities:
             emails = [_email(r) for r in await conn.fetch(_PENDING, mailbox.id)]
         totals = EngagementTotals()
         family = provider_family(mailbox.imap.host)
-        if not emails:
-            return InboxSessionReport(totals, family=family)
         session = ImapSession(self._account(mailbox), self._password(mailbox))
         try:
             await _imap(session.open)
-            found = await _imap(session.find_messages, [e.message_id for e in emails])
+            found = await _imap(session.find_messages, [e.message_id for e in emails]) if emails else {}
             for email in emails:
                 activity.heartbeat(email.ledger_id)
                 await self._engage(session, mailbox, email, found.get(bracket(email.message_id)), totals)
+            await self._read_bounces(session, mailbox)
         except (ImapAuthError, ImapConfigError) as exc:
             raise ApplicationError(
                 f"IMAP login for {mailbox.address} at {session.account.host}:{session.account.port} "
@@ -181,6 +189,25 @@ class EngagementActivities:
             totals.replies_due += 1
         async with self._pool.acquire() as conn:
             await _record(conn, email, mailbox.id, **done, handled_at=now)
+
+    async def _read_bounces(self, imap: ImapSession, mailbox: MailboxRecord) -> None:
+        """The bounces of this mailbox's own warmup mail (activities/bounces.py), each filed once and then
+        marked read, as a person reads a bounce: killed in between, the next session files nothing twice."""
+        for report, raw in await _imap(imap.unread_delivery_reports):
+            activity.heartbeat()
+            today = dt.datetime.now(dt.UTC).date()
+            async with self._pool.acquire() as conn, conn.transaction():
+                for bounce in parse_bounces(raw):
+                    refusal = await record_bounce(conn, mailbox.id, bounce, today)
+                    if refusal is not None:
+                        await record_refusal(conn, refusal)
+                    log.info(
+                        "mailbox %s: warmup email %s %s",
+                        mailbox.id,
+                        bounce.original_message_id,
+                        bounce.reply(),
+                    )
+            await _imap(imap.add_flags, report, [SEEN])
 
     def _account(self, mailbox: MailboxRecord) -> ImapAccount:
         assert mailbox.imap is not None

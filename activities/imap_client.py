@@ -312,6 +312,24 @@ class ImapSession:
             references=tuple(str(parsed.get("References", "")).split()),
         )
 
+    def unread_delivery_reports(self) -> list[tuple[FoundMessage, bytes]]:
+        """Unread delivery status notifications (RFC 3464 bounces) in INBOX and Junk, each with its full
+        text, fetched without marking it \\Seen."""
+        out: list[tuple[FoundMessage, bytes]] = []
+        for folder in self.folders():
+            if folder.kind not in (FolderKind.INBOX, FolderKind.JUNK):
+                continue
+            self._select(folder.name, readonly=True)
+            with self._guard(f"search {folder.name} for delivery reports"):
+                uids = self.client.search(["UNSEEN", "HEADER", "Content-Type", "delivery-status"])
+                data = self.client.fetch(uids, [b"FLAGS", b"BODY.PEEK[]"]) if uids else {}
+            for uid, item in data.items():
+                raw = item.get(b"BODY[]", b"")
+                if isinstance(raw, bytes):
+                    found = FoundMessage("", folder.name, uid, _flags(item.get(b"FLAGS")), folder.kind)
+                    out.append((found, raw))
+        return out
+
     # --- internals ---------------------------------------------------------------------------
 
     def _select(self, folder: str, *, readonly: bool) -> None:

@@ -66,7 +66,7 @@ _LIMIT_WORDS = re.compile(r"\brate\b|limit|unsolicited|quotaexceeded", re.IGNORE
 # At RCPT: the receiver's address is wrong for good: bad mailbox/destination (5.1.0-5.1.3, 5.1.6 moved,
 # 5.1.10 Exchange's RecipientNotFound), disabled (5.2.1) or full (5.2.2). Not 5.1.7/5.1.8, which are
 # about the *sender's* address, and not 5.7.x, a policy against the sender.
-_RECIPIENT_CODES = frozenset({"5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1", "5.2.2"})
+RECIPIENT_CODES = frozenset({"5.1.0", "5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1", "5.2.2"})
 # A reply without an enhanced code: 551 "user not local", or 550/553 with the classic wording.
 _RECIPIENT_WORDS = re.compile(r"unknown|no such|does not exist|not found|disabled|unavailable", re.IGNORECASE)
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
@@ -89,7 +89,7 @@ def _refusal_kind(code: int, reply: str, stage: Stage) -> Outcome | None:
         return Outcome.DAILY_LIMIT
     if stage is Stage.RCPT and 500 <= code < 600:
         if enhanced is not None:
-            return Outcome.RECIPIENT if enhanced in _RECIPIENT_CODES else None
+            return Outcome.RECIPIENT if enhanced in RECIPIENT_CODES else None
         if code == 551 or (code in (550, 553) and _RECIPIENT_WORDS.search(reply)):
             return Outcome.RECIPIENT
     return None

@@ -10,6 +10,9 @@ import datetime as dt
 import itertools
 import time
 from collections.abc import Callable
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from typing import Any
 
 import asyncpg
@@ -23,7 +26,7 @@ from activities.imap_client import FLAGGED, SEEN, FolderKind, ImapAccount, ImapS
 from activities.send import SendActivities
 from devstack.mail_lab import JUNK, MailLab
 from starter.views import placement_text
-from tests.helpers.mail_lab import LabUser, mail_lab_fixture, new_user
+from tests.helpers.mail_lab import LabUser, mail_lab_fixture, new_user, submit
 from warmup.config import Settings
 from warmup.engagement import decide
 from warmup.engagement_days import by_day, engagement_days
@@ -72,13 +75,20 @@ def box(secret_keys: list[str]) -> SecretBox:
 
 
 async def enroll(
-    pool: asyncpg.Pool, box: SecretBox, lab: MailLab, user: LabUser, *, imap_password: str | None = None
+    pool: asyncpg.Pool,
+    box: SecretBox,
+    lab: MailLab,
+    user: LabUser,
+    *,
+    imap_password: str | None = None,
+    user_id: str | None = None,
 ) -> MailboxRecord:
+    """`user` as a mailbox of the pool; of its own user (its local part) unless `user_id` says."""
     async with pool.acquire() as conn:
         return await upsert_mailbox(
             conn,
             NewMailbox(
-                user_id=user.address.split("@")[0],
+                user_id=user_id or user.address.split("@")[0],
                 address=user.address,
                 smtp=SmtpAccount(lab.host, lab.submission_port, SmtpSecurity.STARTTLS, user.address, False),
                 secret_ciphertext=box.encrypt(user.password),
@@ -355,6 +365,107 @@ async def test_a_junked_senders_ramp_steps_down_pauses_and_recovers_with_its_pla
     climb = react(recovered, previous=2, climbed=3, spacing_factor=2.25)
     assert (climb.reaction, climb.ramp_day, climb.spacing_factor) == (Reaction.CLIMB, 3, 1.5)
     mail_lab.force_junk_from(())
+
+
+def _reports(lab: MailLab, address: str, folder: str) -> int:
+    """Delivery reports in one folder of a lab mailbox."""
+    return sum(m.get_content_type() == "multipart/report" for m in lab.messages(address, folder))
+
+
+def _dsn(sender: str, original_id: str, status: str, diagnostic: str) -> EmailMessage:
+    """A delivery status notification as a remote MTA mails it back (RFC 3464), about `original_id`."""
+    raw = f"""From: MAILER-DAEMON@mx.remote.example
+To: {sender}
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <dsn-{time.monotonic_ns()}@mx.remote.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b1"
+
+--b1
+Content-Type: text/plain
+
+This is the mail system at host mx.remote.example. Your message could not be delivered.
+
+--b1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.remote.example
+
+Final-Recipient: rfc822; someone@remote.example
+Action: failed
+Status: {status}
+Diagnostic-Code: smtp; {diagnostic}
+
+--b1
+Content-Type: text/rfc822-headers
+
+From: {sender}
+Message-ID: {original_id}
+Subject: lunch
+
+--b1--
+"""
+    msg = message_from_bytes(raw.encode(), policy=default_policy)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+async def test_bounces_of_a_senders_mail_are_read_from_its_inbox_and_filed(
+    mail_lab: MailLab, db_pool: asyncpg.Pool, box: SecretBox, settings: Settings
+) -> None:
+    """Issue #15 items 2 and 4 on the lab: the lab's Postfix accepts an address it has no mailbox for,
+    Dovecot refuses it over LMTP, and Postfix mails the sender a real bounce (5.1.1). The sender's inbox
+    session reads it: the receiver leaves the pool, the sender goes on. Bounces that are a verdict on the
+    sender's mail (5.7.1, mailed back by a remote server) are counted by the placement check, and a run of
+    them pauses the sender."""
+    a, b, remote = new_user(mail_lab, "bouncing"), new_user(mail_lab, "kept"), new_user(mail_lab, "remote")
+    ghost = LabUser(a.address.replace("bouncing", "ghost"), "never-created")  # in the pool, not in the lab
+    sender = await enroll(db_pool, box, mail_lab, a)
+    gone = await enroll(db_pool, box, mail_lab, ghost)  # the one receiver that keeps the same-user rule
+    kept = await enroll(db_pool, box, mail_lab, b, user_id=sender.user_id)
+    sends, engage = SendActivities(db_pool, box, settings), EngagementActivities(db_pool, box, settings)
+    env = ActivityEnvironment()
+
+    first = await send(sends, sender)
+    (row,) = await rows(db_pool, "SELECT recipient_id FROM send_ledger WHERE message_id = $1", first)
+    assert row["recipient_id"] == gone.id
+    deadline = time.monotonic() + 30
+    while not _reports(mail_lab, a.address, "INBOX"):
+        assert time.monotonic() < deadline, "no bounce came back from the lab's Postfix"
+        await asyncio.sleep(0.3)
+
+    await env.run(engage.inbox_session, session(sender, 0))
+    (off,) = await rows(db_pool, "SELECT receiving_off, state FROM mailboxes WHERE id = $1", gone.id)
+    assert "bounced 5.1.1" in off["receiving_off"] and off["state"] == "active", off["receiving_off"]
+    (filed,) = await rows(db_pool, "SELECT kind, status FROM bounces")
+    assert (filed["kind"], filed["status"]) == ("recipient", "5.1.1")
+    second = await send(sends, sender)
+    (row,) = await rows(db_pool, "SELECT recipient_id FROM send_ledger WHERE message_id = $1", second)
+    assert row["recipient_id"] == kept.id, "the next email goes to the pool's other receiver"
+    await env.run(engage.inbox_session, session(sender, 1))  # the bounce is read: nothing filed twice
+    assert len(await rows(db_pool, "SELECT 1 FROM bounces")) == 1
+    assert len(await rows(db_pool, "SELECT 1 FROM recipient_refusals")) == 1
+
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    check = await env.run(engage.placement_check, PlacementCheckRequest(sender.id, today))
+    assert check.bounces == 0, "a bounce about the receiver's address says nothing of the sender's mail"
+    for n in range(settings.ramp_reaction().bounce_pause):
+        original = await send(sends, sender)
+        await submit(
+            mail_lab, remote, _dsn(a.address, original, "5.7.1", f"550 5.7.1 Message rejected as spam {n}")
+        )
+    deadline = time.monotonic() + 30
+    while (
+        sum(_reports(mail_lab, a.address, f) for f in ("INBOX", JUNK))
+        < 1 + settings.ramp_reaction().bounce_pause
+    ):
+        assert time.monotonic() < deadline, "the remote server's bounces did not arrive"
+        await asyncio.sleep(0.3)
+    await env.run(engage.inbox_session, session(sender, 2))
+    check = await env.run(engage.placement_check, PlacementCheckRequest(sender.id, today))
+    assert check.bounces == settings.ramp_reaction().bounce_pause and "5.7.1" in check.bounce_reply
+    decision = react(check, previous=6, climbed=7, spacing_factor=1.0)
+    assert decision.reaction is Reaction.PAUSE and "bounced" in decision.reason
 
 
 async def test_a_slow_imap_call_heartbeats_while_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:

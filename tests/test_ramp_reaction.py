@@ -96,6 +96,26 @@ def test_more_spam_never_means_more_volume(junk: int) -> None:
     assert higher.ramp_day <= lower.ramp_day and higher.spacing_factor >= lower.spacing_factor
 
 
+@given(
+    inbox=shares,
+    junk=shares,
+    bounces=st.integers(0, 20),
+    previous=st.integers(0, 60),
+    factor=st.floats(1.0, S.max_spacing_factor),
+)
+def test_a_run_of_sender_bounces_pauses_and_fewer_change_nothing(
+    inbox: int, junk: int, bounces: int, previous: int, factor: float
+) -> None:
+    bounced = PlacementReport(Placement(inbox, junk), 7, S, bounces, "bounced 5.7.1 (smtp; 550 5.7.1 spam)")
+    d = react(bounced, previous, previous + 1, factor)
+    if bounces >= S.bounce_pause:  # whatever the placement, and with no placement data at all
+        assert (d.reaction, d.ramp_day) == (Reaction.PAUSE, max(0, previous - S.step_down_days))
+        assert f"{bounces} of its emails bounced" in d.reason and "550 5.7.1 spam" in d.reason
+        assert d.spacing_factor >= factor
+    else:  # below the run, bounces are no signal: the decision is placement's alone
+        assert d == react(report(inbox, junk), previous, previous + 1, factor)
+
+
 def _day_at(ramp_day: int, now: float) -> DaySchedule:
     settings = ScheduleSettings(
         timezone="UTC", ramp=RampSettings(start_volume=5, daily_increment=5, ceiling=100)

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     PLACEMENT_STEP_DOWN_DAYS: int = Field(
         _REACTION.step_down_days, ge=1, le=365, description="ramp days taken back per step down"
     )
+    PLACEMENT_BOUNCE_PAUSE: int = Field(
+        _REACTION.bounce_pause,
+        ge=1,
+        le=10_000,
+        description="bounces of a sender's mail by policy (5.7.x...) over the placement days that pause it",
+    )
     PLACEMENT_SPACING_STEP: float = Field(
         _REACTION.spacing_step,
         ge=1,
@@ -236,6 +242,7 @@ class Settings(BaseSettings):
             step_down_days=self.PLACEMENT_STEP_DOWN_DAYS,
             spacing_step=self.PLACEMENT_SPACING_STEP,
             max_spacing_factor=_REACTION.max_spacing_factor,
+            bounce_pause=self.PLACEMENT_BOUNCE_PAUSE,
         )
 
     def send_retry(self) -> SendRetrySettings:

@@ -177,6 +177,7 @@ class ReactionSettings:
     step_down_days: int = 2  # ramp days taken back per step down
     spacing_step: float = 1.5  # spacing multiplied by this per step down, divided per healthy day
     max_spacing_factor: float = 4.0
+    bounce_pause: int = 3  # sender bounces (5.7.x...) over the window that pause the mailbox
 
 
 PLACES = ("inbox", "junk", "other", "missing")  # where a received warmup email was first found
@@ -217,6 +218,10 @@ class PlacementReport:
     placement: Placement = field(default_factory=Placement)
     days: int = 7
     settings: ReactionSettings = ReactionSettings()
+    # Bounces that are a verdict on the sender's mail (activities/bounces.py) over the same days, and
+    # the latest one's reply. Absent from reports recorded before them: 0, which changes no decision.
+    bounces: int = 0
+    bounce_reply: str = ""
 
 
 @dataclass(frozen=True)

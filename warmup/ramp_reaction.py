@@ -7,7 +7,9 @@ found of its warmup mail over the last days) and asks `react` what to do with th
 - healthy: climb as configured, and spacing widened by earlier step-downs narrows back step by step;
 - a rising spam share (>= hold): hold today's volume where it is;
 - a high spam share (>= step down): take ramp days back and widen the spacing, until placement recovers;
-- a critical share (>= pause): step down and pause the mailbox with the reason.
+- a critical share (>= pause): step down and pause the mailbox with the reason;
+- a run of bounces that are a verdict on the sender's mail (`bounce_pause` over the window, whatever
+  the placement and however little of it is known yet): step down and pause, with the latest bounce.
 
 The spam share is junk / judged (judged: found in INBOX, Junk or another folder, or given up as missing).
 """
@@ -41,6 +43,16 @@ def react(report: PlacementReport, previous: int, climbed: int, spacing_factor: 
     ramp gives today (previous + 1 after a day that sent, else previous)."""
     s, p = report.settings, report.placement
     over = f"over {report.days} days"
+    # A step down, paused or not: a resume starts lower, not where the trouble began.
+    down = max(0, previous - s.step_down_days)
+    wider = min(s.max_spacing_factor, spacing_factor * s.spacing_step)
+    if report.bounces >= s.bounce_pause:
+        reason = (
+            f"{report.bounces} of its emails bounced {over}, refused by the receiving servers "
+            f"(latest: {report.bounce_reply}); paused at {s.bounce_pause}: check its SPF, DKIM and DMARC "
+            "and what it sends, then resume it"
+        )
+        return RampDecision(Reaction.PAUSE, down, wider, reason)
     if p.judged < s.min_judged:
         reason = (
             f"ramping as configured today: when the day began, {p.judged} of its emails had been judged "
@@ -50,14 +62,11 @@ def react(report: PlacementReport, previous: int, climbed: int, spacing_factor: 
     share = p.junk / p.judged
     seen = f"{share * 100:.0f}% in spam {over} ({p.junk} of {p.judged})"
     if share >= s.step_down_share:
-        # Paused or not, the ramp steps down: a resume starts lower, not where the spam began.
-        day = max(0, previous - s.step_down_days)
-        wider = min(s.max_spacing_factor, spacing_factor * s.spacing_step)
         if share >= s.pause_share:
             reason = f"placement critical: {seen}; paused at {s.pause_share * 100:.0f}% (resume to go on)"
-            return RampDecision(Reaction.PAUSE, day, wider, reason)
-        reason = f"stepped down to ramp day {day}, spacing x{wider:g}: {seen}"
-        return RampDecision(Reaction.STEP_DOWN, day, wider, reason)
+            return RampDecision(Reaction.PAUSE, down, wider, reason)
+        reason = f"stepped down to ramp day {down}, spacing x{wider:g}: {seen}"
+        return RampDecision(Reaction.STEP_DOWN, down, wider, reason)
     if share >= s.hold_share:
         return RampDecision(Reaction.HOLD, previous, spacing_factor, f"held at ramp day {previous}: {seen}")
     narrower = max(1.0, spacing_factor / s.spacing_step)

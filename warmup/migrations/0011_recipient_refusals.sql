@@ -23,3 +23,17 @@ CREATE INDEX recipient_refusals_recipient ON recipient_refusals (recipient_id);
 -- The pool rules a send's pick relaxed (activities/recipients.py `Recipient.relaxed`), comma-separated,
 -- '' = none: `starter status` says which rules the pool was too small for.
 ALTER TABLE send_ledger ADD COLUMN relaxed TEXT NOT NULL DEFAULT '';
+
+-- Bounces (activities/bounces.py): delivery status notifications the sender's inbox sessions found for
+-- its warmup mail, one row per failed recipient of a ledger row. `recipient`: the receiver's address is
+-- wrong (it left the pool, as after a refusal at RCPT); `sender`: a verdict on the sender's mail, which
+-- the placement check counts (a run of them pauses the sender).
+CREATE TABLE bounces (
+    ledger_id BIGINT NOT NULL REFERENCES send_ledger (id),
+    recipient TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('recipient', 'sender')),
+    status TEXT NOT NULL,
+    diagnostic TEXT NOT NULL,
+    found_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (ledger_id, recipient)
+);
