@@ -52,7 +52,7 @@ from warmup.models import (
     PlacementReport,
     SendStatus,
 )
-from warmup.placement import provider_family, sender_scores
+from warmup.placement import provider_family, sender_scores, window_start
 from warmup.secrets import SecretBox, SecretKeyError
 
 T = TypeVar("T")
@@ -103,13 +103,10 @@ class EngagementActivities:
         """The sender's placement and sender bounces over its last WARMUP_PLACEMENT_DAYS send days up to
         `req.day`, with the workers' reaction thresholds: indexed reads, nothing written, so any retry is
         harmless."""
-        days = self._settings.PLACEMENT_DAYS
+        days, last = self._settings.PLACEMENT_DAYS, dt.date.fromisoformat(req.day)
         async with self._pool.acquire() as conn:
-            scores = await sender_scores(conn, [req.mailbox_id], days, dt.date.fromisoformat(req.day))
-            last = dt.date.fromisoformat(req.day)
-            bounced, reply = await sender_bounces(
-                conn, req.mailbox_id, last - dt.timedelta(days=days - 1), last
-            )
+            scores = await sender_scores(conn, [req.mailbox_id], days, last)
+            bounced, reply = await sender_bounces(conn, req.mailbox_id, window_start(last, days), last)
         placement = scores[req.mailbox_id].overall if req.mailbox_id in scores else Placement()
         return PlacementReport(placement, days, self._settings.ramp_reaction(), bounced, reply)
 
@@ -193,9 +190,9 @@ class EngagementActivities:
     async def _read_bounces(self, imap: ImapSession, mailbox: MailboxRecord) -> None:
         """The bounces of this mailbox's own warmup mail (activities/bounces.py), each filed once and then
         marked read, as a person reads a bounce: killed in between, the next session files nothing twice."""
+        today = dt.datetime.now(dt.UTC).date()
         for report, raw in await _imap(imap.unread_delivery_reports):
             activity.heartbeat()
-            today = dt.datetime.now(dt.UTC).date()
             async with self._pool.acquire() as conn, conn.transaction():
                 for bounce in parse_bounces(raw):
                     refusal = await record_bounce(conn, mailbox.id, bounce, today)

@@ -125,7 +125,7 @@ class RelaxedRules:
     by_rule: dict[str, int]  # rule -> picks that broke it
 
     def text(self) -> str:
-        """'pair_repeat on 3 of 12 picks (the pool is too small to keep it)', or '' when none broke."""
+        """'relaxed today: pair_repeat on 3 of 12 picks (the pool is too small ...)', or '' if none."""
         if not self.by_rule:
             return ""
         rules = ", ".join(f"{rule} on {n} of {self.picks} picks" for rule, n in self.by_rule.items())

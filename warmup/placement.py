@@ -77,12 +77,17 @@ def scores(rows: Iterable[tuple[int, str, str, int]], days: int) -> dict[int, Pl
     return out
 
 
+def window_start(today: dt.date, days: int) -> dt.date:
+    """The first send day of a placement window of `days` days ending with `today`."""
+    return today - dt.timedelta(days=days - 1)
+
+
 async def sender_scores(
     conn: Conn, sender_ids: Sequence[int] | None, days: int, today: dt.date | None = None
 ) -> dict[int, PlacementScore]:
     """The senders' scores over their last `days` send days (today included); None: every sender.
     A sender with nothing judged yet is absent (PlacementScore(days) says so)."""
-    since = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=days - 1)
+    since = window_start(today or dt.datetime.now(dt.UTC).date(), days)
     rows = await conn.fetch(
         """
         SELECT l.sender_id, coalesce(nullif(r.imap_host, ''), r.smtp_host) AS host, e.found_in, count(*) AS n
