@@ -236,7 +236,7 @@ async def run_pool_day(pg: PgServer, mailboxes: int, large: int, *, sample: int 
             mailboxes=mailboxes,
             users=len({i // MAILBOXES_PER_USER for i in range(mailboxes)}),
             picks=len(picks),
-            same_user=sum(1 for s, p in picks if "same_user" in p.relaxed),
+            same_user=sum(1 for s, p in picks if info[s][0] == info[p.id][0]),
             same_domain=sum(1 for s, p in picks if info[s][1] == recipients.domain_of(p.address)),
             relaxed=dict(relaxed),
             inbound_max=counts[-1],
