@@ -34,8 +34,14 @@ def messages(home: Path, folder: str) -> list[EmailMessage]:
     if not (path / "cur").is_dir():
         return []
     box = mailbox.Maildir(path, factory=None, create=False)
+    try:
+        # Dovecot creates a folder's cur/, new/ and tmp/ one after the other: one still missing is a
+        # folder being made, which holds nothing yet.
+        keys = list(box.iterkeys())
+    except FileNotFoundError:
+        return []
     out: list[EmailMessage] = []
-    for key in box.iterkeys():
+    for key in keys:
         try:
             with box.get_file(key) as raw:
                 data = raw.read()
