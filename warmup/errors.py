@@ -14,7 +14,10 @@ ERR_UNKNOWN_OUTCOME = "SendOutcomeUnknown"  # no reply after DATA: do not resend
 ERR_CONFIG = "MailboxConfigError"  # missing mailbox, bad key: pause with the reason
 ERR_CAP_DEFERRED = "CapDeferred"  # a cap is full: retried after the window frees a place
 ERR_CAP_WINDOW_CLOSED = "CapWindowClosed"  # the caps kept the slot waiting past its window: given up
-PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG})
+# The OAuth2 provider refused the stored refresh token (expired, revoked, consent withdrawn): pause the
+# mailbox until its user signs in again (`starter authorize`).
+ERR_OAUTH_SIGN_IN = "OAuthSignInRequired"
+PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG, ERR_OAUTH_SIGN_IN})
 # The IMAP server refused the login: engagement stops for this mailbox (with the reason), sending goes on.
 ERR_IMAP_AUTH = "ImapAuthRejected"
 # An Update validator refused the request (another user's mailbox, an invalid setting): nothing
