@@ -1,6 +1,6 @@
 """OAuth2 access tokens for mailboxes with `--auth oauth2`, for the send and inbox activities and `--check`.
 
-An access token is fetched with the stored refresh token (authlib over httpx does the protocol) and kept in
+An access token is fetched with the stored refresh token (authlib over httpx2 does the protocol) and kept in
 this worker process's memory until `WARMUP_OAUTH_TOKEN_MARGIN_SECONDS` before it expires; it is never
 written anywhere, and no workflow ever sees it.
 
@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 
 import asyncpg
-import httpx
+import httpx2
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
@@ -130,7 +130,7 @@ def classify_failure(exc: BaseException, what: str, address: str, *secrets: str 
                 "with --oauth-client-id and --oauth-client-secret-env"
             )
         return TokenConfigError(f"the token endpoint refused the {what} for {address} ({detail})")
-    if isinstance(exc, httpx.HTTPStatusError):
+    if isinstance(exc, httpx2.HTTPStatusError):
         status = exc.response.status_code
         if status >= 500 or status == 429:
             return TokenUnavailable(f"the token endpoint answered HTTP {status} to the {what} for {address}")
@@ -138,7 +138,7 @@ def classify_failure(exc: BaseException, what: str, address: str, *secrets: str 
             f"the token endpoint answered HTTP {status} to the {what} for {address}: check its URL "
             "(--oauth-token-url) and the client settings"
         )
-    if isinstance(exc, httpx.TransportError | OSError | TimeoutError):
+    if isinstance(exc, httpx2.TransportError | OSError | TimeoutError):
         return TokenUnavailable(
             f"cannot reach the token endpoint for {address} ({type(exc).__name__}); retrying later"
         )
