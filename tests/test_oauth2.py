@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import itertools
 import json
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+import httpx2
 import pytest
 import pytest_asyncio
 from temporalio.exceptions import ApplicationError
@@ -23,10 +26,11 @@ from temporalio.testing import ActivityEnvironment
 from activities.engagement import EngagementActivities
 from activities.send import SendActivities
 from devstack.mail_lab import MailLab
+from starter import cli
 from starter.enroll_request import EnrollValidationError, parse_enroll_request
 from tests.helpers.mail_lab import LabUser, mail_lab_fixture, new_user
 from tests.helpers.oauth_server import CLIENT_ID, CLIENT_SECRET, SCOPES, TokenServer, shared_token_server
-from tests.helpers.operator_cli import Op, op_fixture, worker_fixture
+from tests.helpers.operator_cli import Op, Run, op_fixture, worker_fixture
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.errors import ERR_OAUTH_SIGN_IN, ERR_TRANSIENT
@@ -425,3 +429,118 @@ async def test_enroll_check_logs_in_with_oauth2_and_stores_the_rotated_token(
     assert f"starter authorize --mailbox {other.address}" in failed.err and "nothing was stored" in failed.err
     assert not await op.fetch("SELECT 1 FROM mailboxes WHERE address = $1", other.address)
     assert dead not in failed.err + failed.out
+
+
+# --- starter authorize: the browser flow (PKCE, loopback redirect) and the device flow -----------------
+
+
+async def _enroll_via_starter(op: Op, lab: MailLab, server: TokenServer, user: LabUser) -> None:
+    op.env["CS"] = CLIENT_SECRET
+    run = await op.run(
+        "enroll", "--mailbox", user.address, "--user", "oauth-auth", "--timezone", "UTC", "--auth", "oauth2",
+        "--oauth-provider", "custom", "--oauth-token-url", server.token_url, "--oauth-client-id", CLIENT_ID,
+        "--oauth-scopes", SCOPES, "--smtp-host", lab.host, "--smtp-port", str(lab.submission_port),
+        "--smtp-security", "starttls", "--no-verify-tls", "--ramp-start", "0", "--ramp-ceiling", "0",
+        "--oauth-client-secret-env", "CS", "--oauth-refresh-token-stdin",
+        stdin=server.issue_refresh_token(user.address) + "\n",
+    )  # fmt: skip
+    assert run.code == 0, run.err
+
+
+async def _authorize(op: Op, *argv: str, step: Callable[[str], Awaitable[bool]]) -> Run:
+    """`starter authorize` in-process; `step(stderr so far)` plays the user's part until it returns True."""
+    out, err = io.StringIO(), io.StringIO()
+    task = asyncio.create_task(
+        cli.run(["authorize", *argv], env=dict(op.env), stdin=io.StringIO(""), stdout=out, stderr=err)
+    )
+    for _ in range(200):
+        if task.done() or await step(err.getvalue()):
+            break
+        await asyncio.sleep(0.05)
+    code = await asyncio.wait_for(task, 30)
+    return Run(code, out.getvalue(), err.getvalue())
+
+
+def _browser(pages: list[httpx2.Response]) -> Callable[[str], Awaitable[bool]]:
+    """The user's browser: opens the address the starter printed, once; the provider signs the user in (or
+    declines) and redirects to the starter's loopback listener, whose page lands in `pages`."""
+
+    async def step(err: str) -> bool:
+        if "Sign in as" not in err or pages:
+            return False
+        url = err.split("Sign in as", 1)[1].split("\n", 2)[1].strip()
+        async with httpx2.AsyncClient(follow_redirects=True, timeout=10) as browser:
+            pages.append(await browser.get(url))
+        return True
+
+    return step
+
+
+async def test_authorize_signs_in_with_pkce_and_a_loopback_redirect_and_resumes_the_mailbox(
+    mail_lab: MailLab, op: Op, worker: None, server: TokenServer
+) -> None:
+    user = new_user(mail_lab, "oz")
+    await _enroll_via_starter(op, mail_lab, server, user)
+    old = server.live_refresh_tokens(user.address)
+    server.revoke_user(user.address)
+    reason = f"OAuth2 sign-in refused; sign in again with `starter authorize --mailbox {user.address}`"
+    assert (await op.run("pause", "--mailbox", user.address, "--reason", reason)).code == 0
+    server.sign_in_as = user.address
+    pages: list[httpx2.Response] = []
+    authorize = ("--mailbox", user.address, "--authorize-url", server.authorize_url, "--no-browser")
+    run = await _authorize(op, *authorize, "--json", step=_browser(pages))
+    assert run.code == 0, run.err
+    assert [p.status_code for p in pages] == [200] and "Signed in." in pages[0].text
+    asked = parse_qs(pages[0].history[0].url.query.decode())  # what the authorization endpoint was sent
+    assert asked["code_challenge_method"] == ["S256"] and asked["login_hint"] == [user.address]
+    assert urlsplit(asked["redirect_uri"][0]).hostname == "127.0.0.1"
+    result = json.loads(run.out)
+    assert result["address"] == user.address and result["signed_in"] is True and result["resumed"] is True
+    rows = await op.fetch(
+        "SELECT state::text, oauth_refresh_token_ciphertext FROM mailboxes WHERE address = $1", user.address
+    )
+    stored = SecretBox(op.settings.secret_keys()).decrypt(rows[0]["oauth_refresh_token_ciphertext"])
+    assert rows[0]["state"] == "active"
+    assert stored not in old and server.live_refresh_tokens(user.address) == [stored]  # from the code grant
+    assert stored not in run.out + run.err
+
+    # Declined at the provider: nothing is stored.
+    server.sign_in_as = None
+    run = await _authorize(op, *authorize, step=_browser([]))
+    assert run.code == 1 and "access_denied (the sign-in was declined); nothing was stored" in run.err
+    again = await op.fetch(
+        "SELECT oauth_refresh_token_ciphertext FROM mailboxes WHERE address = $1", user.address
+    )
+    assert again[0]["oauth_refresh_token_ciphertext"] == rows[0]["oauth_refresh_token_ciphertext"]
+
+
+async def test_authorize_with_the_device_flow_and_refusals(
+    mail_lab: MailLab, op: Op, worker: None, server: TokenServer
+) -> None:
+    user = new_user(mail_lab, "od")
+    await _enroll_via_starter(op, mail_lab, server, user)
+
+    async def approve(err: str) -> bool:
+        """The user enters the code on another device and approves."""
+        if "enter the code" not in err:
+            return False
+        server.approve_device(err.rsplit("enter the code", 1)[1].split()[0], user.address)
+        return True
+
+    run = await _authorize(op, "--mailbox", user.address, "--device", "--device-url", server.device_url,
+                           step=approve)  # fmt: skip
+    assert run.code == 0, run.err
+    assert f"Signed in {user.address}: its new refresh token is stored" in run.out
+    rows = await op.fetch(
+        "SELECT oauth_refresh_token_ciphertext FROM mailboxes WHERE address = $1", user.address
+    )
+    stored = SecretBox(op.settings.secret_keys()).decrypt(rows[0]["oauth_refresh_token_ciphertext"])
+    assert stored in server.live_refresh_tokens(user.address)
+
+    async def nothing(err: str) -> bool:
+        return False
+
+    no_url = await _authorize(op, "--mailbox", user.address, step=nothing)
+    assert no_url.code == 2 and "--oauth-provider custom needs --authorize-url URL" in no_url.err
+    plain = await _authorize(op, "--mailbox", "nobody@lab.test", "--device", step=nothing)
+    assert plain.code == 1 and "no such mailbox is enrolled" in plain.err
