@@ -292,7 +292,9 @@ def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
         help="store a mailbox (or a CSV file of them) and start its warmup workflow",
         allow_abbrev=False,
         description="Store a mailbox and start its warmup workflow; enrolling again updates both. "
-        "The SMTP password is read from an environment variable or standard input, never an argument. "
+        "The SMTP password (or, with --auth oauth2, the OAuth2 refresh token and client secret) is read "
+        "from an environment variable or standard input, never an argument; several secrets on stdin come "
+        "one per line in this order: SMTP password, IMAP password, client secret, refresh token. "
         "With --csv, every row of the file is one mailbox: the whole file is checked first, and one "
         "bad row (reported with its line and column) stores nothing at all.",
         epilog="example: SMTP_PASSWORD=... starter enroll --mailbox alice@example.com --user acme "
@@ -301,7 +303,10 @@ def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
         f"CSV columns: {', '.join(s.csv for s in ms.REQUIRED)}, {ms.SMTP_SECRET.csv_value} (the password) "
         f"or {ms.SMTP_SECRET.csv_env} (a variable's name); optional "
         f"{', '.join(c for c, s in ms.CSV_COLUMNS.items() if not s.required)}, "
-        f"{ms.IMAP_SECRET.csv_value} or {ms.IMAP_SECRET.csv_env} (default: the SMTP password).",
+        f"{ms.IMAP_SECRET.csv_value} or {ms.IMAP_SECRET.csv_env} (default: the SMTP password), "
+        + ", ".join(f"{x.csv_value} or {x.csv_env}" for x in ms.SECRETS if x.oauth2)
+        + " (auth oauth2; then no password column is needed; smtp_host and smtp_port come from a preset "
+        "oauth_provider).",
     )
     setting_flags.add_enroll_flags(enroll_cmd)
     enroll_cmd.add_argument(

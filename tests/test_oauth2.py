@@ -27,6 +27,7 @@ from activities.engagement import EngagementActivities
 from activities.send import SendActivities
 from devstack.mail_lab import MailLab
 from starter import cli
+from starter.bulk_enroll import ParsedRow, parse_csv
 from starter.enroll_request import EnrollValidationError, parse_enroll_request
 from tests.helpers.mail_lab import LabUser, mail_lab_fixture, new_user
 from tests.helpers.oauth_server import CLIENT_ID, CLIENT_SECRET, SCOPES, TokenServer, shared_token_server
@@ -544,3 +545,27 @@ async def test_authorize_with_the_device_flow_and_refusals(
     assert no_url.code == 2 and "--oauth-provider custom needs --authorize-url URL" in no_url.err
     plain = await _authorize(op, "--mailbox", "nobody@lab.test", "--device", step=nothing)
     assert plain.code == 1 and "no such mailbox is enrolled" in plain.err
+
+
+def test_a_csv_row_can_enroll_an_oauth2_mailbox_and_keeps_its_secrets_apart() -> None:
+    text = (
+        "mailbox,user,timezone,auth,oauth_provider,oauth_client_id,oauth_client_secret_env,"
+        "oauth_refresh_token_env,smtp_host,smtp_port,username\n"
+        "ana@corp.test,ana,UTC,oauth2,microsoft,client-9,CS,RT,,,\n"
+        "bob@corp.test,bob,UTC,oauth2,google,client-9,,,,,\n"
+        "cid@corp.test,cid,UTC,,,client-9,,,smtp.corp.test,587,cid\n"
+    )
+    rows = parse_csv(text, {"CS": "cs-value", "RT": "rt-value"}, ScheduleSettings())
+    ana, bob, cid = rows
+    assert isinstance(ana, ParsedRow) and ana.request.smtp.host == "smtp.office365.com"
+    assert ana.request.secrets == {
+        "secret": "",
+        "oauth_client_secret": "cs-value",
+        "oauth_refresh_token": "rt-value",
+    }
+    assert not isinstance(bob, ParsedRow) and bob.problems == [
+        "no OAuth2 refresh token: fill the oauth_refresh_token column (the OAuth2 refresh token) or "
+        "oauth_refresh_token_env (the name of an environment variable holding it)"
+    ]
+    assert not isinstance(cid, ParsedRow)
+    assert any("oauth_client_id given without auth oauth2" in p for p in cid.problems), cid.problems
