@@ -195,7 +195,9 @@ class TokenSource:
             cached = self._usable(mailbox_id)
             if cached is not None:
                 return AccessToken(cached, fresh=False)
-            grant = await self._refresh(mailbox_id, address)
+            # Shielded: a cancelled activity must not stop between the provider rotating the refresh token
+            # and our storing the new one (the old one may already be retired).
+            grant = await asyncio.shield(self._refresh(mailbox_id, address))
         self._cache[mailbox_id] = _Cached(grant.access_token, grant.expires_at - self._margin)
         return AccessToken(grant.access_token, fresh=True)
 
