@@ -52,6 +52,7 @@ from warmup.models import (
     PlacementReport,
     SendStatus,
 )
+from warmup.oauth_tokens import TokenError, TokenSource, TokenUnavailable
 from warmup.placement import provider_family, sender_scores, window_start
 from warmup.secrets import SecretBox, SecretKeyError
 
@@ -93,10 +94,18 @@ class _Email:
 class EngagementActivities:
     """Holds the clients a session needs; it receives ids only, never secrets."""
 
-    def __init__(self, pool: asyncpg.Pool, secrets: SecretBox, settings: Settings) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, secrets: SecretBox, settings: Settings, tokens: TokenSource | None = None
+    ) -> None:
         self._pool = pool
         self._secrets = secrets
         self._settings = settings
+        self._tokens = tokens or TokenSource(
+            pool,
+            secrets,
+            margin_seconds=settings.OAUTH_TOKEN_MARGIN_SECONDS,
+            timeout=settings.OAUTH_TIMEOUT_SECONDS,
+        )
 
     @activity.defn(name="placement_check")
     async def placement_check(self, req: PlacementCheckRequest) -> PlacementReport:
@@ -121,7 +130,8 @@ class EngagementActivities:
             emails = [_email(r) for r in await conn.fetch(_PENDING, mailbox.id)]
         totals = EngagementTotals()
         family = provider_family(mailbox.imap.host)
-        session = ImapSession(self._account(mailbox), self._password(mailbox))
+        secret, cached = await self._login_secret(mailbox)
+        session = ImapSession(self._account(mailbox), secret, oauth2=mailbox.oauth is not None)
         try:
             await _imap(session.open)
             found = await _imap(session.find_messages, [e.message_id for e in emails]) if emails else {}
@@ -129,20 +139,32 @@ class EngagementActivities:
                 activity.heartbeat(email.ledger_id)
                 await self._engage(session, mailbox, email, found.get(bracket(email.message_id)), totals)
             await self._read_bounces(session, mailbox)
-        except (ImapAuthError, ImapConfigError) as exc:
-            raise ApplicationError(
-                f"IMAP login for {mailbox.address} at {session.account.host}:{session.account.port} "
-                f"refused: {exc}; "
-                "engagement is off until the mailbox is enrolled again with working --imap-* settings "
-                "(or resumed)",
-                type=ERR_IMAP_AUTH,
-                non_retryable=True,
-            ) from None
+        except ImapAuthError as exc:
+            if cached:
+                # A cached access token the server stopped taking: the retry fetches a new one.
+                self._tokens.forget(mailbox.id)
+                raise ApplicationError(f"IMAP session for {mailbox.address}: {exc}; retrying") from None
+            raise _imap_refused(mailbox, session, exc) from None
+        except ImapConfigError as exc:
+            raise _imap_refused(mailbox, session, exc) from None
         except ImapError as exc:
             raise ApplicationError(f"IMAP session for {mailbox.address}: {exc}; retrying") from None
         finally:
             await _imap(session.close)
         return InboxSessionReport(totals, family=family)
+
+    async def _login_secret(self, mailbox: MailboxRecord) -> tuple[str, bool]:
+        """The IMAP password, or an OAuth2 access token and whether it came from this worker's cache."""
+        if mailbox.oauth is None:
+            return self._password(mailbox), False
+        try:
+            token = await self._tokens.access_token(mailbox.id, mailbox.address)
+        except TokenUnavailable as exc:
+            raise ApplicationError(f"inbox session for {mailbox.address}: {exc}") from None
+        except TokenError as exc:
+            # Engagement stops with the reason; the send path pauses the mailbox for the same cause.
+            raise ApplicationError(str(exc), type=ERR_IMAP_AUTH, non_retryable=True) from None
+        return token.token, not token.fresh
 
     async def _engage(
         self,
@@ -226,6 +248,17 @@ class EngagementActivities:
                 type=ERR_IMAP_AUTH,
                 non_retryable=True,
             ) from None
+
+
+def _imap_refused(mailbox: MailboxRecord, session: ImapSession, exc: ImapError) -> ApplicationError:
+    return ApplicationError(
+        f"IMAP login for {mailbox.address} at {session.account.host}:{session.account.port} "
+        f"refused: {exc}; "
+        "engagement is off until the mailbox is enrolled again with working --imap-* settings "
+        "(or resumed)",
+        type=ERR_IMAP_AUTH,
+        non_retryable=True,
+    )
 
 
 def _email(row: asyncpg.Record) -> _Email:

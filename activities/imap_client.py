@@ -134,9 +134,12 @@ class MessageHeaders:
 class ImapSession:
     """One IMAP connection and one login, as a context manager."""
 
-    def __init__(self, account: ImapAccount, password: str) -> None:
+    def __init__(self, account: ImapAccount, password: str, *, oauth2: bool = False) -> None:
+        """`oauth2`: `password` is an OAuth2 access token, presented with XOAUTH2 (which Gmail, Outlook
+        and Dovecot's oauth2 passdb take)."""
         self.account = account
         self._password = password
+        self._oauth2 = oauth2
         self._client: IMAPClient | None = None
         self._selected: tuple[str, bool] | None = None  # folder, readonly
         self._folders: list[Folder] | None = None
@@ -193,13 +196,17 @@ class ImapSession:
     def _login(self, client: IMAPClient) -> None:
         a = self.account
         try:
-            client.login(a.username, self._password)
+            if self._oauth2:
+                client.oauth2_login(a.username, self._password)
+            else:
+                client.login(a.username, self._password)
         except LoginError as exc:
             answer = self._scrub(str(exc))
             if any(code in answer.upper() for code in _TRANSIENT_LOGIN_CODES):
                 raise ImapTransientError(f"IMAP login to {a.host} deferred by the server: {answer}") from None
+            what = "the OAuth2 sign-in" if self._oauth2 else "the username and password"
             raise ImapAuthError(
-                f"IMAP login refused for {a.username} at {a.host}: {answer} (check the username and password)"
+                f"IMAP login refused for {a.username} at {a.host}: {answer} (check {what})"
             ) from None
         except IMAPClientError as exc:
             answer = self._scrub(str(exc))

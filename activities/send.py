@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -44,6 +45,7 @@ from warmup.errors import (
     ERR_CAP_DEFERRED,
     ERR_CAP_WINDOW_CLOSED,
     ERR_CONFIG,
+    ERR_OAUTH_SIGN_IN,
     ERR_POLICY,
     ERR_RECIPIENT_REFUSED,
     ERR_TRANSIENT,
@@ -54,8 +56,9 @@ from warmup.errors import (
 from warmup.ledger import LedgerRow, ledger_row
 from warmup.mailboxes import MailboxRecord, get_mailbox, pause_mailbox
 from warmup.models import MailboxState, SendRequest, SendResult, SendStatus
+from warmup.oauth_tokens import SignInRequired, TokenError, TokenSource, TokenUnavailable
 from warmup.secrets import SecretBox, SecretKeyError
-from warmup.smtp_client import quit_or_drop, smtp_client
+from warmup.smtp_client import log_in, quit_or_drop, smtp_client
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +95,20 @@ def _recorded_failure(row: LedgerRow) -> tuple[str, str]:
 class SendActivities:
     """Holds the clients the activity needs; it receives ids only, never secrets."""
 
-    def __init__(self, pool: asyncpg.Pool, secrets: SecretBox, settings: Settings) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, secrets: SecretBox, settings: Settings, tokens: TokenSource | None = None
+    ) -> None:
         self._pool = pool
         self._secrets = secrets
         self._settings = settings
         self._windows = caps.windows(settings)
+        # OAuth2 access tokens, cached per process (workers/run.py shares one with the inbox activities).
+        self._tokens = tokens or TokenSource(
+            pool,
+            secrets,
+            margin_seconds=settings.OAUTH_TOKEN_MARGIN_SECONDS,
+            timeout=settings.OAUTH_TIMEOUT_SECONDS,
+        )
 
     @activity.defn(name="send_email")
     async def send_email(self, req: SendRequest) -> SendResult:
@@ -135,6 +147,14 @@ class SendActivities:
         if recipient is None:  # the foreign key makes this a deleted-by-hand case
             raise _config_error(req.mailbox_id, f"recipient mailbox {row.recipient_id} no longer exists")
 
+        if sender.oauth is not None:
+            try:
+                token = await self._tokens.access_token(sender.id, sender.address)
+            except TokenError as exc:
+                raise await self._token_failure(sender, row, exc) from None
+            return await self._deliver(
+                req, sender, row, recipient.address, token.token, cached=not token.fresh
+            )
         try:
             password = self._secrets.decrypt(sender.secret_ciphertext)
         except SecretKeyError as exc:
@@ -249,7 +269,13 @@ class SendActivities:
     # --- SMTP ----------------------------------------------------------------------------------
 
     async def _deliver(
-        self, req: SendRequest, sender: MailboxRecord, row: LedgerRow, recipient: str, password: str
+        self,
+        req: SendRequest,
+        sender: MailboxRecord,
+        row: LedgerRow,
+        recipient: str,
+        password: str,
+        cached: bool = False,  # `password` is an OAuth2 access token from this worker's cache
     ) -> SendResult:
         key = row.idempotency_key
         async with self._pool.acquire() as conn:
@@ -265,13 +291,19 @@ class SendActivities:
                     await client.ehlo()
                 stage = Stage.AUTH
                 if sender.smtp.username:
-                    await client.login(sender.smtp.username, password)
+                    await log_in(client, sender.smtp.username, password, oauth2=sender.oauth is not None)
                 stage = Stage.MAIL
                 await client.mail(sender.address)
                 stage = Stage.RCPT
                 await client.rcpt(recipient)
             except Exception as exc:
-                raise await self._failure(sender, row, classify(exc, stage), password) from None
+                failure = classify(exc, stage)
+                if cached and failure.outcome is Outcome.AUTH:
+                    # The server no longer takes a cached access token (revoked before its expiry): the
+                    # retry fetches a new one, and only a refusal of that one pauses the mailbox.
+                    self._tokens.forget(sender.id)
+                    failure = dataclasses.replace(failure, outcome=Outcome.RETRY)
+                raise await self._failure(sender, row, failure, password) from None
 
             async with self._pool.acquire() as conn:
                 decision = await cap_gate.claim(conn, key, sender.user_id, self._windows)
@@ -449,6 +481,23 @@ class SendActivities:
             type=ERR_TRANSIENT,
             next_retry_delay=dt.timedelta(seconds=1),
         )
+
+    async def _token_failure(
+        self, sender: MailboxRecord, row: LedgerRow, exc: TokenError
+    ) -> ApplicationError:
+        """No OAuth2 access token: retry while the endpoint is away, else record the send refused and
+        pause the mailbox (sign in again, or fix the client settings)."""
+        text = str(exc)
+        if isinstance(exc, TokenUnavailable):
+            return await self._failure(
+                sender, row, SmtpFailure(Outcome.RETRY, Stage.AUTH, None, text), password=""
+            )
+        error_type = ERR_OAUTH_SIGN_IN if isinstance(exc, SignInRequired) else ERR_CONFIG
+        async with self._pool.acquire() as conn, conn.transaction():
+            await mark_failed(conn, row.idempotency_key, None, ledger_error(error_type, text))
+            await pause_mailbox(conn, sender.id, text)
+        log.warning("mailbox %s: %s; mailbox paused (send %s)", sender.id, text, row.idempotency_key)
+        return ApplicationError(f"mailbox {sender.id}: {text}", type=error_type, non_retryable=True)
 
 
 @contextlib.asynccontextmanager

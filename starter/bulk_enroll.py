@@ -18,6 +18,7 @@ from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_e
 from warmup import mailbox_settings as ms
 from warmup.mailbox_settings import csv_label
 from warmup.models import ScheduleSettings
+from warmup.oauth_providers import AuthMethod
 
 # Columns come from the settings' declarations (warmup.mailbox_settings); headers are matched
 # case-insensitively, '-' and '_' alike.
@@ -51,9 +52,10 @@ def _header(name: str) -> str:
 
 
 def _secret(
-    secret: ms.SecretSetting, row: Mapping[str, str], env: Mapping[str, str]
+    secret: ms.SecretSetting, row: Mapping[str, str], env: Mapping[str, str], *, needed: bool = True
 ) -> tuple[str | None, list[str]]:
-    """The row's secret and the problems finding it; the value itself never enters a message."""
+    """The row's secret and the problems finding it (`needed`: its absence is one); the value itself never
+    enters a message."""
     inline = (row.get(secret.csv_value) or "").strip()
     var = (row.get(secret.csv_env) or "").strip()
     if inline and var:
@@ -72,8 +74,8 @@ def _secret(
                 "export it before the import"
             ]
         return value, []
-    if secret.instead is not None:
-        return None, []  # optional: the other secret serves
+    if secret.instead is not None or not needed:
+        return None, []  # optional: the other secret serves, or the row's login method does not use it
     return None, [
         f"no {secret.what}: fill the {secret.csv_value} column (the {secret.what}) or {secret.csv_env} "
         "(the name of an environment variable holding it)"
@@ -109,7 +111,9 @@ def _check_header(headers: list[str], line: int) -> None:
     missing = [c for c in REQUIRED if c not in headers]
     if missing:
         raise CsvFileError(f"{where}: missing column(s) {', '.join(missing)}: every row needs them")
-    if not any(c in headers for c in (ms.SMTP_SECRET.csv_value, ms.SMTP_SECRET.csv_env)):
+    if ms.AUTH.csv not in headers and not any(
+        c in headers for c in (ms.SMTP_SECRET.csv_value, ms.SMTP_SECRET.csv_env)
+    ):
         raise CsvFileError(
             f"{where}: no password column: add secret (the password) or secret_env (a variable's name)"
         )
@@ -178,9 +182,12 @@ def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> 
             continue
         values: dict[str, object] = {s.name: (row.get(c) or None) for c, s in COLUMNS.items()}
         problems: list[str] = []
+        oauth2 = (row.get(ms.AUTH.csv) or "").strip().lower() == AuthMethod.OAUTH2.value
         for secret in ms.SECRETS:
-            value, found = _secret(secret, row, env)
-            if value is not None or secret.instead is None:
+            # A secret the row's login method does not use is passed on only if given (and then refused).
+            needed = secret.oauth2 == oauth2 and not secret.optional
+            value, found = _secret(secret, row, env, needed=needed)
+            if value is not None or (secret.instead is None and needed):
                 values[secret.name] = value if value is not None else "unused placeholder"
             problems += found
         try:

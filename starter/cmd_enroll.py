@@ -15,7 +15,7 @@ from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, decode, pars
 from starter.bulk_enroll import counts as row_counts
 from starter.cli_args import json_flag
 from starter.context import Io, database, ui_link
-from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
+from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request, with_preset
 from starter.imap_check import ImapCheckError, check_imap_login
 from starter.setting_flags import dest
 from starter.smtp_check import SmtpCheckError, check_login
@@ -26,6 +26,7 @@ from warmup.config import Settings
 from warmup.db import Conn
 from warmup.mailbox_settings import SecretSetting, shown_env_name
 from warmup.mailboxes import get_mailbox_by_address
+from warmup.oauth_tokens import TokenError, refresh_grant
 from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from warmup.secrets import SecretBox, SecretKeyError
 from warmup.workflow_ids import mailbox_workflow_id
@@ -59,17 +60,37 @@ def encrypt_secrets(box: SecretBox, req: EnrollRequest) -> dict[str, str]:
 
 
 async def check_logins(req: EnrollRequest, settings: Settings) -> list[str]:
-    """`--check`: log in to the SMTP server and, when given, the IMAP server; a line for each."""
-    reply = await check_login(req.smtp, req.password, command_timeout=settings.SMTP_TIMEOUT_SECONDS)
-    lines = [f"SMTP login OK at {req.smtp.host}:{req.smtp.port}: {reply}"]
+    """`--check`: log in to the SMTP server and, when given, the IMAP server; a line for each. An OAuth2
+    mailbox first gets an access token with its refresh token (a rotated one replaces it in `req`, so the
+    one stored is the one the provider still takes)."""
+    lines: list[str] = []
+    password, oauth2 = req.password, req.oauth is not None
+    if req.oauth is not None:
+        refresh = req.secrets[ms.OAUTH_REFRESH_TOKEN.name]
+        grant = await refresh_grant(
+            req.oauth,
+            refresh,
+            req.secrets.get(ms.OAUTH_CLIENT_SECRET.name),
+            req.address,
+            settings.OAUTH_TIMEOUT_SECONDS,
+        )
+        if grant.refresh_token is not None:
+            req.secrets[ms.OAUTH_REFRESH_TOKEN.name] = grant.refresh_token
+        password = grant.access_token
+        lines.append(f"OAuth2 access token OK from {req.oauth.token_url}")
+    reply = await check_login(
+        req.smtp, password, command_timeout=settings.SMTP_TIMEOUT_SECONDS, oauth2=oauth2
+    )
+    lines.append(f"SMTP login OK at {req.smtp.host}:{req.smtp.port}: {reply}")
     if req.imap is not None:
-        username, password = req.imap_login
+        username, password = req.imap_login if not oauth2 else (req.imap_login[0], password)
         found = await check_imap_login(
             req.imap,
             username,
             password,
             verify_tls=ms.VERIFY_TLS.of(req.values),
             command_timeout=settings.SMTP_TIMEOUT_SECONDS,
+            oauth2=oauth2,
         )
         lines.append(f"IMAP login OK at {req.imap.host}:{req.imap.port}: {found}")
     return lines
@@ -85,13 +106,13 @@ def _secret_box(settings: Settings) -> SecretBox:
 async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if args.csv is not None:
         return await enroll_csv(args, settings, io)
-    missing = [s.flag for s in ms.REQUIRED if getattr(args, s.name) is None]
+    raw = with_preset(setting_flags.given(args, ms.USER_SETTINGS))
+    missing = [s.flag for s in ms.REQUIRED if raw.get(s.name) is None]
     if missing:
         raise StarterError(
             f"the following arguments are required: {', '.join(missing)} (or --csv FILE to enroll many)",
             EXIT_USAGE,
         )
-    raw = setting_flags.given(args, ms.USER_SETTINGS)
     # Read each secret first but report its problem together with every other one.
     secret_problems: list[str] = []
     for secret in ms.SECRETS:
@@ -105,17 +126,18 @@ async def enroll(args: argparse.Namespace, settings: Settings, io: Io) -> int:
         raise EnrollValidationError(secret_problems + exc.problems) from None
     if secret_problems:
         raise EnrollValidationError(secret_problems)
-    try:
-        ciphertexts = encrypt_secrets(_secret_box(settings), req)
-    except SecretKeyError as exc:
-        raise StarterError(str(exc), EXIT_USAGE) from None
+    box = _secret_box(settings)
 
     if args.check:
         try:
             for line in await check_logins(req, settings):
                 io.note(line)
-        except (SmtpCheckError, ImapCheckError) as exc:
+        except (SmtpCheckError, ImapCheckError, TokenError) as exc:
             raise StarterError(f"--check: {exc}; nothing was stored") from None
+    try:
+        ciphertexts = encrypt_secrets(box, req)  # after --check: it may have rotated the refresh token
+    except SecretKeyError as exc:
+        raise StarterError(str(exc), EXIT_USAGE) from None
 
     # Temporal first: if it is unreachable, nothing has been written yet.
     client = await temporal_calls.connect_temporal(settings)
@@ -235,7 +257,7 @@ async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> in
                 req = row.request
                 try:
                     await check_logins(req, settings)
-                except (SmtpCheckError, ImapCheckError) as exc:
+                except (SmtpCheckError, ImapCheckError, TokenError) as exc:
                     row.result.status, row.result.problems = "failed", [f"--check: {exc}"]
         if not args.dry_run and all(row.result.status == "valid" for row in good):
             stored = await _store(settings, good)
@@ -270,7 +292,9 @@ def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
         help="store a mailbox (or a CSV file of them) and start its warmup workflow",
         allow_abbrev=False,
         description="Store a mailbox and start its warmup workflow; enrolling again updates both. "
-        "The SMTP password is read from an environment variable or standard input, never an argument. "
+        "The SMTP password (or, with --auth oauth2, the OAuth2 refresh token and client secret) is read "
+        "from an environment variable or standard input, never an argument; several secrets on stdin come "
+        "one per line in this order: SMTP password, IMAP password, client secret, refresh token. "
         "With --csv, every row of the file is one mailbox: the whole file is checked first, and one "
         "bad row (reported with its line and column) stores nothing at all.",
         epilog="example: SMTP_PASSWORD=... starter enroll --mailbox alice@example.com --user acme "
@@ -279,7 +303,10 @@ def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
         f"CSV columns: {', '.join(s.csv for s in ms.REQUIRED)}, {ms.SMTP_SECRET.csv_value} (the password) "
         f"or {ms.SMTP_SECRET.csv_env} (a variable's name); optional "
         f"{', '.join(c for c, s in ms.CSV_COLUMNS.items() if not s.required)}, "
-        f"{ms.IMAP_SECRET.csv_value} or {ms.IMAP_SECRET.csv_env} (default: the SMTP password).",
+        f"{ms.IMAP_SECRET.csv_value} or {ms.IMAP_SECRET.csv_env} (default: the SMTP password), "
+        + ", ".join(f"{x.csv_value} or {x.csv_env}" for x in ms.SECRETS if x.oauth2)
+        + " (auth oauth2; then no password column is needed; smtp_host and smtp_port come from a preset "
+        "oauth_provider).",
     )
     setting_flags.add_enroll_flags(enroll_cmd)
     enroll_cmd.add_argument(

@@ -1,5 +1,5 @@
-"""`starter rotate-key`: re-encrypt every stored mailbox secret (the SMTP and IMAP passwords) with the first
-key of WARMUP_SECRET_KEYS.
+"""`starter rotate-key`: re-encrypt every stored mailbox secret (the SMTP and IMAP passwords, the OAuth2
+client secrets and refresh tokens) with the first key of WARMUP_SECRET_KEYS.
 
 Workers open a secret with any key in the list, so rotation needs no downtime: prepend the new key
 everywhere, restart the workers, run this, then drop the old key. Each batch of rows is one
@@ -28,7 +28,8 @@ DEFAULT_BATCH = 500
 def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
     p = sub.add_parser(
         "rotate-key",
-        help="re-encrypt every stored SMTP and IMAP password with the first key of WARMUP_SECRET_KEYS",
+        help="re-encrypt every stored password, OAuth2 client secret and refresh token with the first key "
+        "of WARMUP_SECRET_KEYS",
         allow_abbrev=False,
         description="Re-encrypts each mailbox's stored secret with the first key of WARMUP_SECRET_KEYS, "
         "in batches, each batch in one transaction; rows already under that key are left alone, so it "
@@ -89,7 +90,8 @@ async def _batch(
     result: Rotation,
 ) -> int:
     """One transaction's worth of rows after `after_id`; returns the last id seen, or -1 when done."""
-    # FOR UPDATE: an enroll that re-writes a secret meanwhile waits for this batch, and is not undone.
+    # FOR UPDATE: an enroll that re-writes a secret meanwhile waits for this batch, and is not undone; so
+    # does a worker storing a rotated refresh token (it holds the row while it refreshes).
     rows = await conn.fetch(
         f"SELECT id, address, {_SECRET_COLUMNS} FROM mailboxes WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE",
         after_id,

@@ -13,8 +13,9 @@ from typing import Any, cast
 
 from warmup import mailbox_settings as ms
 from warmup.mailbox_settings import Label, csv_label, flag_label, normalize_address
-from warmup.mailboxes import ImapServer, SmtpAccount
+from warmup.mailboxes import ImapServer, OAuthClient, SmtpAccount
 from warmup.models import ImapSecurity, ScheduleSettings, SettingsUpdate, SmtpSecurity
+from warmup.oauth_providers import PRESETS, AuthMethod, OAuthProvider, endpoint
 
 __all__ = ["EnrollRequest", "EnrollValidationError", "normalize_address", "parse_enroll_request"]
 
@@ -82,6 +83,20 @@ class EnrollRequest:
         return (
             ms.IMAP_USERNAME.of(self.values) or ms.USERNAME.of(self.values),
             self.secrets.get(ms.IMAP_SECRET.name) or self.password,
+        )
+
+    @property
+    def oauth(self) -> OAuthClient | None:
+        """The OAuth2 client (secrets not included: they are encrypted at store time), or None."""
+        v = self.values
+        if ms.AUTH.of(v) is not AuthMethod.OAUTH2:
+            return None
+        return OAuthClient(
+            provider=ms.OAUTH_PROVIDER.of(v),
+            token_url=ms.OAUTH_TOKEN_URL.of(v),
+            client_id=ms.OAUTH_CLIENT_ID.of(v),
+            scopes=ms.OAUTH_SCOPES.of(v),
+            tenant=ms.OAUTH_TENANT.of(v),
         )
 
     def settings_update(self) -> SettingsUpdate:
@@ -198,12 +213,96 @@ def _imap_problems(values: dict[str, object], raw: Mapping[str, object], label: 
     return problems
 
 
+def with_preset(raw: Mapping[str, object]) -> dict[str, object]:
+    """`raw` with what an OAuth2 provider preset fills where left out: the SMTP and IMAP servers and the
+    login name (the address, as XOAUTH2 wants). Anything given explicitly is kept."""
+    out = dict(raw)
+    if str(raw.get(ms.AUTH.name) or "").strip().lower() != AuthMethod.OAUTH2.value:
+        return out
+    try:
+        preset = PRESETS.get(OAuthProvider(str(raw.get(ms.OAUTH_PROVIDER.name) or "").strip().lower()))
+    except ValueError:
+        preset = None  # reported by the provider's own check
+    if preset is not None and raw.get(ms.SMTP_HOST.name) is None:
+        out[ms.SMTP_HOST.name], out[ms.SMTP_PORT.name] = preset.smtp_host, str(preset.smtp_port)
+        if raw.get(ms.IMAP_HOST.name) is None:
+            out[ms.IMAP_HOST.name], out[ms.IMAP_PORT.name] = preset.imap_host, str(preset.imap_port)
+    if out.get(ms.USERNAME.name) is None:
+        out[ms.USERNAME.name] = out.get(ms.ADDRESS.name)
+    return out
+
+
+_OAUTH_FIELDS = (ms.OAUTH_PROVIDER, ms.OAUTH_TENANT, ms.OAUTH_CLIENT_ID, ms.OAUTH_TOKEN_URL, ms.OAUTH_SCOPES)
+
+
+def _oauth_problems(values: dict[str, object], raw: Mapping[str, object], label: Label) -> list[str]:
+    """Check the OAuth2 settings together and derive the token endpoint and scopes of a preset."""
+    auth, given = values.get(ms.AUTH.name), [s for s in _OAUTH_FIELDS if raw.get(s.name) is not None]
+    auth_flag = label(ms.AUTH)
+    if auth is not AuthMethod.OAUTH2:
+        if given:
+            names = ", ".join(label(s) for s in given)
+            return [f"{names} given without {auth_flag} oauth2: add {auth_flag} oauth2, or leave them out"]
+        return []
+    problems: list[str] = []
+    provider_flag = label(ms.OAUTH_PROVIDER)
+    provider = values.get(ms.OAUTH_PROVIDER.name)
+    if not provider:
+        if raw.get(ms.OAUTH_PROVIDER.name) is None:
+            problems.append(
+                f"{auth_flag} oauth2 needs {provider_flag}: google, microsoft, or custom (with "
+                f"{label(ms.OAUTH_TOKEN_URL)})"
+            )
+        return problems
+    if not values.get(ms.OAUTH_CLIENT_ID.name) and raw.get(ms.OAUTH_CLIENT_ID.name) is None:
+        problems.append(
+            f"{auth_flag} oauth2 needs {label(ms.OAUTH_CLIENT_ID)}: the client id of the application "
+            "registered in the provider's console (README: OAuth2 sign-in)"
+        )
+    preset = PRESETS.get(OAuthProvider(str(provider)))
+    tenant = str(values.get(ms.OAUTH_TENANT.name) or "")
+    if tenant and provider != OAuthProvider.MICROSOFT:
+        problems.append(f"{label(ms.OAUTH_TENANT)} is only for {provider_flag} microsoft: leave it out")
+    if preset is None:
+        if not values.get(ms.OAUTH_TOKEN_URL.name) and raw.get(ms.OAUTH_TOKEN_URL.name) is None:
+            problems.append(
+                f"{provider_flag} custom needs {label(ms.OAUTH_TOKEN_URL)}: the provider's token endpoint, "
+                "e.g. https://login.example.com/oauth2/token"
+            )
+        return problems
+    for s in (ms.OAUTH_TOKEN_URL, ms.OAUTH_SCOPES):
+        if raw.get(s.name) is not None:
+            problems.append(
+                f"{label(s)} is set by {provider_flag} {provider}: leave it out "
+                f"(or use {provider_flag} custom)"
+            )
+    values[ms.OAUTH_TOKEN_URL.name] = endpoint(preset.token_url, tenant)
+    values[ms.OAUTH_SCOPES.name] = " ".join(preset.scopes)
+    return problems
+
+
+def _secret_rule(secret: ms.SecretSetting, auth: object, given: object, label: Label) -> str | None:
+    """A secret the mailbox's login method does not use, given anyway: the problem, else None."""
+    oauth2 = auth is AuthMethod.OAUTH2
+    if given is None or secret.oauth2 == oauth2:
+        return None
+    flags = (
+        f"{secret.csv_value}/{secret.csv_env}"
+        if label is csv_label
+        else f"{secret.env_flag}/{secret.stdin_flag}"
+    )
+    if oauth2:
+        return f"{label(ms.AUTH)} oauth2 signs in with a token, not a password: leave out {flags}"
+    return f"the {secret.what} ({flags}) is only for {label(ms.AUTH)} oauth2: add it, or leave the secret out"
+
+
 def parse_enroll_request(
     raw: Mapping[str, object], defaults: ScheduleSettings | None = None, label: Label = flag_label
 ) -> EnrollRequest:
     """Validate raw values by setting name (strings from a command line or a CSV cell are fine; None
     means left out) and the secret under "secret", or raise EnrollValidationError."""
     defaults = defaults or ScheduleSettings()
+    raw = with_preset(raw)
     unknown = sorted(set(raw) - set(ms.BY_NAME) - {x.name for x in ms.SECRETS})
     if unknown:
         raise EnrollValidationError([f"unknown field {name!r}" for name in unknown])
@@ -220,10 +319,19 @@ def parse_enroll_request(
         elif s.default is not None:
             values[s.name] = s.default
     secrets: dict[str, str] = {}
+    auth = values.get(ms.AUTH.name)
     for secret in ms.SECRETS:
         given = raw.get(secret.name)
-        if given is None and secret.instead is not None:
-            continue  # optional: `secret.instead` serves
+        if (rule := _secret_rule(secret, auth, given, label)) is not None:
+            problems.append(rule)
+            continue
+        if secret.oauth2 != (auth is AuthMethod.OAUTH2) and not secret.instead:
+            if secret is ms.SMTP_SECRET:
+                # No password: the column is NOT NULL and salts Message-IDs, so it holds an encrypted "".
+                secrets[secret.name] = ""
+            continue
+        if given is None and (secret.instead is not None or secret.optional):
+            continue  # optional: `secret.instead` serves, or the secret is not needed
         problem = _secret_problem(secret, given, label)
         if problem is None and isinstance(given, str):
             secrets[secret.name] = given
@@ -232,6 +340,7 @@ def parse_enroll_request(
     if (problem := _security_problem(values, label)) is not None:
         problems.append(problem)
     problems += _imap_problems(values, raw, label)
+    problems += _oauth_problems(values, raw, label)
     values[ms.ENGAGEMENT_ON.name] = bool(values.get(ms.IMAP_HOST.name))
     if all(s.name in values for s in ms.SCHEDULE_SETTINGS):
         problems += ms.cross_problems(

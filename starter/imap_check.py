@@ -16,7 +16,13 @@ class ImapCheckError(Exception):
 
 
 async def check_imap_login(
-    server: ImapServer, username: str, password: str, *, verify_tls: bool, command_timeout: float
+    server: ImapServer,
+    username: str,
+    password: str,
+    *,
+    verify_tls: bool,
+    command_timeout: float,
+    oauth2: bool = False,
 ) -> str:
     """Log in and list the folders; returns what was found or raises ImapCheckError."""
     where = f"{server.host}:{server.port} ({server.security.value})"
@@ -30,13 +36,18 @@ async def check_imap_login(
     )
 
     def login() -> str:
-        with ImapSession(account, password) as imap:
+        with ImapSession(account, password, oauth2=oauth2) as imap:
             junk = imap.junk_folder()
             return f"{len(imap.folders())} folders, spam in {junk!r}" if junk else "no Junk folder found"
 
     try:
         return await asyncio.to_thread(login)
     except ImapAuthError as exc:
+        if oauth2:
+            raise ImapCheckError(
+                f"IMAP login as {username!r} at {where} failed: {exc}; the server refused the OAuth2 access "
+                "token: check that the application has the provider's IMAP scope"
+            ) from None
         raise ImapCheckError(
             f"IMAP login as {username!r} at {where} failed: {exc}; check --imap-username (default "
             "--username) and the password (--imap-secret-env/--imap-secret-stdin, default the SMTP one)"

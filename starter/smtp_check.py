@@ -9,22 +9,25 @@ import aiosmtplib
 
 from activities.smtp_errors import Stage, classify
 from warmup.mailboxes import SmtpAccount
-from warmup.smtp_client import quit_or_drop, smtp_client
+from warmup.smtp_client import log_in, quit_or_drop, smtp_client
 
 
 class SmtpCheckError(Exception):
     """The login did not work; the message holds the server's reply, never the password."""
 
 
-async def check_login(account: SmtpAccount, password: str, *, command_timeout: float = 30.0) -> str:
-    """Connect and authenticate; returns the server's reply to AUTH or raises SmtpCheckError."""
+async def check_login(
+    account: SmtpAccount, password: str, *, command_timeout: float = 30.0, oauth2: bool = False
+) -> str:
+    """Connect and authenticate (`oauth2`: XOAUTH2 with `password` as the access token); returns the
+    server's reply to AUTH or raises SmtpCheckError."""
     where = f"{account.host}:{account.port} ({account.security.value})"
     client = smtp_client(account, command_timeout)
     stage = Stage.CONNECT
     try:
         await client.connect()
         stage = Stage.AUTH
-        reply = await client.login(account.username, password)
+        reply = await log_in(client, account.username, password, oauth2=oauth2)
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         failure = classify(exc, stage)
         if stage is Stage.CONNECT:
@@ -35,9 +38,14 @@ async def check_login(account: SmtpAccount, password: str, *, command_timeout: f
                 hint = "fix the server certificate, or pass --no-verify-tls for a test server"
             raise SmtpCheckError(f"cannot connect to SMTP server {where}: {detail}; {hint}") from None
         reply_text = f"{failure.code} {' '.join(failure.detail.split())}" if failure.code else failure.detail
+        fix = (
+            "the server refused the OAuth2 access token: check that the application has the provider's "
+            "SMTP scope and that SMTP AUTH is allowed for the mailbox"
+            if oauth2
+            else "check --username and the password given with --secret-env/--secret-stdin"
+        )
         raise SmtpCheckError(
-            f"SMTP login as {account.username!r} at {where} failed: {reply_text}; "
-            "check --username and the password given with --secret-env/--secret-stdin"
+            f"SMTP login as {account.username!r} at {where} failed: {reply_text}; {fix}"
         ) from None
     finally:
         await quit_or_drop(client)

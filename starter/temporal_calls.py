@@ -38,7 +38,14 @@ from warmup import fleet, temporal_connection
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.db import Conn
-from warmup.mailboxes import MailboxRecord, NewMailbox, get_mailbox_by_address, set_state, upsert_mailbox
+from warmup.mailboxes import (
+    MailboxRecord,
+    NewMailbox,
+    OAuthClient,
+    get_mailbox_by_address,
+    set_state,
+    upsert_mailbox,
+)
 from warmup.models import (
     EnrollResult,
     MailboxEnrollment,
@@ -380,6 +387,17 @@ async def user_status(client: Client, conn: Conn, user_id: str) -> list[fleet.Ma
     return await fleet.mailbox_days(client, conn, rows, rpc_seconds=_RPC_TIMEOUT.total_seconds())
 
 
+def _oauth_client(req: EnrollRequest, ciphertexts: Mapping[str, str]) -> OAuthClient | None:
+    oauth = req.oauth
+    if oauth is None:
+        return None
+    return dataclasses.replace(
+        oauth,
+        client_secret_ciphertext=ciphertexts.get(ms.OAUTH_CLIENT_SECRET.name),
+        refresh_token_ciphertext=ciphertexts[ms.OAUTH_REFRESH_TOKEN.name],
+    )
+
+
 async def enroll(
     client: Client, conn: Conn, req: EnrollRequest, ciphertexts: Mapping[str, str], settings: Settings
 ) -> tuple[MailboxRecord, bool]:
@@ -401,6 +419,7 @@ async def enroll(
                         schedule=req.schedule,
                         imap=req.imap,
                         imap_secret_ciphertext=ciphertexts.get(ms.IMAP_SECRET.name),
+                        oauth=_oauth_client(req, ciphertexts),
                     ),
                 )
             except PermissionError:

@@ -17,7 +17,7 @@ from tests.helpers.operator_cli import Run, enroll_argv, starter, unique_mailbox
 from tests.helpers.worker_procs import Workers, worker_env
 from tests.test_secrets_audit import terminate_queue
 from warmup.config import Settings
-from warmup.mailboxes import NewMailbox, SmtpAccount, upsert_mailbox
+from warmup.mailboxes import NewMailbox, OAuthClient, SmtpAccount, upsert_mailbox
 from warmup.models import ScheduleSettings, SmtpSecurity
 from warmup.secrets import SecretBox, generate_key
 
@@ -164,3 +164,45 @@ async def test_a_worker_with_both_keys_keeps_sending_during_rotation(
     stored = await _stored(db_dsn)
     assert {a: _opens(new, t) for a, t in stored.items()} == mailboxes
     assert not any(_opens(old, t) for t in stored.values()), "step 3 (drop the old key) would break a mailbox"
+
+
+async def test_rotation_re_encrypts_oauth2_client_secrets_and_refresh_tokens(
+    make_settings: Callable[..., Settings], db_dsn: str
+) -> None:
+    old, new = generate_key(), generate_key()
+    box = SecretBox([old])
+    refresh, client_secret = f"rt-{uuid.uuid4().hex}", f"cs-{uuid.uuid4().hex}"
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await upsert_mailbox(
+            conn,
+            NewMailbox(
+                user_id="rotor",
+                address="oauth@rot.test",
+                smtp=SmtpAccount("smtp.rot.test", 587, SmtpSecurity.STARTTLS, "oauth@rot.test"),
+                secret_ciphertext=box.encrypt(""),
+                schedule=ScheduleSettings(timezone="UTC"),
+                oauth=OAuthClient(
+                    provider="custom",
+                    token_url="https://idp.rot.test/token",
+                    client_id="client-1",
+                    scopes="mail",
+                    client_secret_ciphertext=box.encrypt(client_secret),
+                    refresh_token_ciphertext=box.encrypt(refresh),
+                ),
+            ),
+        )
+        run = await starter(_env(make_settings(), [new, old]), "rotate-key", "--json")
+        assert run.code == 0, run.err
+        row = await conn.fetchrow(
+            "SELECT secret_ciphertext, oauth_client_secret_ciphertext, oauth_refresh_token_ciphertext"
+            " FROM mailboxes WHERE address = 'oauth@rot.test'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    assert json.loads(run.out)["rotated"] == 3  # the (empty) password, the client secret, the refresh token
+    assert _opens(new, row["oauth_refresh_token_ciphertext"]) == refresh
+    assert _opens(new, row["oauth_client_secret_ciphertext"]) == client_secret
+    assert _opens(old, row["oauth_refresh_token_ciphertext"]) is None
+    assert refresh not in run.out + run.err and client_secret not in run.out + run.err

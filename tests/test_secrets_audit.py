@@ -1,6 +1,6 @@
-"""Secrets never leak: after a real run, no SMTP password, Fernet key or DSN password is anywhere an
-operator or the Temporal server can see it — histories, search attributes, memos, worker logs, the
-starter's output, or any database column but the ciphertext."""
+"""Secrets never leak: after a real run, no SMTP password, OAuth2 client secret, refresh or access token,
+Fernet key or DSN password is anywhere an operator or the Temporal server can see it — histories, search
+attributes, memos, worker logs, the starter's output, or any database column but the ciphertext."""
 
 from __future__ import annotations
 
@@ -21,11 +21,16 @@ from google.protobuf.json_format import MessageToDict
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from devstack.mail_lab import MailLab
 from devstack.smtp_sink import SmtpSink
+from tests.helpers.mail_lab import mail_lab_fixture, new_user
+from tests.helpers.oauth_server import CLIENT_ID, CLIENT_SECRET, shared_token_server
 from tests.helpers.operator_cli import unique_mailbox_ids
 from tests.helpers.worker_procs import Workers, worker_env
 from warmup.config import Settings
 from warmup.secrets import SecretBox
+
+__all__ = ["mail_lab_fixture"]
 
 GOOD = ["audit-a@leak.test", "audit-b@leak.test"]
 LOCKED = "audit-locked@leak.test"
@@ -143,6 +148,23 @@ async def _database_rows(dsn: str) -> tuple[list[str], dict[str, str]]:
     return rows, {r["address"]: r["secret_ciphertext"] for r in stored}
 
 
+async def _audit(
+    secrets: dict[str, str], dumps: list[Any], output: list[str], log_dir: Path, dsn: str
+) -> dict[str, str]:
+    """Assert no secret is in a history, the starter's output, a worker log or a plain column; returns the
+    SMTP password ciphertexts by address."""
+    leaks: list[str] = []
+    for dump in dumps:
+        leaks += _leaks(secrets, "a workflow history or description", _texts(dump))
+    leaks += _leaks(secrets, "the starter's output", output)
+    for name, text in _worker_logs(log_dir):
+        leaks += _leaks(secrets, name, [text])
+    rows, ciphertexts = await _database_rows(dsn)
+    leaks += _leaks(secrets, "a database row", rows)
+    assert not leaks, sorted(set(leaks))
+    return ciphertexts
+
+
 async def test_no_secret_reaches_histories_logs_output_or_plain_columns(
     temporal_env: WorkflowEnvironment,
     smtp_sink: SmtpSink,
@@ -191,15 +213,7 @@ async def test_no_secret_reaches_histories_logs_output_or_plain_columns(
         workers.stop_all()
         await terminate_queue(temporal_env.client, settings.TASK_QUEUE)
 
-    leaks: list[str] = []
-    for dump in dumps:
-        leaks += _leaks(secrets, "a workflow history or description", _texts(dump))
-    leaks += _leaks(secrets, "the starter's output", run.output)
-    for name, text in _worker_logs(tmp_path):
-        leaks += _leaks(secrets, name, [text])
-    rows, ciphertexts = await _database_rows(db_dsn)
-    leaks += _leaks(secrets, "a database row", rows)
-    assert not leaks, sorted(set(leaks))
+    ciphertexts = await _audit(secrets, dumps, run.output, tmp_path, db_dsn)
 
     # The ciphertext is where the password is, and only in encrypted form.
     box = SecretBox(settings.secret_keys())
@@ -208,3 +222,76 @@ async def test_no_secret_reaches_histories_logs_output_or_plain_columns(
     assert not _leaks(secrets, "a ciphertext", list(ciphertexts.values()))
     # The audit looked where the secrets would be: the 535 and the sends are in what it read.
     assert any("535" in t for d in dumps for t in _texts(d)), "no history recorded the refused login"
+
+
+async def test_no_oauth2_token_or_client_secret_leaks_and_a_revoked_sign_in_pauses(
+    temporal_env: WorkflowEnvironment,
+    mail_lab: MailLab,
+    make_settings: Callable[..., Settings],
+    db_dsn: str,
+    tmp_path: Path,
+) -> None:
+    """Two OAuth2 mailboxes on the mail lab, enrolled by the starter with `--check`, sending through real
+    workers with tokens that expire every few seconds and a refresh token the provider rotates on each
+    refresh; then one user's consent is withdrawn. No client secret, refresh token or access token may
+    appear anywhere but the ciphertext columns; the revoked mailbox pauses, through its workflow, saying how
+    to sign in again."""
+    server = shared_token_server()
+    server.reset()
+    server.rotate, server.access_ttl = True, 4.0
+    settings = make_settings()
+    await unique_mailbox_ids(db_dsn)
+    users = [new_user(mail_lab, "audit-oauth") for _ in range(2)]
+    first_refresh = {u.address: server.issue_refresh_token(u.address) for u in users}
+    address = temporal_env.client.service_client.config.target_host
+    env = worker_env(
+        settings, address, RAMP_START_VOLUME="6", RAMP_CEILING="6", SAME_MAILBOX_DELAY_MIN="0.03",
+        SAME_MAILBOX_DELAY_MAX="0.05", OAUTH_TOKEN_MARGIN_SECONDS="1",
+    )  # fmt: skip
+    env |= {"AUDIT_USER": f"audit{uuid.uuid4().hex[:8]}", "AUDIT_CS": CLIENT_SECRET}
+    run = Run(env)
+    workers = Workers(env, tmp_path)
+    workers.start(1)
+    try:
+        for u in users:
+            code = await run.starter(
+                "enroll", "--mailbox", u.address, "--user", env["AUDIT_USER"], "--timezone", "UTC",
+                "--auth", "oauth2", "--oauth-provider", "custom", "--oauth-token-url", server.token_url,
+                "--oauth-client-id", CLIENT_ID, "--oauth-client-secret-env", "AUDIT_CS",
+                "--oauth-refresh-token-stdin", "--smtp-host", mail_lab.host,
+                "--smtp-port", str(mail_lab.submission_port), "--smtp-security", "starttls",
+                "--no-verify-tls", "--check",
+                stdin=first_refresh[u.address] + "\n",
+            )  # fmt: skip
+            assert code == 0, run.output[-1]
+        for _ in range(300):  # each mailbox sends 6, 2-3 s apart: several token lifetimes
+            if sum(len(mail_lab.messages(u.address)) for u in users) >= 6:
+                break
+            await asyncio.sleep(0.1)
+        delivered = {u.address: len(mail_lab.messages(u.address)) for u in users}
+        assert sum(delivered.values()) >= 6, delivered
+        revoked = users[0]
+        server.revoke_user(revoked.address)  # mid-day: its next refresh meets invalid_grant
+        for _ in range(200):
+            status = await run.status(revoked.address)
+            if status["paused"]:
+                break
+            await asyncio.sleep(0.2)
+        assert status["paused"], status
+        reason = str(status["pause_reason"])
+        assert "invalid_grant" in reason and f"starter authorize --mailbox {revoked.address}" in reason
+        dumps = await _histories_and_descriptions(temporal_env.client, settings.TASK_QUEUE, expected=3)
+    finally:
+        workers.stop_all()
+        await terminate_queue(temporal_env.client, settings.TASK_QUEUE)
+        access, refresh = server.access_tokens(), server.all_refresh_tokens()
+        refreshes = len(server.refreshes)
+        server.reset()
+
+    assert refreshes >= 4, "the tokens never expired and were never refreshed: nothing to audit"
+    secrets = {f"access token {i}": t for i, t in enumerate(access)}
+    secrets |= {f"refresh token {i}": t for i, t in enumerate(refresh)}
+    secrets["the client secret"] = CLIENT_SECRET
+    secrets |= {f"Fernet key {i}": k for i, k in enumerate(settings.secret_keys())}
+    await _audit(secrets, dumps, run.output, tmp_path, db_dsn)
+    assert any("invalid_grant" in t for d in dumps for t in _texts(d)), "no history recorded the refusal"

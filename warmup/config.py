@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     SEND_RETRY_INITIAL_SECONDS: float = Field(30, gt=0, le=3600, description="first retry backoff")
     SEND_RETRY_MAX_SECONDS: float = Field(600, gt=0, le=86_400, description="backoff ceiling")
     SEND_RETRY_MAX_ATTEMPTS: int = Field(6, ge=1, le=100, description="attempts per send")
+    OAUTH_TOKEN_MARGIN_SECONDS: float = Field(
+        120, ge=0, le=3000, description="an OAuth2 access token is refreshed this long before it expires"
+    )
+    OAUTH_TIMEOUT_SECONDS: float = Field(
+        15, gt=0, le=120, description="per request to an OAuth2 token endpoint"
+    )
     SEND_HEARTBEAT_SECONDS: float = Field(
         30, ge=1, le=600, description="a send whose worker went silent this long is retried elsewhere"
     )

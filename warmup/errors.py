@@ -20,7 +20,10 @@ ERR_DAILY_LIMIT = "SmtpDailyLimit"
 # The receiver's address was refused for good at RCPT (550 5.1.1 unknown user, 5.2.1 disabled...):
 # the receiver leaves the pool; the sender is not at fault and goes on.
 ERR_RECIPIENT_REFUSED = "RecipientRefused"
-PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG})
+# The OAuth2 provider refused the stored refresh token (expired, revoked, consent withdrawn): pause the
+# mailbox until its user signs in again (`starter authorize`).
+ERR_OAUTH_SIGN_IN = "OAuthSignInRequired"
+PAUSING_ERRORS = frozenset({ERR_AUTH, ERR_POLICY, ERR_CONFIG, ERR_OAUTH_SIGN_IN})
 # What a FAILED ledger row can have been recorded with (the prefix of its `error`).
 RECORDED_FAILURES = frozenset(
     {ERR_CAP_WINDOW_CLOSED, ERR_TRANSIENT, ERR_DAILY_LIMIT, ERR_RECIPIENT_REFUSED}

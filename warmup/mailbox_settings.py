@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar, cast
 
 from warmup.models import ImapSecurity, ScheduleSettings, SettingsUpdate, SmtpSecurity
+from warmup.oauth_providers import AuthMethod, OAuthProvider
 
 T = TypeVar("T")
 
@@ -207,6 +208,48 @@ def _one_line(value: str, label: str) -> str:
     return value
 
 
+def _one_line_value(value: str, label: str) -> str:
+    if any(c in value for c in "\r\n\0") or len(value) > 2000:
+        raise ValueError(f"{label} must be one line of text (as the provider's console shows it)")
+    return value
+
+
+def _oauth_provider(value: str, label: str) -> str:
+    choices = ", ".join(p.value for p in OAuthProvider)
+    if value.lower() not in {p.value for p in OAuthProvider}:
+        raise ValueError(f"{label} {value!r} is not a provider: use one of {choices}")
+    return value.lower()
+
+
+def _tenant(value: str, label: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,99}", value):
+        raise ValueError(
+            f"{label} {value!r} is not a Microsoft directory: give common, organizations, the tenant's "
+            f"id (a GUID) or its domain, e.g. {label} contoso.onmicrosoft.com"
+        )
+    return value
+
+
+def _url(value: str, label: str) -> str:
+    m = re.fullmatch(r"(https?)://(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?(/[^\s]*)?", value)
+    if m is None:
+        raise ValueError(f"{label} {value!r} is not a URL: give the token endpoint, e.g. {label} "
+                         "https://login.example.com/oauth2/token")  # fmt: skip
+    if m.group(1) == "http" and not is_loopback(m.group(2).strip("[]")):
+        raise ValueError(
+            f"{label} {value!r} would send the client secret and refresh token in clear text: use https "
+            "(http only for a server on this machine)"
+        )
+    return value
+
+
+def _scopes(value: str, label: str) -> str:
+    scopes = value.split()
+    if any(any(c in s for c in '"\\') for s in scopes):
+        raise ValueError(f"{label} must be scopes separated by spaces, e.g. {label} 'mail offline_access'")
+    return " ".join(scopes)
+
+
 @functools.cache
 def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
@@ -332,6 +375,40 @@ IMAP_USERNAME = Setting(
     check=_one_line,
 )  # fmt: skip
 
+# OAuth2 sign-in (issue #14): `--auth oauth2` logs in over SMTP and IMAP with an access token fetched from
+# the provider's token endpoint with the stored refresh token. A preset provider fills the servers, the
+# token endpoint and the scopes (warmup/oauth_providers.py); `custom` takes the endpoint from the user.
+AUTH = Setting(
+    "auth_method", AuthMethod, "one of password, oauth2", flag="--auth", csv="auth",
+    help="how the mailbox logs in: password (default) or oauth2 (a refresh token, see --oauth-*)",
+    default=AuthMethod.PASSWORD,
+)  # fmt: skip
+OAUTH_PROVIDER = Setting(
+    "oauth_provider", str, "one of google, microsoft, custom", flag="--oauth-provider",
+    csv="oauth_provider", metavar="google|microsoft|custom", default="", check=_oauth_provider,
+    help="with --auth oauth2: a preset fills the servers, token endpoint and scopes; custom: give them",
+)  # fmt: skip
+OAUTH_TENANT = Setting(
+    "oauth_tenant", str, "a Microsoft directory: common, organizations, a tenant id or domain",
+    flag="--oauth-tenant", csv="oauth_tenant", metavar="TENANT", default="", check=_tenant,
+    help="--oauth-provider microsoft: the directory (default common)",
+)  # fmt: skip
+OAUTH_CLIENT_ID = Setting(
+    "oauth_client_id", str, "the OAuth2 client id from the provider's console", flag="--oauth-client-id",
+    csv="oauth_client_id", metavar="ID", default="", check=_one_line_value,
+    help="with --auth oauth2: the application's client id",
+)  # fmt: skip
+OAUTH_TOKEN_URL = Setting(
+    "oauth_token_url", str, "the token endpoint's https URL", flag="--oauth-token-url",
+    csv="oauth_token_url", metavar="URL", default="", check=_url,
+    help="--oauth-provider custom: the token endpoint (derived for google and microsoft)",
+)  # fmt: skip
+OAUTH_SCOPES = Setting(
+    "oauth_scopes", str, "scopes separated by spaces", flag="--oauth-scopes", csv="oauth_scopes",
+    metavar="'S1 S2'", default="", check=_scopes,
+    help="--oauth-provider custom: the scopes to ask for (presets: the provider's mail scopes)",
+)  # fmt: skip
+
 # Derived from IMAP_HOST at enroll, not set by the user: tells the workflow whether to run inbox sessions.
 ENGAGEMENT_ON = Setting(
     "engagement_on", bool, "true or false", schedule_path=("engagement", "enabled"),
@@ -394,6 +471,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     TIMEZONE, WINDOW_START, WINDOW_END, DELAY_MIN, DELAY_MAX,
     RAMP_START, RAMP_INCREMENT, RAMP_CEILING, RAMP_VARIANCE, WEEKDAYS_ONLY, SPREAD_OVER_WINDOW,
     IMAP_HOST, IMAP_PORT, IMAP_SECURITY, IMAP_USERNAME, ENGAGEMENT_ON,
+    AUTH, OAUTH_PROVIDER, OAUTH_TENANT, OAUTH_CLIENT_ID, OAUTH_TOKEN_URL, OAUTH_SCOPES,
     INBOX_SESSIONS, READ_RATE, RESCUE_RATE, IMPORTANT_RATE, REPLY_RATE, DWELL_MIN, DWELL_MAX,
     REPLY_DELAY_MIN, REPLY_DELAY_MAX,
 )  # fmt: skip
@@ -420,6 +498,12 @@ class SecretSetting:
     column: str
     # Optional: left out, the column stays NULL and `instead` is used (the IMAP password is the SMTP one).
     instead: SecretSetting | None = None
+    oauth2: bool = False  # only with --auth oauth2 (NULL otherwise)
+    optional: bool = False  # may be left out even then (a public client has no secret)
+
+    @property
+    def may_be_absent(self) -> bool:
+        return self.instead is not None or self.oauth2
 
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
@@ -438,7 +522,16 @@ IMAP_SECRET = SecretSetting(
     "imap_secret", "IMAP password", "--imap-secret-env", "--imap-secret-stdin", "imap_secret",
     "imap_secret_env", "imap_secret_ciphertext", instead=SMTP_SECRET,
 )  # fmt: skip
-SECRETS: tuple[SecretSetting, ...] = (SMTP_SECRET, IMAP_SECRET)
+OAUTH_CLIENT_SECRET = SecretSetting(
+    "oauth_client_secret", "OAuth2 client secret", "--oauth-client-secret-env", "--oauth-client-secret-stdin",
+    "oauth_client_secret", "oauth_client_secret_env", "oauth_client_secret_ciphertext", oauth2=True,
+    optional=True,
+)  # fmt: skip
+OAUTH_REFRESH_TOKEN = SecretSetting(
+    "oauth_refresh_token", "OAuth2 refresh token", "--oauth-refresh-token-env", "--oauth-refresh-token-stdin",
+    "oauth_refresh_token", "oauth_refresh_token_env", "oauth_refresh_token_ciphertext", oauth2=True,
+)  # fmt: skip
+SECRETS: tuple[SecretSetting, ...] = (SMTP_SECRET, IMAP_SECRET, OAUTH_CLIENT_SECRET, OAUTH_REFRESH_TOKEN)
 
 
 # --- values ------------------------------------------------------------------------------------------
@@ -547,7 +640,7 @@ def row_values(values: Mapping[str, object], ciphertexts: Mapping[str, str]) -> 
     for s in SETTINGS:
         value = values[s.name]
         out.append(value.value if isinstance(value, StrEnum) else value)
-    out += [ciphertexts.get(x.name) if x.instead else ciphertexts[x.name] for x in SECRETS]
+    out += [ciphertexts.get(x.name) if x.may_be_absent else ciphertexts[x.name] for x in SECRETS]
     return tuple(out)
 
 

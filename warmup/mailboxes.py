@@ -9,6 +9,7 @@ import asyncpg
 from warmup import mailbox_settings as ms
 from warmup.db import Conn
 from warmup.models import ImapSecurity, MailboxState, ScheduleSettings, SmtpSecurity
+from warmup.oauth_providers import AuthMethod
 from warmup.workflow_ids import mailbox_workflow_id
 
 
@@ -32,6 +33,19 @@ class ImapServer:
 
 
 @dataclass(frozen=True)
+class OAuthClient:
+    """How a mailbox with `--auth oauth2` gets its access tokens (the secrets stay ciphertexts)."""
+
+    provider: str  # google | microsoft | custom
+    token_url: str
+    client_id: str
+    scopes: str  # space-separated
+    tenant: str = ""
+    client_secret_ciphertext: str | None = None  # None: a public client
+    refresh_token_ciphertext: str = ""
+
+
+@dataclass(frozen=True)
 class MailboxRecord:
     id: int
     user_id: str
@@ -44,6 +58,7 @@ class MailboxRecord:
     imap: ImapServer | None = None  # None: no IMAP settings, so no engagement
     imap_secret_ciphertext: str | None = None  # None: the IMAP password is the SMTP one
     receiving_off: str = ""  # why it gets no warmup mail (its address was refused), "" = it does
+    oauth: OAuthClient | None = None  # None: password login
 
     @property
     def imap_username(self) -> str:
@@ -69,6 +84,7 @@ class NewMailbox:
     schedule: ScheduleSettings
     imap: ImapServer | None = None
     imap_secret_ciphertext: str | None = None
+    oauth: OAuthClient | None = None
 
 
 # Every stored setting (warmup.mailbox_settings) plus what the database itself keeps.
@@ -102,6 +118,17 @@ def _record(row: asyncpg.Record) -> MailboxRecord:
         else None,
         imap_secret_ciphertext=row[ms.IMAP_SECRET.column],
         receiving_off=row["receiving_off"],
+        oauth=OAuthClient(
+            provider=ms.OAUTH_PROVIDER.of(v),
+            token_url=ms.OAUTH_TOKEN_URL.of(v),
+            client_id=ms.OAUTH_CLIENT_ID.of(v),
+            scopes=ms.OAUTH_SCOPES.of(v),
+            tenant=ms.OAUTH_TENANT.of(v),
+            client_secret_ciphertext=row[ms.OAUTH_CLIENT_SECRET.column],
+            refresh_token_ciphertext=row[ms.OAUTH_REFRESH_TOKEN.column],
+        )
+        if ms.AUTH.of(v) is AuthMethod.OAUTH2
+        else None,
     )
 
 
@@ -122,9 +149,22 @@ def mailbox_row(m: NewMailbox) -> tuple[object, ...]:
         ms.VERIFY_TLS.name: m.smtp.verify_tls,
         **ms.schedule_values_of(m.schedule),
     }
+    oauth = m.oauth or OAuthClient("", "", "", "")
+    values |= {
+        ms.AUTH.name: AuthMethod.OAUTH2 if m.oauth else AuthMethod.PASSWORD,
+        ms.OAUTH_PROVIDER.name: oauth.provider,
+        ms.OAUTH_TENANT.name: oauth.tenant,
+        ms.OAUTH_CLIENT_ID.name: oauth.client_id,
+        ms.OAUTH_TOKEN_URL.name: oauth.token_url,
+        ms.OAUTH_SCOPES.name: oauth.scopes,
+    }
     ciphertexts = {ms.SMTP_SECRET.name: m.secret_ciphertext}
     if m.imap_secret_ciphertext is not None:
         ciphertexts[ms.IMAP_SECRET.name] = m.imap_secret_ciphertext
+    if m.oauth is not None:
+        ciphertexts[ms.OAUTH_REFRESH_TOKEN.name] = m.oauth.refresh_token_ciphertext
+        if m.oauth.client_secret_ciphertext is not None:
+            ciphertexts[ms.OAUTH_CLIENT_SECRET.name] = m.oauth.client_secret_ciphertext
     return ms.row_values(values, ciphertexts)
 
 
@@ -135,6 +175,8 @@ _UPSERT = f"""
     ON CONFLICT (address) DO UPDATE SET
         {", ".join(f"{c} = EXCLUDED.{c}" for c in ms.COLUMNS if c not in _KEYS)},
         state = CASE WHEN mailboxes.state = 'removed' THEN 'active'::mailbox_state ELSE mailboxes.state END,
+        oauth_refresh_token_at = CASE WHEN EXCLUDED.oauth_refresh_token_ciphertext IS NULL
+                                      THEN NULL ELSE now() END,
         updated_at = now()
     WHERE mailboxes.user_id = EXCLUDED.user_id
     RETURNING {_COLUMNS}

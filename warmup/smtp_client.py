@@ -27,6 +27,16 @@ def smtp_client(account: SmtpAccount, timeout: float) -> aiosmtplib.SMTP:
     )
 
 
+async def log_in(
+    client: aiosmtplib.SMTP, username: str, secret: str, *, oauth2: bool
+) -> aiosmtplib.SMTPResponse:
+    """AUTH with the password, or XOAUTH2 with an OAuth2 access token (Google's and Microsoft's SASL
+    mechanism for SMTP; Dovecot's SASL offers it to Postfix too)."""
+    if oauth2:
+        return await client.auth_xoauth2(username, secret)
+    return await client.login(username, secret)
+
+
 async def quit_or_drop(client: aiosmtplib.SMTP) -> None:
     """QUIT politely when the connection is still usable; otherwise just drop it."""
     if not client.is_connected:

@@ -22,6 +22,7 @@ from activities.send import SendActivities
 from warmup import metrics, temporal_connection
 from warmup.config import ConfigError, Settings, load_settings
 from warmup.db import DatabaseError, connect_pool
+from warmup.oauth_tokens import TokenSource
 from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exit_skipping_teardown
 from warmup.secrets import SecretBox, SecretKeyError
 from warmup.temporal_connection import TemporalConnectError
@@ -100,8 +101,15 @@ async def _run_worker(
         if stop.is_set():
             return
         await apply_queue_rate_limit(client, settings)
-        worker = build_worker(client, settings, SendActivities(pool, secrets, settings))
-        inbox = build_inbox_worker(client, settings, EngagementActivities(pool, secrets, settings))
+        # One OAuth2 token cache per process: the sends and the inbox sessions of a mailbox share a token.
+        tokens = TokenSource(
+            pool,
+            secrets,
+            margin_seconds=settings.OAUTH_TOKEN_MARGIN_SECONDS,
+            timeout=settings.OAUTH_TIMEOUT_SECONDS,
+        )
+        worker = build_worker(client, settings, SendActivities(pool, secrets, settings, tokens))
+        inbox = build_inbox_worker(client, settings, EngagementActivities(pool, secrets, settings, tokens))
         readiness.worker = worker
         if instruments is not None:
             collector = asyncio.create_task(metrics.FleetCollector(settings, client, instruments).run())

@@ -164,10 +164,33 @@ plugin {{
 
 
 def render_password_passdb(c: DovecotConfig) -> str:
+    # With OAuth2 on, a token never meets the password file (nor a password the token endpoint).
+    only = "  mechanisms = plain login\n" if c.extra_mechanisms else ""
     return f"""passdb {{
   driver = passwd-file
   args = scheme=SSHA512 username_format=%Lu {c.users_dir}/%Lu
+{only}}}
+"""
+
+
+def render_oauth2_passdb(c: DovecotConfig) -> str:
+    """The OAuth2 passdb: XOAUTH2 and OAUTHBEARER logins, each token checked by RFC 7662 introspection."""
+    return f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {c.conf_dir}/dovecot-oauth2.conf.ext
 }}
+"""
+
+
+def render_oauth2_backend(introspection_url: str) -> str:
+    # POST token=... to the endpoint; the answer must say active=true and name the login user as `email`.
+    return f"""introspection_mode = post
+introspection_url = {introspection_url}
+username_attribute = email
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
 """
 
 

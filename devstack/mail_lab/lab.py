@@ -104,9 +104,13 @@ class MailLab:
         die_with_parent: bool = True,
         ports: LabPorts | None = None,
         keep_mail: bool = False,
+        oauth2_introspection_url: str | None = None,
     ) -> None:
         """`ports`: fixed client ports (`make dev` prints them), else free ones; `keep_mail`: the Maildirs
-        survive a restart (`make dev` continues on its data), else every start begins empty (tests)."""
+        survive a restart (`make dev` continues on its data), else every start begins empty (tests);
+        `oauth2_introspection_url`: Dovecot (IMAP, and SMTP through Postfix's SASL) also takes XOAUTH2 and
+        OAUTHBEARER logins, validating each token at this RFC 7662 endpoint (passwords keep working)."""
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.base_dir = Path(base_dir).absolute()
         self.host = host
         self.die_with_parent = die_with_parent
@@ -313,6 +317,7 @@ class MailLab:
             imaps_port=self.imaps_port,
             mail_uid=mail_uid,
             mail_gid=mail_gid,
+            extra_mechanisms=("xoauth2", "oauthbearer") if self.oauth2_introspection_url else (),
         )
         for d in (dc.conf_dir, dc.state_dir, dc.sieve_before.parent):
             d.mkdir(parents=True, exist_ok=True)
@@ -321,6 +326,13 @@ class MailLab:
         dc.mail_dir.chmod(0o750)
         dc.conf_file.write_text(dovecot.render(dc))
         (dc.conf_dir / "passdb-password.conf").write_text(dovecot.render_password_passdb(dc))
+        if self.oauth2_introspection_url:
+            (dc.conf_dir / "passdb-oauth2.conf").write_text(dovecot.render_oauth2_passdb(dc))
+            dovecot.write_private(
+                dc.conf_dir / "dovecot-oauth2.conf.ext",
+                dovecot.render_oauth2_backend(self.oauth2_introspection_url),
+                group=grp.getgrnam("dovecot").gr_gid,
+            )
         self._dovecot = dc
         dc.users_dir.mkdir(mode=0o750)
         os.chown(dc.users_dir, 0, grp.getgrnam("dovecot").gr_gid)

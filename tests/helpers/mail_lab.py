@@ -18,6 +18,7 @@ import aiosmtplib
 import pytest
 
 from devstack.mail_lab import MailLab, MailLabUnavailable, ensure_installed
+from tests.helpers.oauth_server import shared_token_server
 
 # rspamd's GTUBE variant for "add header" (enable_test_patterns): the lab files it into Junk. Only tests
 # ever write it; the product's messages carry no marker of any kind.
@@ -39,7 +40,9 @@ def mail_lab_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailL
             ensure_installed()
         except MailLabUnavailable as exc:
             pytest.skip(f"the mail lab cannot run here: {exc}")
-        lab = MailLab(tmp_path_factory.mktemp("mail-lab"))
+        # Dovecot takes OAuth2 logins too, checking each token with the session's local token server.
+        introspection = shared_token_server().introspection_url
+        lab = MailLab(tmp_path_factory.mktemp("mail-lab"), oauth2_introspection_url=introspection)
         lab.start()
         print(f"\nmail lab up in {lab.start_seconds:.2f} s", file=sys.stderr)
         _shared.append(lab)
