@@ -1,7 +1,8 @@
 """Inbox placement: where a sender's warmup emails were first found by the receivers that engage.
 
 The receivers' inbox sessions record, per email, the folder it was first found in (or `missing` once
-given up); this module turns those rows into a sender's rolling score, overall and per receiving
+given up), and the database counts them per sender and send day in `placement_days` (migration 0016);
+this module turns those counts into a sender's rolling score, overall and per receiving
 provider family, e.g. "82% inbox over 7 days (google 90%, microsoft 70%)". The family comes from the
 receiver's mail servers (its IMAP host, else its SMTP host): what decides placement is the provider
 that filters the mail, not the address's domain (a custom domain on Google Workspace is Google).
@@ -90,15 +91,12 @@ async def sender_scores(
     since = window_start(today or dt.datetime.now(dt.UTC).date(), days)
     rows = await conn.fetch(
         """
-        SELECT l.sender_id, coalesce(nullif(r.imap_host, ''), r.smtp_host) AS host, e.found_in, count(*) AS n
-        FROM send_ledger l
-        JOIN engagement e ON e.ledger_id = l.id
-        JOIN mailboxes r ON r.id = l.recipient_id
-        WHERE e.found_in IS NOT NULL AND l.day >= $2
-          AND ($1::bigint[] IS NULL OR l.sender_id = ANY($1::bigint[]))
+        SELECT sender_id, host, place, sum(emails) AS n
+        FROM placement_days
+        WHERE day >= $2 AND ($1::bigint[] IS NULL OR sender_id = ANY($1::bigint[]))
         GROUP BY 1, 2, 3
         """,
         None if sender_ids is None else list(sender_ids),
         since,
     )
-    return scores(((int(r["sender_id"]), r["host"], r["found_in"], int(r["n"])) for r in rows), days)
+    return scores(((int(r["sender_id"]), r["host"], r["place"], int(r["n"])) for r in rows), days)

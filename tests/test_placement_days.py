@@ -1,0 +1,121 @@
+"""Placement stored per sender and send day (issue #15 item 1), on real PostgreSQL.
+
+The receivers' inbox sessions write where each email was first found (`engagement.found_in`); the
+database counts it once into `placement_days`, and a sender's score reads those counts: it survives the
+ledger's rows being trimmed, counts nothing twice when a session is retried, and a database migrated
+from before the table gets the placement its sessions had already found. The sessions themselves, on
+the real mail lab, are in test_engagement_session.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+from activities.send import SendActivities
+from devstack.postgres import PgServer
+from devstack.smtp_sink import SmtpSink
+from tests.test_send_activity import DAY, add_mailbox, box, request, settings
+from warmup.config import Settings
+from warmup.db import Conn, migrate, migration_files
+from warmup.mailboxes import MailboxRecord
+from warmup.placement import sender_scores
+from warmup.secrets import SecretBox
+
+__all__ = ["box", "settings"]
+
+PLACEMENT_DAYS_MIGRATION = 16
+
+
+async def sent_ledger_ids(
+    pool: asyncpg.Pool, box: SecretBox, settings: Settings, sink: SmtpSink, n: int
+) -> tuple[MailboxRecord, list[int]]:
+    """A sender with `n` warmup emails sent through the real send path to one receiver."""
+    sender = await add_mailbox(pool, box, sink, "ann@one.example", user_id="u1")
+    await add_mailbox(pool, box, sink, "bob@two.example", user_id="u2")
+    acts = SendActivities(pool, box, settings)
+    for slot in range(n):
+        await acts.send_email(request(sender, slot))
+    async with pool.acquire() as conn:
+        ids = [r["id"] for r in await conn.fetch("SELECT id FROM send_ledger ORDER BY id")]
+    return sender, ids
+
+
+async def found(conn: Conn, ledger_id: int, receiver_id: int, place: str) -> None:
+    """What an inbox session writes when it finds an email: each column once (activities/engagement.py)."""
+    await conn.execute(
+        "INSERT INTO engagement (ledger_id, mailbox_id, found_in, found_at) VALUES ($1, $2, $3, now())"
+        " ON CONFLICT (ledger_id) DO UPDATE SET found_in = COALESCE(engagement.found_in, EXCLUDED.found_in),"
+        " found_at = COALESCE(engagement.found_at, EXCLUDED.found_at)",
+        ledger_id,
+        receiver_id,
+        place,
+    )
+
+
+async def test_placement_is_counted_once_per_email_and_outlives_the_ledger(
+    db_pool: asyncpg.Pool, smtp_sink: SmtpSink, box: SecretBox, settings: Settings
+) -> None:
+    sender, ids = await sent_ledger_ids(db_pool, box, settings, smtp_sink, 4)
+    async with db_pool.acquire() as conn:
+        receiver = await conn.fetchval("SELECT id FROM mailboxes WHERE address = 'bob@two.example'")
+        # A session read the email before finding it (a row without found_in), then found it.
+        await conn.execute("INSERT INTO engagement (ledger_id, mailbox_id) VALUES ($1, $2)", ids[0], receiver)
+        for ledger_id, place in zip(ids, ["inbox", "inbox", "junk", "missing"], strict=True):
+            await found(conn, ledger_id, receiver, place)
+        # A retried session finds the first email again, now in Junk: its first place stands.
+        await found(conn, ids[0], receiver, "junk")
+        await conn.execute("UPDATE engagement SET seen_at = now() WHERE ledger_id = $1", ids[1])
+
+        score = (await sender_scores(conn, [sender.id], 7, _day()))[sender.id]
+        assert (score.overall.inbox, score.overall.junk, score.overall.missing) == (2, 1, 1)
+        assert set(score.by_family) == {"lab"}, "the receiver's mail host is the lab's loopback"
+        assert score.text().startswith("50% inbox over 7 days")
+
+        # The ledger's rows trimmed (old partitions, bodies dropped): the placement stays.
+        await conn.execute("DELETE FROM engagement")
+        await conn.execute("DELETE FROM send_ledger")
+        again = (await sender_scores(conn, [sender.id], 7, _day()))[sender.id]
+        assert again.overall == score.overall
+
+        # A day outside the window is not counted.
+        later = _day() + dt.timedelta(days=7)
+        assert await sender_scores(conn, [sender.id], 7, later) == {}
+
+
+async def test_a_database_from_before_the_table_gets_the_placement_already_found(
+    pg_server: PgServer, smtp_sink: SmtpSink, box: SecretBox, settings: Settings
+) -> None:
+    await pg_server.create_database("before_placement_days")
+    dsn = pg_server.dsn("before_placement_days")
+    conn = await asyncpg.connect(dsn)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "CREATE TABLE schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            for version, name, sql in migration_files():
+                if version < PLACEMENT_DAYS_MIGRATION:
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                    )
+        sender, ids = await sent_ledger_ids(pool, box, settings, smtp_sink, 3)
+        receiver = await conn.fetchval("SELECT id FROM mailboxes WHERE address = 'bob@two.example'")
+        for ledger_id, place in zip(ids, ["inbox", "junk", "junk"], strict=True):
+            await found(conn, ledger_id, receiver, place)
+
+        assert any(name.startswith("0016") for name in await migrate(conn))
+        score = (await sender_scores(conn, [sender.id], 7, _day()))[sender.id]
+        assert (score.overall.inbox, score.overall.junk) == (1, 2)
+    finally:
+        await pool.close()
+        await conn.close()
+        await pg_server.drop_database("before_placement_days")
+
+
+def _day() -> dt.date:
+    return dt.date.fromisoformat(DAY)
