@@ -15,6 +15,7 @@ from warmup import mailbox_settings as ms
 from warmup.mailbox_settings import Label, csv_label, flag_label, normalize_address
 from warmup.mailboxes import ImapServer, SmtpAccount
 from warmup.models import ImapSecurity, ScheduleSettings, SettingsUpdate, SmtpSecurity
+from warmup.secrets import SecretBox
 
 __all__ = ["EnrollRequest", "EnrollValidationError", "normalize_address", "parse_enroll_request"]
 
@@ -87,6 +88,11 @@ class EnrollRequest:
     def settings_update(self) -> SettingsUpdate:
         """Every schedule field, so a re-enroll replaces the running workflow's settings completely."""
         return ms.settings_update(self.schedule)
+
+
+def encrypt_secrets(box: SecretBox, req: EnrollRequest) -> dict[str, str]:
+    """Each secret the request carries, encrypted, by name (an optional one left out is absent)."""
+    return {name: box.encrypt(value) for name, value in req.secrets.items()}
 
 
 def check_settings(
