@@ -61,7 +61,18 @@ button { font: inherit; padding: .45rem .9rem; border-radius: .3rem; border: 1px
   background: #12355b; color: #fff; cursor: pointer; }
 header button { background: transparent; border-color: #fff; }
 .error { color: #a8321f; font-weight: 600; }
-@media (max-width: 40rem) { main { padding: .6rem; } h1 { font-size: 1.2rem; } }
+caption { text-align: left; padding: .3rem 0; }
+td.num { white-space: nowrap; }
+/* A phone: each mailbox is a card of labelled lines instead of a wide row. */
+@media (max-width: 40rem) {
+  main { padding: .6rem; } h1 { font-size: 1.2rem; }
+  table.cards-on-phone { min-width: 0; }
+  table.cards-on-phone thead { position: absolute; left: -9999px; }
+  table.cards-on-phone tr { display: block; border: 1px solid var(--line); border-radius: .4rem;
+    margin-bottom: .7rem; padding: .3rem .5rem; }
+  table.cards-on-phone td { display: flex; gap: .6rem; border: 0; padding: .2rem 0; }
+  table.cards-on-phone td::before { content: attr(data-label); font-weight: 600; min-width: 7.5rem; }
+}
 """
 
 
@@ -171,13 +182,17 @@ async def _user_body(request: Request, user_id: str) -> str:
             f"inbox placement per day, last {TREND_DAYS} days", [x.inbox_share for x in trends[m.id]]
         )
         body_rows.append(
-            f'<tr data-mailbox="{_e(m.address)}"><td><a href="{link}">{_e(m.address)}</a></td>'
-            f"<td>{_state_cell(m.state, bool(st and st.paused), reason)}</td>"
-            f'<td data-field="sent">{_progress(st.sent_today, st.quota_today) if st else _e(d.error)}</td>'
-            f'<td data-field="ramp_day">{st.ramp_day if st else "-"}</td>'
-            f'<td data-field="placement">{_percent(score.inbox_share if score else None)}</td>'
-            f"<td>{trend}</td>"
-            f'<td data-field="replies">{replies.replies_sent if replies else 0}</td></tr>'
+            f'<tr data-mailbox="{_e(m.address)}">'
+            f'<td data-label="Mailbox"><a href="{link}">{_e(m.address)}</a></td>'
+            f'<td data-label="State">{_state_cell(m.state, bool(st and st.paused), reason)}</td>'
+            f'<td class="num" data-label="Sent / quota" data-field="sent">'
+            f"{_progress(st.sent_today, st.quota_today) if st else _e(d.error)}</td>"
+            f'<td data-label="Ramp day" data-field="ramp_day">{st.ramp_day if st else "-"}</td>'
+            f'<td data-label="Placement" data-field="placement">'
+            f"{_percent(score.inbox_share if score else None)}</td>"
+            f'<td data-label="Trend">{trend}</td>'
+            f'<td data-label="Replies sent" data-field="replies">'
+            f"{replies.replies_sent if replies else 0}</td></tr>"
         )
     totals = look.json()["totals"]
     assert isinstance(totals, dict)
@@ -191,7 +206,8 @@ async def _user_body(request: Request, user_id: str) -> str:
     )
     return (
         f"<h1>Mailboxes of {_e(user_id)}</h1>{cards}<h2>Today</h2>"
-        '<div class="table-wrap"><table><caption class="muted">Each mailbox today, in its own time zone'
+        '<div class="table-wrap"><table class="cards-on-phone"><caption class="muted">'
+        "Each mailbox today, in its own time zone"
         "</caption><thead><tr><th scope=col>Mailbox</th><th scope=col>State</th><th scope=col>Sent / quota"
         "</th><th scope=col>Ramp day</th><th scope=col>Placement</th>"
         f"<th scope=col>Trend ({TREND_DAYS} days)</th><th scope=col>Replies sent today</th></tr></thead>"
