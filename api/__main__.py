@@ -1,7 +1,7 @@
 """`python -m api`: the HTTP API and dashboard on WARMUP_API_HOST:WARMUP_API_PORT (uvicorn).
 
-Configuration is the workers' and the starter's (WARMUP_*, TEMPORAL_*); `--openapi` prints the
-OpenAPI document instead (what docs/openapi.json holds)."""
+Configuration is the workers' and the starter's (WARMUP_DATABASE_URL, WARMUP_SECRET_KEYS,
+TEMPORAL_ADDRESS, ...); `--openapi` prints the OpenAPI document instead (docs/openapi.json)."""
 
 from __future__ import annotations
 

@@ -110,10 +110,8 @@ class Page:
         return path
 
 
-@contextlib.asynccontextmanager
-async def browser(profile: Path) -> AsyncIterator[Page]:
-    port = free_port()
-    proc = subprocess.Popen(
+def _start(profile: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             chromium(),
             "--headless",
@@ -127,16 +125,35 @@ async def browser(profile: Path) -> AsyncIterator[Page]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _pages(port: int) -> list[dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
+            return [t for t in json.load(r) if t.get("type") == "page"]
+    except OSError:
+        return []
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def browser(profile: Path) -> AsyncIterator[Page]:
+    port = free_port()
+    proc = await asyncio.to_thread(_start, profile, port)
     try:
         targets: list[dict[str, Any]] = []
         for _ in range(300):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
-                    targets = [t for t in json.load(r) if t.get("type") == "page"]
-                if targets:
-                    break
-            except OSError:
-                pass
+            targets = await asyncio.to_thread(_pages, port)
+            if targets:
+                break
             await asyncio.sleep(0.1)
         assert targets, "Chromium's DevTools endpoint did not come up within 30 s"
         async with websockets.connect(targets[0]["webSocketDebuggerUrl"], max_size=64 * 2**20) as ws:
@@ -144,9 +161,4 @@ async def browser(profile: Path) -> AsyncIterator[Page]:
             await page.call("Page.enable")
             yield page
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        await asyncio.to_thread(_stop, proc)
