@@ -239,7 +239,7 @@ async def _operator_body(request: Request) -> str:
         [
             ("Users", len(users)),
             ("Mailboxes", len(rows)),
-            ("Sent today", sum(u.delivered for u in result.under_quota) + 0),
+            ("Sent today", sum(m.delivered_today for m in rows)),
             *((f"Mailboxes {k}", v) for k, v in sorted(q.mailbox_states.items())),
         ]
     )

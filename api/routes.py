@@ -36,7 +36,43 @@ from warmup.models import MailboxState
 from warmup.process_exit import EXIT_USAGE
 from warmup.workflow_ids import mailbox_workflow_id
 
-router = APIRouter(prefix="/v1")
+_PROBLEM = {
+    "description": "an RFC 9457 problem (application/problem+json)",
+    "content": {
+        "application/problem+json": {
+            "schema": {
+                "type": "object",
+                "required": ["type", "title", "status", "detail"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "instance": {"type": "string"},
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {"field": {"type": "string"}, "detail": {"type": "string"}},
+                        },
+                    },
+                },
+            }
+        }
+    },
+}
+router = APIRouter(
+    prefix="/v1",
+    responses={
+        401: {**_PROBLEM, "description": "no live API token"},
+        404: {**_PROBLEM, "description": "no such mailbox for this token (another user's answers the same)"},
+        422: {
+            **_PROBLEM,
+            "description": "a bad field, each named in errors[]; nothing was written",
+        },
+        503: {**_PROBLEM, "description": "Temporal or the workers did not answer; nothing was written"},
+    },
+)
 Caller = Annotated[Principal, Depends(bearer)]
 
 

@@ -260,3 +260,26 @@ async def test_bad_fields_get_a_problem_naming_them_and_store_nothing(api: Api, 
             "SELECT window_start_hour, window_end_hour FROM mailboxes WHERE address = $1", first
         )
         assert before == after
+
+
+async def test_token_command_scopes_tokens_and_shows_each_once(op: Op) -> None:
+    for argv in (("create",), ("create", "--user", "u1", "--operator")):
+        run = await op.run("token", *argv)
+        assert run.code == 2 and "give --user USER" in run.err and "--operator" in run.err, run.err
+    run = await op.run("token", "create", "--user", "not a user!")
+    assert run.code == 2 and "--user 'not a user!' is not a valid user id" in run.err, run.err
+    assert await op.fetch("SELECT id FROM api_tokens") == []
+
+    created = json.loads((await op.ok("token", "create", "--user", "u1", "--label", "crm", "--json")).out)
+    token = created["token"]
+    assert token.startswith("wu_") and len(token) > 40
+    listed = (await op.ok("token", "list", "--user", "u1")).out
+    assert created["prefix"] in listed and token not in listed and "live crm" in listed
+    assert json.loads((await op.ok("token", "list", "--operator", "--json")).out) == []
+    # A token is revoked only under its own owner; revoking again says there is no live one.
+    wrong_owner = await op.run("token", "revoke", "--operator", "--id", str(created["id"]))
+    assert wrong_owner.code == 1 and "no live token" in wrong_owner.err
+    await op.ok("token", "revoke", "--user", "u1", "--id", str(created["id"]))
+    again = await op.run("token", "revoke", "--user", "u1", "--id", str(created["id"]))
+    assert again.code == 1 and "no live token" in again.err
+    assert "revoked crm" in (await op.ok("token", "list", "--user", "u1")).out
