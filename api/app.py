@@ -4,6 +4,7 @@ one PostgreSQL pool and one Temporal client, opened for the app's lifetime."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,8 @@ from starter import temporal_calls
 from warmup.config import Settings
 from warmup.db import connect_pool
 from warmup.secrets import SecretBox
+
+log = logging.getLogger("api")
 
 DESCRIPTION = """The warmup engine for the products that embed it.
 
@@ -57,6 +60,16 @@ def create_app(settings: Settings | None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         return response(Problem(exc.status_code, str(exc.detail), str(exc.detail)), request)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        # Logged by uvicorn with its traceback; the caller gets no detail that could carry a secret.
+        logging.getLogger("api").error(
+            "%s %s failed: %s", request.method, request.url.path, type(exc).__name__
+        )
+        return response(
+            Problem(500, "Internal error", "the request failed; nothing is known to be written"), request
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -24,6 +24,7 @@ from starter.report import build_report
 from starter.temporal_calls import StarterError
 from warmup import api_tokens, fleet
 from warmup import mailbox_settings as ms
+from warmup.events import Event, recent_events
 from warmup.mailboxes import get_mailbox_by_address
 from warmup.models import MailboxState
 from warmup.send_days import send_days
@@ -170,6 +171,7 @@ async def _user_body(request: Request, user_id: str) -> str:
             return f"<h1>Mailboxes of {_e(user_id)}</h1><p>No mailboxes enrolled yet.</p>"
         look = await operations.look_user(state.client, conn, user_id, state.settings)
         trends = {d.mailbox.id: await send_days(conn, d.mailbox.id, TREND_DAYS) for d in look.days}
+        events = await recent_events(conn, user_id)
     body_rows = []
     for d in look.days:
         st = d.status
@@ -211,8 +213,28 @@ async def _user_body(request: Request, user_id: str) -> str:
         "</caption><thead><tr><th scope=col>Mailbox</th><th scope=col>State</th><th scope=col>Sent / quota"
         "</th><th scope=col>Ramp day</th><th scope=col>Placement</th>"
         f"<th scope=col>Trend ({TREND_DAYS} days)</th><th scope=col>Replies sent today</th></tr></thead>"
-        f"<tbody>{''.join(body_rows)}</tbody></table></div>"
+        f"<tbody>{''.join(body_rows)}</tbody></table></div>{_events(events)}"
     )
+
+
+def _events(events: Sequence[Event]) -> str:
+    if not events:
+        return ""
+    items = "".join(
+        f'<li><time datetime="{e.created_at.isoformat()}">{e.created_at:%Y-%m-%d %H:%M} UTC</time> '
+        f"{_e(e.address)}: {_e(_EVENT_TEXT.get(e.kind, e.kind))}"
+        f"{(' (' + _e(e.reason) + ')') if e.reason else ''}</li>"
+        for e in events
+    )
+    return f'<h2>Recent events</h2><ul class="events">{items}</ul>'
+
+
+_EVENT_TEXT = {
+    "mailbox.paused": "paused",
+    "mailbox.sign_in_needed": "paused: sign in again (the server refused the login)",
+    "mailbox.resumed": "resumed",
+    "mailbox.removed": "removed",
+}
 
 
 def _cards(items: Sequence[tuple[str, object]]) -> str:

@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
@@ -104,6 +105,11 @@ async def _engine(request: Request) -> AsyncIterator[tuple[State, Conn]]:
         raise starter_problem(exc, state) from None
     except EnrollValidationError as exc:
         raise invalid([scrub(p, state.settings) for p in exc.problems], "nothing was changed") from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        # The DSN may hold a password: the error's type only.
+        raise Problem(
+            503, "Database unavailable", f"PostgreSQL did not answer ({type(exc).__name__}); try again"
+        ) from None
 
 
 async def _mailbox(conn: Conn, caller: Principal, address: str) -> MailboxRecord:

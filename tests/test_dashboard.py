@@ -94,6 +94,8 @@ async def test_a_user_sees_their_mailboxes_and_charts_matching_status(
         assert "on holiday" in await page.eval(
             f"document.querySelector('tr[data-mailbox=\"{idle}\"]').textContent"
         )
+        events = await page.eval("document.querySelector('ul.events').textContent")
+        assert f"{idle}: paused (on holiday)" in events, events
         await page.screenshot("dashboard-user.png")
 
         # A phone: nothing wider than the screen but the table's own scroller.

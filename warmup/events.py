@@ -32,3 +32,14 @@ async def list_events(conn: Conn, user_id: str | None, after: int, limit: int) -
         limit,
     )
     return [Event(**dict(r)) for r in rows]
+
+
+async def recent_events(conn: Conn, user_id: str | None, limit: int = 10) -> list[Event]:
+    """The newest events, newest first (the dashboard's list)."""
+    rows = await conn.fetch(
+        "SELECT id, kind, user_id, mailbox_id, address, reason, created_at FROM events"
+        " WHERE ($1::text IS NULL OR user_id = $1) ORDER BY id DESC LIMIT $2",
+        user_id,
+        limit,
+    )
+    return [Event(**dict(r)) for r in rows]
