@@ -143,4 +143,7 @@ async def test_a_user_sees_their_mailboxes_and_charts_matching_status(
             " e.textContent.trim()]))"
         )
         assert cards["Mailboxes"] == "3" and cards["Users"] == "2", cards
+        listed = (await op.ok("list", "--json")).json()
+        assert isinstance(listed, list)
+        assert cards["Sent today"] == str(sum(m["delivered_today"] for m in listed)) == str(QUOTA), cards
         await page.screenshot("dashboard-operator.png")
