@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pg-port", type=_port, default=5433, help="PostgreSQL port (default 5433)")
     p.add_argument("--temporal-port", type=_port, default=7233, help="Temporal frontend port (default 7233)")
     p.add_argument("--ui-port", type=_port, default=8233, help="Temporal Web UI port (default 8233)")
+    p.add_argument("--api-port", type=_port, default=8000, help="HTTP API and dashboard port (default 8000)")
     p.add_argument("--smtp-port", type=_port, default=2525, help="SMTP sink port (default 2525)")
     p.add_argument(
         "--mail",
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         pg_port=args.pg_port,
         temporal_port=args.temporal_port,
         ui_port=args.ui_port,
+        api_port=args.api_port,
         smtp_port=args.smtp_port,
         mail=args.mail,
         lab_ports=LabPorts(args.submission_port, args.imap_port, args.imaps_port),

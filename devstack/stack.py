@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ class StackOptions:
     pg_port: int = 5433
     temporal_port: int = 7233
     ui_port: int = 8233
+    api_port: int = 8000  # the HTTP API and dashboard (`python -m api`)
     smtp_port: int = 2525
     mail: str = "auto"  # one of MAIL_MODES
     lab_ports: LabPorts = DEFAULT_LAB_PORTS
@@ -259,13 +262,18 @@ class DevStack:
         self._cleanups.append(("workers", self._stop_workers))
         self._step_done(f"{count} worker process(es), logs in {_shown(logs)}/", t)
 
+        t = time.monotonic()
+        token = await self._start_api(worker_env, logs / "api.log")
+        self._step_done(f"HTTP API and dashboard on {self._api_url}, log in {_shown(logs)}/api.log", t)
+
         # Enroll once the workers run: `starter enroll` is an Update a worker answers (its validator
         # can refuse). A first send that comes before the row commits is retried by the activity.
         t = time.monotonic()
         await self._enroll(env, target)
         ids = await self._mailbox_ids(pg.dsn(DATABASE))
         self._step_done(f"enrolled {len(demo.DEMO_MAILBOXES)} demo mailboxes", t)
-        self._banner(temporal, pg, target, ids)
+
+        self._banner(temporal, pg, target, ids, token)
         if self._lab is not None:
             self._tasks.append(asyncio.get_running_loop().create_task(self._ask_to_read(temporal, ids)))
 
@@ -426,6 +434,62 @@ class DevStack:
         if failed:
             raise StackError("enrolling the demo mailboxes failed (see above)")
 
+    @property
+    def _api_url(self) -> str:
+        return f"http://127.0.0.1:{self.opts.api_port}"
+
+    async def _start_api(self, env: dict[str, str], log_path: Path) -> str:
+        """`python -m api` on 127.0.0.1, once it answers; a new API token for the first demo user."""
+        api_env = {**env, "WARMUP_API_HOST": "127.0.0.1", "WARMUP_API_PORT": str(self.opts.api_port)}
+        with open(log_path, "ab") as log:  # noqa: ASYNC230 - a local append, microseconds
+            proc = await asyncio.create_subprocess_exec(
+                *die_with_parent_prefix(),
+                sys.executable,
+                "-m",
+                "api",
+                env=api_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._registry.add(proc.pid)
+
+        async def stop() -> None:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            self._registry.remove(proc.pid)
+
+        self._cleanups.append(("HTTP API", stop))
+        for _ in range(300):
+            if proc.returncode is not None:
+                raise StackError(f"the HTTP API exited ({proc.returncode}):\n{_tail(log_path)}")
+            if await asyncio.to_thread(_answers, f"{self._api_url}/healthz"):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise StackError(f"the HTTP API did not answer within 30 s:\n{_tail(log_path)}")
+        user = demo.DEMO_MAILBOXES[0].user
+        created = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "starter", "token", "create", "--user", user, "--label", "make dev",
+            "--json",
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await created.communicate()
+        if created.returncode != 0:
+            raise StackError(f"`starter token create --user {user}` failed: {err.decode(errors='replace')}")
+        token: str = json.loads(out)["token"]
+        return token
+
     async def _mailbox_ids(self, dsn: str) -> dict[str, int]:
         conn = await asyncpg.connect(dsn)
         try:
@@ -438,7 +502,7 @@ class DevStack:
         return {r["address"]: int(r["id"]) for r in rows}
 
     def _banner(
-        self, temporal: DevServer, pg: PgServer, target: demo.MailTarget, ids: dict[str, int]
+        self, temporal: DevServer, pg: PgServer, target: demo.MailTarget, ids: dict[str, int], token: str
     ) -> None:
         first = demo.DEMO_MAILBOXES[0].address
         wf = f"mailbox-{ids.get(first, 1)}"
@@ -475,6 +539,9 @@ class DevStack:
             f"The warmup dev stack is up ({time.monotonic() - self._started:.1f}s). {what}.\n"
             f"  Temporal Web UI  {temporal.ui_url}  (workflows {workflows})\n"
             f"  PostgreSQL       {pg.dsn(DATABASE)}\n"
+            f"  Dashboard        {self._api_url}/dashboard  (sign in with the demo token below)\n"
+            f"  HTTP API         {self._api_url}/v1  (OpenAPI at {self._api_url}/docs)\n"
+            f"  Demo token       {token}  (user {demo.DEMO_MAILBOXES[0].user})\n"
             f"{mail}"
             f"  Logs             {_shown(self.data_dir)}/logs/, pg.log, temporal.log\n"
             "\n"
@@ -482,6 +549,7 @@ class DevStack:
             f"  . {env_file}\n"
             f"{imap}"
             f"  {venv_bin}/starter status --mailbox {first}\n"
+            f'  curl -s -H "Authorization: Bearer {token}" {self._api_url}/v1/mailboxes/{first}\n'
             f'  {venv_bin}/starter pause --mailbox {first} --reason "trying it out"\n'
             f"  {venv_bin}/starter resume --mailbox {first}\n"
             f"  {cli} workflow signal --address {temporal.address} --workflow-id {wf} --name pause "
@@ -518,6 +586,14 @@ def imap_look_command(lab: MailLab, address: str) -> str:
         f"imaps://{lab.host}:{lab.imaps_port}/INBOX "
         "-X 'FETCH 1:* (FLAGS ENVELOPE)'"
     )
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -14,11 +14,20 @@ import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request
+from temporalio.client import Client
+
+from starter import temporal_calls
+from starter.enroll_request import EnrollRequest, EnrollValidationError, encrypt_secrets, parse_enroll_request
+from starter.temporal_calls import StarterError
 from warmup import mailbox_settings as ms
+from warmup.config import Settings
+from warmup.db import Conn
 from warmup.mailbox_settings import csv_label
+from warmup.mailboxes import get_mailbox_by_address
 from warmup.models import ScheduleSettings
 from warmup.oauth_providers import AuthMethod
+from warmup.secrets import SecretBox
+from warmup.workflow_ids import mailbox_workflow_id
 
 # Columns come from the settings' declarations (warmup.mailbox_settings); headers are matched
 # case-insensitively, '-' and '_' alike.
@@ -222,3 +231,38 @@ def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> 
 def counts(results: list[RowResult]) -> dict[str, int]:
     names = ("enrolled", "updated", "valid", "invalid", "failed")
     return {n: sum(1 for r in results if r.status == n) for n in names}
+
+
+async def _refuse_foreign(conn: Conn, rows: list[ParsedRow]) -> None:
+    """Mark a row failed when its address is enrolled under another user (read-only, before any
+    write, so such a file stores nothing). The other user is not named."""
+    for row in rows:
+        existing = await get_mailbox_by_address(conn, row.request.address)
+        if existing is not None and existing.user_id != row.request.user_id:
+            row.result.status = "failed"
+            row.result.problems = [
+                f"mailbox {row.request.address} is already enrolled under another user, not user "
+                f"{row.request.user_id}: enroll it under its owner or remove it there first"
+            ]
+
+
+async def store_rows(
+    client: Client, conn: Conn, box: SecretBox, settings: Settings, good: list[ParsedRow]
+) -> bool:
+    """Enroll every valid row, each on its own (all or nothing per row); False, with nothing written,
+    when a row is refused first (an address another user owns). Used by `enroll --csv` and the API's
+    bulk endpoint."""
+    await _refuse_foreign(conn, good)
+    if any(row.result.status == "failed" for row in good):
+        return False
+    for row in good:
+        req = row.request
+        try:
+            ciphertexts = encrypt_secrets(box, req)
+            record, created = await temporal_calls.enroll(client, conn, req, ciphertexts, settings)
+        except StarterError as exc:
+            row.result.status, row.result.problems = "failed", [str(exc)]
+            continue
+        row.result.status = "enrolled" if created else "updated"
+        row.result.mailbox_id, row.result.workflow_id = record.id, mailbox_workflow_id(record.id)
+    return True

@@ -9,18 +9,14 @@ from typing import Any
 
 import asyncpg
 
-from starter import setting_flags, temporal_calls
+from starter import operations, setting_flags, temporal_calls
 from starter.cli_args import json_flag, target
 from starter.context import Io, address, database, find_mailbox
-from starter.enroll_request import EnrollValidationError
-from starter.mailbox_store import ledger_rows_of, update_schedule
 from starter.temporal_calls import MailboxOutcome, StarterError
-from starter.update_request import ScheduleUpdate, parse_schedule_change
 from starter.views import outcomes_json, outcomes_view
-from warmup import fleet
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
-from warmup.mailboxes import MailboxRecord, get_mailbox, set_state
+from warmup.mailboxes import MailboxRecord
 from warmup.models import MailboxState, PauseRequest
 from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from warmup.workflow_ids import mailbox_workflow_id
@@ -51,13 +47,6 @@ def _mailbox_json(record: MailboxRecord, **extra: object) -> dict[str, object]:
     }
 
 
-def _refuse_removed(record: MailboxRecord, command: str) -> None:
-    if record.state is MailboxState.REMOVED:
-        raise StarterError(
-            f"--mailbox {record.address} was removed; `starter enroll` it again before `starter {command}`"
-        )
-
-
 async def pause(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
@@ -66,10 +55,7 @@ async def pause(args: argparse.Namespace, settings: Settings, io: Io) -> int:
             return _finish_user("Paused", args.user, outcomes, args, io)
         # The tenant check comes before any signal: a refused mailbox is left exactly as it was.
         record = await find_mailbox(conn, address(args.mailbox), args.user)
-        _refuse_removed(record, "pause")
-        await temporal_calls.pause(client, record.id, args.reason, settings)
-        # Mirrors the workflow, written only once the signal was accepted.
-        await set_state(conn, record.id, MailboxState.PAUSED, args.reason)
+        await operations.pause_one(client, conn, record, args.reason, settings)
     if args.json:
         io.json(_mailbox_json(record, state=MailboxState.PAUSED.value, reason=args.reason))
     else:
@@ -84,9 +70,7 @@ async def resume(args: argparse.Namespace, settings: Settings, io: Io) -> int:
             outcomes = await temporal_calls.resume_user(client, conn, args.user, settings)
             return _finish_user("Resumed", args.user, outcomes, args, io)
         record = await find_mailbox(conn, address(args.mailbox), args.user)
-        _refuse_removed(record, "resume")
-        await temporal_calls.resume(client, record.id, settings)
-        await set_state(conn, record.id, MailboxState.ACTIVE, "")
+        await operations.resume_one(client, conn, record, settings)
     if args.json:
         io.json(_mailbox_json(record, state=MailboxState.ACTIVE.value))
     else:
@@ -98,25 +82,8 @@ async def resume(args: argparse.Namespace, settings: Settings, io: Io) -> int:
 
 
 async def _targets(conn: asyncpg.Connection, args: argparse.Namespace, command: str) -> list[MailboxRecord]:
-    """The mailbox named by --mailbox (owned by --user when given), or every mailbox of --user
-    that is not removed."""
-    if args.mailbox is not None:
-        record = await find_mailbox(conn, address(args.mailbox), args.user)
-        _refuse_removed(record, command)
-        return [record]
-    rows = await fleet.list_mailboxes(conn, user_id=args.user)
-    records = [r for m in rows if m.state is not MailboxState.REMOVED if (r := await get_mailbox(conn, m.id))]
-    if not records:
-        raise StarterError(
-            f"--user {args.user}: no enrolled mailboxes (removed ones do not count); "
-            "`starter list` shows the users and their mailboxes"
-        )
-    return records
-
-
-def _changes(update: ScheduleUpdate, before: MailboxRecord) -> dict[str, list[object]]:
-    old, new = ms.schedule_values_of(before.schedule), ms.schedule_values_of(update.schedule)
-    return {k: [old[k], new[k]] for k in new if old[k] != new[k]}
+    mailbox = None if args.mailbox is None else address(args.mailbox)
+    return await operations.targets(conn, mailbox, args.user, command)
 
 
 async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
@@ -129,102 +96,38 @@ async def update(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     async with database(settings) as conn:
         records = await _targets(conn, args, "update")
         by_user = args.mailbox is None
-        # Check every mailbox first: one that would end up invalid stops the whole update.
-        checked: list[tuple[MailboxRecord, ScheduleUpdate]] = []
-        problems: list[str] = []
-        for record in records:
-            try:
-                change = parse_schedule_change(record.schedule, raw)
-            except EnrollValidationError as exc:
-                prefix = f"{record.address}: " if by_user else ""
-                problems += [prefix + p for p in exc.problems]
-                continue
-            checked.append((record, change))
-        if problems:
-            raise EnrollValidationError(problems)
-
-        outcomes: list[MailboxOutcome] = []
-        changes: dict[int, dict[str, list[object]]] = {}
-        for record, change in checked:
-            try:
-                async with conn.transaction():
-                    await update_schedule(conn, record.id, change.schedule)
-                    # The row commits only once the workflow accepted the new settings.
-                    await temporal_calls.update(client, record.id, change.signal, settings)
-            except StarterError as exc:
-                if not by_user:
-                    raise
-                outcomes.append(MailboxOutcome(record.id, record.address, False, str(exc)))
-                continue
-            changes[record.id] = _changes(change, record)
-            described = (
-                ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes[record.id].items()) or "no change"
-            )
-            outcomes.append(MailboxOutcome(record.id, record.address, True, described))
+        done = await operations.update_mailboxes(client, conn, records, raw, settings, by_user=by_user)
 
     if by_user:
-        return _finish_user("Updated", args.user, outcomes, args, io)
-    record, change = checked[0]
+        return _finish_user("Updated", args.user, [u.outcome for u in done], args, io)
+    (one,) = done
+    assert one.change is not None
     if args.json:
         io.json(
-            _mailbox_json(record, changed=changes[record.id], schedule=dataclasses.asdict(change.schedule))
+            _mailbox_json(one.record, changed=one.changed, schedule=dataclasses.asdict(one.change.schedule))
         )
     else:
-        io.say(f"Updated {record.address} ({mailbox_workflow_id(record.id)}): {outcomes[0].detail}")
+        io.say(f"Updated {one.record.address} ({mailbox_workflow_id(one.record.id)}): {one.outcome.detail}")
     return EXIT_OK
 
 
 # --- remove -------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Removal:
-    mailbox_id: int
-    address: str
-    workflow_id: str
-    ok: bool
-    detail: str = ""
-    was_running: bool = False  # a running workflow took the remove signal
-    stopped: bool = False  # the workflow has closed (or none was running)
-    ledger_rows_kept: int = 0
-
-
 async def remove(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     if args.wait < 0:
         raise StarterError(f"--wait must be 0 or more seconds, got {args.wait:g}", EXIT_USAGE)
     client = await temporal_calls.connect_temporal(settings)
-    removals: list[Removal] = []
     async with database(settings) as conn:
         by_user = args.mailbox is None
         if not by_user:
-            # Removing twice is fine, so no _refuse_removed; the tenant check still comes first.
+            # Removing twice is fine, so no refusal of a removed one; the tenant check still comes first.
             records = [await find_mailbox(conn, address(args.mailbox), args.user)]
         else:
             records = await _targets(conn, args, "remove")
-        for record in records:
-            r = Removal(record.id, record.address, mailbox_workflow_id(record.id), ok=True)
-            try:
-                r.was_running = await temporal_calls.remove(client, record.id, record.user_id, settings)
-            except StarterError as exc:
-                if not by_user:
-                    raise
-                r.ok, r.detail = False, str(exc)
-                removals.append(r)
-                continue
-            # Out of the recipient pool at once; the ledger keeps every send the mailbox made.
-            await set_state(conn, record.id, MailboxState.REMOVED, "removed by operator")
-            r.ledger_rows_kept = await ledger_rows_of(conn, record.id)
-            removals.append(r)
-
-    async def settle(r: Removal) -> None:
-        r.stopped = (not r.was_running) or await temporal_calls.wait_closed(client, r.mailbox_id, args.wait)
-        r.detail = (
-            "workflow finished"
-            if r.stopped
-            else f"stop requested; not finished within --wait {args.wait:g}s, it ends when a worker runs it"
+        removals = await operations.remove_mailboxes(
+            client, conn, records, args.wait, settings, by_user=by_user
         )
-
-    await fleet.bounded_gather([r for r in removals if r.ok], settle)
     if args.json:
         items = [dataclasses.asdict(r) for r in removals]
         io.json(items[0] if not by_user else {"user_id": args.user, "mailboxes": items})

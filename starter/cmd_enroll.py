@@ -11,11 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from starter import setting_flags, temporal_calls
-from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, decode, parse_csv
+from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, decode, parse_csv, store_rows
 from starter.bulk_enroll import counts as row_counts
 from starter.cli_args import json_flag
 from starter.context import Io, database, ui_link
-from starter.enroll_request import EnrollRequest, EnrollValidationError, parse_enroll_request, with_preset
+from starter.enroll_request import (
+    EnrollRequest,
+    EnrollValidationError,
+    encrypt_secrets,
+    parse_enroll_request,
+    with_preset,
+)
 from starter.imap_check import ImapCheckError, check_imap_login
 from starter.setting_flags import dest
 from starter.smtp_check import SmtpCheckError, check_login
@@ -23,9 +29,7 @@ from starter.temporal_calls import StarterError
 from starter.views import bulk_view, table
 from warmup import mailbox_settings as ms
 from warmup.config import Settings
-from warmup.db import Conn
 from warmup.mailbox_settings import SecretSetting, shown_env_name
-from warmup.mailboxes import get_mailbox_by_address
 from warmup.oauth_tokens import TokenError, refresh_grant
 from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from warmup.secrets import SecretBox, SecretKeyError
@@ -52,11 +56,6 @@ def read_secret(secret: SecretSetting, args: argparse.Namespace, io: Io) -> str 
             )
         return value
     return None
-
-
-def encrypt_secrets(box: SecretBox, req: EnrollRequest) -> dict[str, str]:
-    """Each secret the request carries, encrypted, by name (an optional one left out is absent)."""
-    return {name: box.encrypt(value) for name, value in req.secrets.items()}
 
 
 async def check_logins(req: EnrollRequest, settings: Settings) -> list[str]:
@@ -199,38 +198,12 @@ def _read_csv(path: str, io: Io) -> str:
     return text
 
 
-async def _refuse_foreign(conn: Conn, rows: list[ParsedRow]) -> None:
-    """Mark a row failed when its address is enrolled under another user (read-only, before any
-    write, so such a file stores nothing). The other user is not named."""
-    for row in rows:
-        existing = await get_mailbox_by_address(conn, row.request.address)
-        if existing is not None and existing.user_id != row.request.user_id:
-            row.result.status = "failed"
-            row.result.problems = [
-                f"mailbox {row.request.address} is already enrolled under another user, not user "
-                f"{row.request.user_id}: enroll it under its owner or remove it there first"
-            ]
-
-
 async def _store(settings: Settings, good: list[ParsedRow]) -> bool:
     """Enroll every row, each on its own; False (nothing written) when a row is refused first."""
     box = _secret_box(settings)
     client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
-        await _refuse_foreign(conn, good)
-        if any(row.result.status == "failed" for row in good):
-            return False
-        for row in good:
-            req = row.request
-            try:
-                ciphertexts = encrypt_secrets(box, req)
-                record, created = await temporal_calls.enroll(client, conn, req, ciphertexts, settings)
-            except StarterError as exc:
-                row.result.status, row.result.problems = "failed", [str(exc)]
-                continue
-            row.result.status = "enrolled" if created else "updated"
-            row.result.mailbox_id, row.result.workflow_id = record.id, mailbox_workflow_id(record.id)
-    return True
+        return await store_rows(client, conn, box, settings, good)
 
 
 async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> int:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from starter import temporal_calls
+from starter import operations, temporal_calls
 from starter.context import Io, database
-from starter.temporal_calls import StarterError
-from warmup import mailbox_settings as ms
 from warmup.config import Settings
-from warmup.process_exit import EXIT_OK, EXIT_USAGE
+from warmup.process_exit import EXIT_OK
 
 
 def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
@@ -33,24 +31,10 @@ def add_parsers(sub: Any) -> None:  # argparse's private _SubParsersAction type
 
 
 async def set_plan(args: argparse.Namespace, settings: Settings, io: Io) -> int:
-    try:
-        ms.USER.coerce(args.user, "--user")
-    except ValueError as exc:
-        raise StarterError(str(exc), EXIT_USAGE) from None
-    weights = settings.plan_weights()
-    if args.plan not in weights:
-        known = ", ".join(sorted(weights))
-        raise StarterError(
-            f"--plan {args.plan!r} is not in WARMUP_PLAN_WEIGHTS ({known}); add it there first", EXIT_USAGE
-        )
-    if args.daily_limit is not None and args.daily_limit < 0:
-        raise StarterError(f"--daily-limit must be 0 or more, got {args.daily_limit}", EXIT_USAGE)
     limit = None if args.no_limit else args.daily_limit
     client = await temporal_calls.connect_temporal(settings)
-    async with database(settings) as conn, conn.transaction():
-        plan = await temporal_calls.store_plan(conn, args.user, args.plan, limit, settings)
-        # Committed only once the user's workflow (if it runs yet) has the new plan.
-        reached = await temporal_calls.send_plan(client, args.user, plan, settings)
+    async with database(settings) as conn:
+        plan, reached = await operations.set_plan(client, conn, args.user, args.plan, limit, settings)
     if args.json:
         io.json({"user": args.user, "plan": plan.plan, "daily_limit": limit, "weight": plan.weight})
     else:

@@ -14,30 +14,24 @@ from rich.live import Live
 from rich.text import Text
 from temporalio.client import Client
 
-from starter import temporal_calls
+from starter import operations, temporal_calls
 from starter.cli_args import json_flag, target
 from starter.context import Io, address, database, find_mailbox, ui_link
 from starter.report import build_report
 from starter.temporal_calls import StarterError
 from starter.views import (
-    PoolStanding,
     bar,
     console,
     list_json,
     list_table,
-    mailbox_status_json,
     mailbox_status_view,
     report_view,
-    user_status_json,
     user_status_view,
 )
 from warmup import fleet
 from warmup.config import Settings
-from warmup.engagement_days import engagement_days, shown_since
-from warmup.fleet import RelaxedRules, relaxed_rules_on
 from warmup.mailboxes import MailboxRecord
 from warmup.models import MailboxState
-from warmup.placement import PlacementScore, sender_scores
 from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from warmup.workflow_ids import mailbox_workflow_id
 
@@ -78,12 +72,6 @@ class _Snapshot:
         self.view, self.data, self.complete = view, data, complete
 
 
-async def _placement(
-    conn: asyncpg.Connection, ids: list[int], settings: Settings
-) -> dict[int, PlacementScore]:
-    return await sender_scores(conn, ids, settings.PLACEMENT_DAYS)
-
-
 async def _mailbox_snapshot(
     client: Client,
     conn: asyncpg.Connection,
@@ -93,37 +81,26 @@ async def _mailbox_snapshot(
     watching: bool,
 ) -> _Snapshot:
     workflow_id = mailbox_workflow_id(record.id)
-    status = await temporal_calls.status(client, record.id, settings)
-    days = await engagement_days(conn, [record.id], shown_since())
-    score = await _placement(conn, [record.id], settings)
-    placement = score.get(record.id) or PlacementScore(settings.PLACEMENT_DAYS)
+    look = await operations.look_mailbox(client, conn, record, settings)
+    status = look.status
     link = f"\n{'Web UI'.ljust(14)}  {ui_link(settings, workflow_id, io)}"
-    relaxed = (
-        await relaxed_rules_on(conn, record.id, dt.date.fromisoformat(status.day)) if status.day else None
+    view = mailbox_status_view(
+        status, record.address, workflow_id, record.state, look.days, look.placement, link, look.pool
     )
-    pool = PoolStanding(record.receiving_off, relaxed or RelaxedRules(0, {}))
-    view = mailbox_status_view(status, record.address, workflow_id, record.state, days, placement, link, pool)
-    data = mailbox_status_json(status, days, placement, pool)
     if not watching:
-        return _Snapshot(view, data, True)
+        return _Snapshot(view, look.json(), True)
     now = dt.datetime.now(dt.UTC)
     head = Text(f"{record.address} at {now:%H:%M:%S} UTC (Ctrl-C stops)")
-    return _Snapshot(Group(head, bar(status.sent_today, status.quota_today, 40), view), data, True)
+    return _Snapshot(Group(head, bar(status.sent_today, status.quota_today, 40), view), look.json(), True)
 
 
 async def _user_snapshot(
     client: Client, conn: asyncpg.Connection, user_id: str, settings: Settings, watching: bool
 ) -> _Snapshot:
-    days = await temporal_calls.user_status(client, conn, user_id)
-    placement = await _placement(conn, [d.mailbox.id for d in days], settings)
-    # Each mailbox's own today (the day its workflow reports), so a day before UTC's today is enough.
-    engaged = await engagement_days(conn, [d.mailbox.id for d in days], shown_since(1))
-    day_of = {d.mailbox.id: d.status.day for d in days if d.status is not None}
-    today = {e.mailbox_id: e for e in engaged if day_of.get(e.mailbox_id) == e.day.isoformat()}
+    look = await operations.look_user(client, conn, user_id, settings)
     now = dt.datetime.now(dt.UTC) if watching else None
-    complete = all(d.status is not None or d.mailbox.state is MailboxState.REMOVED for d in days)
-    view = user_status_view(user_id, days, today, placement, now)
-    return _Snapshot(view, user_status_json(user_id, days, today, placement), complete)
+    view = user_status_view(user_id, look.days, look.today, look.placement, now)
+    return _Snapshot(view, look.json(), look.complete)
 
 
 async def status(args: argparse.Namespace, settings: Settings, io: Io) -> int:

@@ -18,7 +18,7 @@ from starter.enroll_request import normalize_address
 from starter.temporal_calls import StarterError
 from starter.views import render, to_json
 from warmup.config import Settings
-from warmup.db import migrate
+from warmup.db import Conn, migrate
 from warmup.mailboxes import MailboxRecord, get_mailbox_by_address
 from warmup.process_exit import EXIT_USAGE
 
@@ -96,7 +96,7 @@ def address(raw: str) -> str:
         raise StarterError(str(exc), EXIT_USAGE) from None
 
 
-async def find_mailbox(conn: asyncpg.Connection, address: str, user_id: str | None = None) -> MailboxRecord:
+async def find_mailbox(conn: Conn, address: str, user_id: str | None = None) -> MailboxRecord:
     """The mailbox at `address`; with `user_id`, only if that user owns it (the tenant scope).
 
     A mailbox of another user gets the same answer as one that does not exist, so the refusal says

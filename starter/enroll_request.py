@@ -16,6 +16,7 @@ from warmup.mailbox_settings import Label, csv_label, flag_label, normalize_addr
 from warmup.mailboxes import ImapServer, OAuthClient, SmtpAccount
 from warmup.models import ImapSecurity, ScheduleSettings, SettingsUpdate, SmtpSecurity
 from warmup.oauth_providers import PRESETS, AuthMethod, OAuthProvider, endpoint
+from warmup.secrets import SecretBox
 
 __all__ = ["EnrollRequest", "EnrollValidationError", "normalize_address", "parse_enroll_request"]
 
@@ -102,6 +103,11 @@ class EnrollRequest:
     def settings_update(self) -> SettingsUpdate:
         """Every schedule field, so a re-enroll replaces the running workflow's settings completely."""
         return ms.settings_update(self.schedule)
+
+
+def encrypt_secrets(box: SecretBox, req: EnrollRequest) -> dict[str, str]:
+    """Each secret the request carries, encrypted, by name (an optional one left out is absent)."""
+    return {name: box.encrypt(value) for name, value in req.secrets.items()}
 
 
 def check_settings(

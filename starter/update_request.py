@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from starter.enroll_request import EnrollValidationError, check_settings
 from warmup import mailbox_settings as ms
-from warmup.mailbox_settings import flag_label
+from warmup.mailbox_settings import Label, flag_label
 from warmup.models import ScheduleSettings, SettingsUpdate
 
 _KEPT = "(a flag left out keeps the mailbox's current value)"
@@ -22,18 +22,20 @@ class ScheduleUpdate:
     changed: tuple[str, ...]  # setting names whose value differs from the current schedule
 
 
-def parse_schedule_change(current: ScheduleSettings, changes: Mapping[str, object]) -> ScheduleUpdate:
+def parse_schedule_change(
+    current: ScheduleSettings, changes: Mapping[str, object], label: Label = flag_label
+) -> ScheduleUpdate:
     """Merge `changes` (raw values by setting name; None = not given) into `current`, or raise
     EnrollValidationError."""
     unknown = set(changes) - {s.name for s in ms.UPDATABLE}
     if unknown:
         raise ValueError(f"not updatable settings: {sorted(unknown)}")
-    given, problems = check_settings(changes, ms.UPDATABLE, flag_label)
+    given, problems = check_settings(changes, ms.UPDATABLE, label)
     if problems:
         raise EnrollValidationError(problems)
     before = ms.schedule_values_of(current)
     values = {**before, **given}
-    problems = ms.cross_problems(values, flag_label, window=_KEPT, delay=_KEPT, ramp=_KEPT, kept=_KEPT)
+    problems = ms.cross_problems(values, label, window=_KEPT, delay=_KEPT, ramp=_KEPT, kept=_KEPT)
     if problems:
         raise EnrollValidationError(problems)
     schedule = ms.schedule_from(values, current)

@@ -444,3 +444,66 @@ def test_setup_scripts_are_valid_shell() -> None:
     for script in (DEPLOY / "temporal" / "scripts").glob("*.sh"):
         result = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True)
         assert result.returncode == 0, f"{script.name}: {result.stderr}"
+
+
+# --- the HTTP API (issue #16) ----------------------------------------------------------------------
+
+
+def api_problems(path: Path = COMPOSE_FILE) -> list[str]:
+    """What is wrong with the api service: its environment against the settings, and the engine it
+    talks to against the workers' (the same database, keys and task queue, or it enrolls into a void)."""
+    services = load_compose(path)["services"]
+    api, worker = services["api"], services["worker"]
+    env = service_env(api)
+    # WARMUP_HEALTH_PORT is the workers' probe port; the API's probe is its own /healthz.
+    problems = [p for p in environment_problems(env, f"{path.name} api") if "WARMUP_HEALTH_PORT" not in p]
+    worker_env = service_env(worker)
+    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "WARMUP_DATABASE_URL", "WARMUP_TASK_QUEUE"):
+        if env.get(name) != worker_env.get(name):
+            problems.append(
+                f"api {name}={env.get(name)!r} differs from the workers' {worker_env.get(name)!r}"
+            )
+    if api.get("environment", {}).get("WARMUP_SECRET_KEYS") != worker.get("environment", {}).get(
+        "WARMUP_SECRET_KEYS"
+    ):
+        problems.append("api WARMUP_SECRET_KEYS differs from the workers': they could not read its passwords")
+    port = int(env.get("WARMUP_API_PORT", Settings.model_fields["API_PORT"].default))
+    if not any(str(p).endswith(f":{port}") for p in api.get("ports", [])):
+        problems.append(f"api publishes {api.get('ports')}, not its WARMUP_API_PORT {port}")
+    if f"127.0.0.1:{port}/healthz" not in " ".join(api.get("healthcheck", {}).get("test", [])):
+        problems.append(f"api healthcheck does not ask /healthz on its port {port}")
+    return problems
+
+
+def test_api_service_runs_the_api_on_the_workers_engine() -> None:
+    assert api_problems() == []
+    api = _compose()["services"]["api"]
+    assert api["command"] == ["python", "-m", "api"]
+    assert (ROOT / "api" / "__main__.py").is_file()
+    assert "COPY api ./api" in (ROOT / "Dockerfile").read_text()
+    assert _condition(api, "postgres") == "service_healthy"
+    assert _condition(api, "temporal-setup") == "service_completed_successfully"
+
+
+def test_an_api_on_another_task_queue_or_port_is_caught(tmp_path: Path) -> None:
+    text = COMPOSE_FILE.read_text()
+    api_block = text.index("  api:\n")
+    edited = text[:api_block] + text[api_block:].replace(
+        "WARMUP_TASK_QUEUE: warmup", "WARMUP_TASK_QUEUE: other", 1
+    )
+    copy = tmp_path / "docker-compose.yml"
+    copy.write_text(edited)
+    assert any("WARMUP_TASK_QUEUE" in p for p in api_problems(copy))
+    copy.write_text(
+        text[:api_block] + text[api_block:].replace('WARMUP_API_PORT: "8000"', 'WARMUP_API_PORT: "9000"', 1)
+    )
+    problems = api_problems(copy)
+    assert any("not its WARMUP_API_PORT 9000" in p for p in problems) and any(
+        "healthz" in p for p in problems
+    )
+
+
+def test_api_healthcheck_command_is_valid_python() -> None:
+    test = _compose()["services"]["api"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    compile(test[3], "healthcheck", "exec")

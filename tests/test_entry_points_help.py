@@ -16,6 +16,7 @@ ENTRY_POINTS = [
     ("starter", ["enroll", "status", "TEMPORAL_ADDRESS", "WARMUP_"]),
     ("devstack", ["--data-dir"]),
     ("bench", ["--tiny"]),
+    ("api", ["--openapi", "WARMUP_API_PORT", "TEMPORAL_ADDRESS"]),
 ]
 
 

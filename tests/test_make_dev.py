@@ -4,6 +4,7 @@ and the data (database, key, Maildirs) stays; with `--mail sink` the demo runs o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,15 +27,31 @@ LANDED = re.compile(
     r"^\d\d:\d\d:\d\d  (mail|reply)  (demo\d@demo\.test) -> (demo\d@demo\.test)  (INBOX|Junk)  (.+)$", re.M
 )
 IMAP_COMMAND = re.compile(r"^  (curl .*imaps://.*)   # a demo mailbox over IMAP$", re.MULTILINE)
+DASHBOARD = re.compile(r"^  Dashboard        (http://127\.0\.0\.1:\d+)/dashboard ", re.MULTILINE)
+DEMO_TOKEN = re.compile(r"^  Demo token       (wu_\S+)  \(user (\S+)\)$", re.MULTILINE)
+
+
+def _dashboard_answers(output: str) -> None:
+    """The banner's dashboard and demo token work: the API lists the demo user's mailboxes, and the
+    dashboard shows them once signed in with that token."""
+    (base,), ((token, user),) = DASHBOARD.findall(output), DEMO_TOKEN.findall(output)
+    request = urllib.request.Request(f"{base}/v1/mailboxes", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        listed = json.load(r)
+    assert listed and {m["user_id"] for m in listed} == {user}, listed
+    page = urllib.request.Request(f"{base}/dashboard", headers={"Cookie": f"warmup_token={token}"})
+    with urllib.request.urlopen(page, timeout=30) as r:
+        html = r.read().decode()
+    assert all(m["address"] in html for m in listed), html[:2000]
 
 
 def _command(data_dir: Path, *extra: str) -> list[str]:
-    ports = [free_port() for _ in range(4)]
+    ports = [free_port() for _ in range(5)]
     lab = [free_port(LAB_HOST) for _ in range(3)]
     return [
         sys.executable, "-m", "devstack", "--data-dir", str(data_dir),
         "--pg-port", str(ports[0]), "--temporal-port", str(ports[1]), "--ui-port", str(ports[2]),
-        "--smtp-port", str(ports[3]),
+        "--smtp-port", str(ports[3]), "--api-port", str(ports[4]),
         "--submission-port", str(lab[0]), "--imap-port", str(lab[1]), "--imaps-port", str(lab[2]), *extra,
     ]  # fmt: skip
 
@@ -123,6 +141,7 @@ def test_make_dev_on_the_mail_lab_lands_rescues_and_answers_then_restarts_on_the
             shown = "".join(lines)
             if (IMAP_COMMAND.search(shown) and LANDED.search(shown)) or time.monotonic() > deadline:
                 break
+        _dashboard_answers("".join(lines))
         (command,) = IMAP_COMMAND.findall("".join(lines))
         listing = subprocess.run(
             ["sh", "-c", command],
@@ -160,6 +179,8 @@ def test_make_dev_on_the_sink_delivers_demo_mail_and_says_so(tmp_path: Path) -> 
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "demo mail goes to the SMTP sink (--mail sink)" in run.stdout
+    # The demo's 3 mails may stop it before the banner; the API started before the demo enrolled.
+    assert re.search(r"\[dev\] HTTP API and dashboard on http://127\.0\.0\.1:\d+", run.stdout), run.stdout
     mails = MAIL_LINE.findall(run.stdout)
     assert len(mails) >= 3 and all(sender != rcpt for sender, rcpt in mails), run.stdout
     order = [

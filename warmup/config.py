@@ -155,6 +155,10 @@ class Settings(BaseSettings):
         30, gt=0, le=3600, description="how often the fleet gauges are recomputed"
     )
 
+    # --- The HTTP API and dashboard (`python -m api`, issue #16) ---
+    API_PORT: int = Field(8080, ge=1, le=65_535, description="port the HTTP API and dashboard listen on")
+    API_HOST: str = Field("0.0.0.0", min_length=1, description="address the HTTP API listens on")
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         if self.SAME_MAILBOX_DELAY_MIN > self.SAME_MAILBOX_DELAY_MAX:
