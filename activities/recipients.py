@@ -23,10 +23,11 @@ ones, lexicographically: it breaks `pair_repeat` first, then `inbound_cap`, then
 smaller breach (fewest repeats today, then in the window; the least over-cap receiver). `Recipient.relaxed`
 names the rules the pick breaks, in that order, comma-separated ("" when none).
 
-Cost at 100,000 mailboxes, one statement per pick: each mailbox has a dense `pick_slot` (migration
-0010); the statement draws `PROBES` uniform slots in [0, max slot] and looks each up on the partial index
-of active mailboxes, with the receiver's counts from `send_ledger` by index. The first probe that keeps
-every rule wins: rejection sampling, so the pick is uniform over the eligible receivers whatever the gaps
+Cost at 100,000 mailboxes, one statement per pick: each mailbox has a nearly dense `pick_slot`
+(migrations 0010 and 0018: a sequence, with a gap only where an insert rolled back); the statement
+draws `PROBES` uniform slots in [0, max slot] and looks each up on the partial index of active
+mailboxes, with the receiver's counts from `send_ledger` by index. The first probe that keeps every rule
+wins: rejection sampling, so the pick is uniform over the eligible receivers whatever the gaps
 in ids or slots (a probe on a paused, removed or ineligible mailbox is only a wasted probe). Only when
 every probe misses, a second statement reads `SCAN` active mailboxes in slot order from a random slot
 and takes the best of them, uniformly among equals. A pool of at most `SCAN` mailboxes is read whole, so

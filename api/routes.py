@@ -150,8 +150,8 @@ def _enroll_request(caller: Principal, body: BaseModel, state: State, where: str
         problems.append("user_id is required with an operator token: the user the mailbox belongs to")
     for secret in ms.SECRETS:
         value = raw.get(secret.name)
-        if value is None and secret.instead is not None:
-            raw.pop(secret.name, None)
+        if value is None and not secret.needed_with(raw.get(ms.AUTH.name)):
+            raw.pop(secret.name, None)  # optional, or not used by this login method
             continue
         if not isinstance(value, str) or not value.strip():
             problems.append(f"{secret.name} is required: the {secret.what}, in this request body")
@@ -192,7 +192,7 @@ async def enroll(body: EnrollBody, caller: Caller, request: Request, response: R
 
 @router.post("/mailboxes/bulk", summary="Enroll many mailboxes: every entry checked before any is stored")
 async def enroll_bulk(body: BulkEnrollBody, caller: Caller, request: Request) -> dict[str, object]:
-    async with _engine(request) as (state, conn):
+    async with _engine(request) as (state, _):
         rows: list[ParsedRow] = []
         problems: list[str] = []
         seen: dict[str, int] = {}
@@ -211,7 +211,7 @@ async def enroll_bulk(body: BulkEnrollBody, caller: Caller, request: Request) ->
             raise invalid(problems)
         stored = False
         if not body.dry_run:
-            stored = await store_rows(state.client, conn, state.box, state.settings, rows)
+            stored = await store_rows(state.client, state.pool, state.box, state.settings, rows)
     results = [r.result for r in rows]
     if not stored and any(r.status == "failed" for r in results):
         raise Problem(

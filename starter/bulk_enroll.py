@@ -3,17 +3,21 @@
 Every row is checked exactly like a single `enroll` (same model, same messages, naming the row's
 line and column) before anything is written. One bad row stops the whole file: half an import
 would leave the operator to work out which rows went in. Once the file is valid each row is stored
-and started on its own, all or nothing, so running the file again after a server failure is safe
-(enrolling an address again updates it).
+and started on its own, all or nothing, several at a time, so running the file again after a server
+failure is safe and quick: rows already enrolled with the same settings are reported `unchanged` and
+skipped, and the others are enrolled (an address enrolled with other settings is updated).
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import asyncpg
 from temporalio.client import Client
 
 from starter import temporal_calls
@@ -23,9 +27,8 @@ from warmup import mailbox_settings as ms
 from warmup.config import Settings
 from warmup.db import Conn
 from warmup.mailbox_settings import csv_label
-from warmup.mailboxes import get_mailbox_by_address
+from warmup.mailboxes import ensure_users, stored_unchanged
 from warmup.models import ScheduleSettings
-from warmup.oauth_providers import AuthMethod
 from warmup.secrets import SecretBox
 from warmup.workflow_ids import mailbox_workflow_id
 
@@ -40,11 +43,16 @@ class CsvFileError(Exception):
     """The file as a whole cannot be used (unreadable, unknown or missing columns): nothing is written."""
 
 
+# invalid: refused by the checks; valid: checked (a dry run); unchanged: already enrolled with these
+# settings and secrets, left alone; failed: refused by the server or the database.
+STATUSES = ("enrolled", "updated", "unchanged", "valid", "invalid", "failed")
+
+
 @dataclass
 class RowResult:
     line: int  # line number in the file (the header is line 1)
     mailbox: str
-    status: str  # invalid | valid (dry run) | enrolled | updated | failed
+    status: str  # one of STATUSES
     problems: list[str] = field(default_factory=list)
     mailbox_id: int | None = None
     workflow_id: str | None = None
@@ -191,12 +199,11 @@ def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> 
             continue
         values: dict[str, object] = {s.name: (row.get(c) or None) for c, s in COLUMNS.items()}
         problems: list[str] = []
-        oauth2 = (row.get(ms.AUTH.csv) or "").strip().lower() == AuthMethod.OAUTH2.value
         for secret in ms.SECRETS:
             # A secret the row's login method does not use is passed on only if given (and then refused).
-            needed = secret.oauth2 == oauth2 and not secret.optional
+            needed = secret.needed_with(row.get(ms.AUTH.csv))
             value, found = _secret(secret, row, env, needed=needed)
-            if value is not None or (secret.instead is None and needed):
+            if value is not None or needed:
                 values[secret.name] = value if value is not None else "unused placeholder"
             problems += found
         try:
@@ -229,16 +236,23 @@ def parse_csv(text: str, env: Mapping[str, str], defaults: ScheduleSettings) -> 
 
 
 def counts(results: list[RowResult]) -> dict[str, int]:
-    names = ("enrolled", "updated", "valid", "invalid", "failed")
-    return {n: sum(1 for r in results if r.status == n) for n in names}
+    return {n: sum(1 for r in results if r.status == n) for n in STATUSES}
 
 
 async def _refuse_foreign(conn: Conn, rows: list[ParsedRow]) -> None:
     """Mark a row failed when its address is enrolled under another user (read-only, before any
-    write, so such a file stores nothing). The other user is not named."""
+    write, so such a file stores nothing; one query for the whole file). The other user is not named."""
+    foreign = {
+        r["address"]
+        for r in await conn.fetch(
+            "SELECT m.address FROM unnest($1::text[], $2::text[]) AS r (address, user_id)"
+            " JOIN mailboxes m ON m.address = r.address WHERE m.user_id <> r.user_id",
+            [row.request.address for row in rows],
+            [row.request.user_id for row in rows],
+        )
+    }
     for row in rows:
-        existing = await get_mailbox_by_address(conn, row.request.address)
-        if existing is not None and existing.user_id != row.request.user_id:
+        if row.request.address in foreign:
             row.result.status = "failed"
             row.result.problems = [
                 f"mailbox {row.request.address} is already enrolled under another user, not user "
@@ -246,23 +260,63 @@ async def _refuse_foreign(conn: Conn, rows: list[ParsedRow]) -> None:
             ]
 
 
+def _interleaved(rows: list[ParsedRow]) -> Iterator[ParsedRow]:
+    """The rows one user at a time in turn: a file lists a user's mailboxes together, and enrolls of one
+    user queue at that user's workflow, so concurrent enrolls go to different users' workflows."""
+    by_user: dict[str, list[ParsedRow]] = {}
+    for row in rows:
+        by_user.setdefault(row.request.user_id, []).append(row)
+    for batch in itertools.zip_longest(*by_user.values()):
+        yield from (row for row in batch if row is not None)
+
+
+async def _store_one(client: Client, conn: Conn, box: SecretBox, settings: Settings, row: ParsedRow) -> None:
+    req = row.request
+    try:
+        known = await stored_unchanged(
+            conn, temporal_calls.new_mailbox(req, dict.fromkeys(req.secrets, "")), req.secrets, box
+        )
+        if known is not None:
+            row.result.status, row.result.problems = "unchanged", []
+            row.result.mailbox_id, row.result.workflow_id = known, mailbox_workflow_id(known)
+            return
+        ciphertexts = encrypt_secrets(box, req)
+        record, created = await temporal_calls.enroll(client, conn, req, ciphertexts, settings)
+    except StarterError as exc:
+        row.result.status, row.result.problems = "failed", [str(exc)]
+        return
+    row.result.status = "enrolled" if created else "updated"
+    row.result.mailbox_id, row.result.workflow_id = record.id, mailbox_workflow_id(record.id)
+
+
 async def store_rows(
-    client: Client, conn: Conn, box: SecretBox, settings: Settings, good: list[ParsedRow]
+    client: Client,
+    pool: asyncpg.Pool,
+    box: SecretBox,
+    settings: Settings,
+    good: list[ParsedRow],
+    progress: Callable[[RowResult], None] | None = None,
 ) -> bool:
-    """Enroll every valid row, each on its own (all or nothing per row); False, with nothing written,
-    when a row is refused first (an address another user owns). Used by `enroll --csv` and the API's
-    bulk endpoint."""
-    await _refuse_foreign(conn, good)
-    if any(row.result.status == "failed" for row in good):
-        return False
-    for row in good:
-        req = row.request
-        try:
-            ciphertexts = encrypt_secrets(box, req)
-            record, created = await temporal_calls.enroll(client, conn, req, ciphertexts, settings)
-        except StarterError as exc:
-            row.result.status, row.result.problems = "failed", [str(exc)]
-            continue
-        row.result.status = "enrolled" if created else "updated"
-        row.result.mailbox_id, row.result.workflow_id = record.id, mailbox_workflow_id(record.id)
+    """Enroll every valid row, each on its own (all or nothing per row), `WARMUP_ENROLL_CONCURRENCY`
+    at a time; False, with nothing written, when a row is refused first (an address another user
+    owns). A row already stored with the same settings and secrets is `unchanged`: no Temporal call,
+    so running a file again after an interruption goes straight to the rows not yet enrolled.
+    `progress` hears each row once it is done. Used by `enroll --csv` and the API's bulk endpoint."""
+    async with pool.acquire() as conn:
+        await _refuse_foreign(conn, good)
+        if any(row.result.status == "failed" for row in good):
+            return False
+        # The users first, committed: a user's first enroll would otherwise hold its new row until that
+        # enroll's Temporal call returns, and its other rows would wait for it.
+        await ensure_users(conn, sorted({row.request.user_id for row in good}))
+    queue = _interleaved(good)
+
+    async def worker() -> None:
+        for row in queue:  # shared: each row goes to one worker
+            async with pool.acquire() as conn:
+                await _store_one(client, conn, box, settings, row)
+            if progress is not None:
+                progress(row.result)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(len(good), settings.ENROLL_CONCURRENCY)))))
     return True

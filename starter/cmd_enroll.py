@@ -10,11 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
+
 from starter import setting_flags, temporal_calls
 from starter.bulk_enroll import CsvFileError, ParsedRow, RowResult, decode, parse_csv, store_rows
 from starter.bulk_enroll import counts as row_counts
 from starter.cli_args import json_flag
-from starter.context import Io, database, ui_link
+from starter.context import Io, database, database_pool, ui_link
 from starter.enroll_request import (
     EnrollRequest,
     EnrollValidationError,
@@ -198,12 +201,19 @@ def _read_csv(path: str, io: Io) -> str:
     return text
 
 
-async def _store(settings: Settings, good: list[ParsedRow]) -> bool:
-    """Enroll every row, each on its own; False (nothing written) when a row is refused first."""
+async def _store(settings: Settings, good: list[ParsedRow], io: Io) -> bool:
+    """Enroll every row, each on its own; False (nothing written) when a row is refused first. On a
+    terminal a progress bar counts the rows done."""
     box = _secret_box(settings)
     client = await temporal_calls.connect_temporal(settings)
-    async with database(settings) as conn:
-        return await store_rows(client, conn, box, settings, good)
+    async with database_pool(settings, settings.ENROLL_CONCURRENCY) as pool:
+        if not io.err.isatty():
+            return await store_rows(client, pool, box, settings, good)
+        with Progress(
+            *Progress.get_default_columns(), MofNCompleteColumn(), console=Console(file=io.err)
+        ) as bar:
+            task = bar.add_task("enrolling", total=len(good))
+            return await store_rows(client, pool, box, settings, good, lambda _: bar.advance(task))
 
 
 async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> int:
@@ -233,7 +243,7 @@ async def enroll_csv(args: argparse.Namespace, settings: Settings, io: Io) -> in
                 except (SmtpCheckError, ImapCheckError, TokenError) as exc:
                     row.result.status, row.result.problems = "failed", [f"--check: {exc}"]
         if not args.dry_run and all(row.result.status == "valid" for row in good):
-            stored = await _store(settings, good)
+            stored = await _store(settings, good, io)
 
     if args.json:
         io.json(

@@ -64,11 +64,11 @@ def scrub(message: str, settings: Settings | None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    """One connection on a migrated database (the starter needs no pool)."""
+async def _db_errors() -> AsyncIterator[None]:
+    """Connection failures as one-line StarterErrors that never show the DSN (it may hold a password)."""
     try:
         async with asyncio.timeout(_DB_CONNECT_TIMEOUT):
-            conn = await asyncpg.connect(settings.DATABASE_URL.get_secret_value())
+            yield
     except TimeoutError:
         raise StarterError(
             f"cannot connect to PostgreSQL (no answer within {_DB_CONNECT_TIMEOUT:g}s); "
@@ -82,11 +82,31 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
         raise StarterError(
             f"cannot connect to PostgreSQL ({type(exc).__name__}); check WARMUP_DATABASE_URL"
         ) from None
+
+
+@contextlib.asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """One connection on a migrated database (most commands need no pool)."""
+    async with _db_errors():
+        conn = await asyncpg.connect(settings.DATABASE_URL.get_secret_value())
     try:
         await migrate(conn)
         yield conn
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def database_pool(settings: Settings, size: int) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of up to `size` connections on a migrated database (a bulk enroll's concurrent rows)."""
+    async with _db_errors():
+        pool = await asyncpg.create_pool(settings.DATABASE_URL.get_secret_value(), min_size=1, max_size=size)
+    try:
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        yield pool
+    finally:
+        await pool.close()
 
 
 def address(raw: str) -> str:

@@ -398,6 +398,20 @@ def _oauth_client(req: EnrollRequest, ciphertexts: Mapping[str, str]) -> OAuthCl
     )
 
 
+def new_mailbox(req: EnrollRequest, ciphertexts: Mapping[str, str]) -> NewMailbox:
+    """The row an enroll stores: the request's settings and its secrets' ciphertexts."""
+    return NewMailbox(
+        user_id=req.user_id,
+        address=req.address,
+        smtp=req.smtp,
+        secret_ciphertext=ciphertexts[ms.SMTP_SECRET.name],
+        schedule=req.schedule,
+        imap=req.imap,
+        imap_secret_ciphertext=ciphertexts.get(ms.IMAP_SECRET.name),
+        oauth=_oauth_client(req, ciphertexts),
+    )
+
+
 async def enroll(
     client: Client, conn: Conn, req: EnrollRequest, ciphertexts: Mapping[str, str], settings: Settings
 ) -> tuple[MailboxRecord, bool]:
@@ -409,19 +423,7 @@ async def enroll(
         async with conn.transaction():
             existing = await get_mailbox_by_address(conn, req.address)
             try:
-                record = await upsert_mailbox(
-                    conn,
-                    NewMailbox(
-                        user_id=req.user_id,
-                        address=req.address,
-                        smtp=req.smtp,
-                        secret_ciphertext=ciphertexts[ms.SMTP_SECRET.name],
-                        schedule=req.schedule,
-                        imap=req.imap,
-                        imap_secret_ciphertext=ciphertexts.get(ms.IMAP_SECRET.name),
-                        oauth=_oauth_client(req, ciphertexts),
-                    ),
-                )
+                record = await upsert_mailbox(conn, new_mailbox(req, ciphertexts))
             except PermissionError:
                 raise StarterError(
                     f"--mailbox {req.address} is already enrolled under another user, not --user "

@@ -446,9 +446,14 @@ def outcomes_json(user_id: str, outcomes: Sequence[MailboxOutcome]) -> dict[str,
     }
 
 
+# A file of more rows lists only those with problems (all of them are in --json).
+BULK_ROWS_LISTED = 200
+
+
 def bulk_view(results: Sequence[RowResult], dry_run: bool, stored: bool = True) -> RenderableType:
+    listed = results if len(results) <= BULK_ROWS_LISTED else [r for r in results if r.problems]
     rows = []
-    for r in results:
+    for r in listed:
         detail = "; ".join(r.problems) if r.problems else (r.workflow_id or "")
         rows.append([str(r.line), r.mailbox, r.status, detail])
     c = counts(list(results))
@@ -461,8 +466,9 @@ def bulk_view(results: Sequence[RowResult], dry_run: bool, stored: bool = True) 
         )
     else:
         summary = (
-            f"{c['enrolled']} enrolled, {c['updated']} updated, {c['invalid']} invalid and "
-            f"{c['failed']} failed (nothing was stored for those)"
+            f"{c['enrolled']} enrolled, {c['updated']} updated, {c['unchanged']} already enrolled "
+            f"(unchanged, skipped), {c['invalid']} invalid and {c['failed']} failed (nothing was stored "
+            "for those)"
         )
     return Group(grid(None, ["LINE", "MAILBOX", "RESULT", "DETAIL"], rows), Text(summary))
 

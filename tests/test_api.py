@@ -241,8 +241,12 @@ async def test_bad_fields_get_a_problem_naming_them_and_store_nothing(api: Api, 
         assert await op.fetch("SELECT id FROM mailboxes") == []
         r = await c.post("/v1/mailboxes/bulk", json={"mailboxes": batch})
         assert r.status_code == 200 and r.json()["counts"]["enrolled"] == 3, r.text
-        r = await c.post("/v1/mailboxes/bulk", json={"mailboxes": batch})
-        assert r.json()["counts"]["updated"] == 3, r.text
+        zero = dict.fromkeys(r.json()["counts"], 0)
+        r = await c.post("/v1/mailboxes/bulk", json={"mailboxes": batch})  # sent again: nothing to do
+        assert r.json()["counts"] == {**zero, "unchanged": 3}, r.text
+        changed = [{**batch[0], "ramp_ceiling": 11}, *batch[1:]]
+        r = await c.post("/v1/mailboxes/bulk", json={"mailboxes": changed})
+        assert r.json()["counts"] == {**zero, "updated": 1, "unchanged": 2}, r.text
 
         # Update: a bad value is refused whole, the stored schedule unchanged.
         first = batch[0]["address"]

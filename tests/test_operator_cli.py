@@ -396,7 +396,9 @@ async def test_csv_with_a_bad_row_stores_nothing_and_names_each_bad_line(
     assert "timezone" in rows[4]["problems"][0]
     assert "also on line 2" in rows[6]["problems"][0]
     assert "secret" in rows[7]["problems"][0]
-    assert report["counts"] == {"enrolled": 0, "updated": 0, "valid": 2, "invalid": 4, "failed": 0}
+    assert report["counts"] == {
+        "enrolled": 0, "updated": 0, "unchanged": 0, "valid": 2, "invalid": 4, "failed": 0
+    }  # fmt: skip
     assert report["stored"] is False
     assert f"--csv {file} line 3: smtp_port" in run.err and "nothing was stored" in run.err
     assert PASSWORD not in run.out + run.err
@@ -404,7 +406,8 @@ async def test_csv_with_a_bad_row_stores_nothing_and_names_each_bad_line(
     # The whole file was checked first: not even the good rows were stored or started.
     assert await op.states() == {}
 
-    # Fixed file: every row enrolls, each with a running workflow; run again, every row updates.
+    # Fixed file: every row enrolls, each with a running workflow; run again (an import interrupted and
+    # resumed), every row is already enrolled and skipped; one row changed, that row alone is updated.
     file.write_text(HEADER + _row("good1@csv.test") + _row("badport@csv.test") + _row("badtz@csv.test"))
     fixed = await op.run("enroll", "--csv", str(file), "--json")
     assert fixed.code == 0, fixed.err
@@ -419,7 +422,18 @@ async def test_csv_with_a_bad_row_stores_nothing_and_names_each_bad_line(
     )
     again = await op.run("enroll", "--csv", str(file))
     assert again.code == 0, again.err
-    assert "3 updated" in again.out and "badtz@csv.test" in again.out
+    assert "0 updated, 3 already enrolled (unchanged, skipped)" in again.out, again.out
+    assert "badtz@csv.test" in again.out
+    file.write_text(
+        HEADER + _row("good1@csv.test", port="2526") + _row("badport@csv.test") + _row("badtz@csv.test")
+    )
+    changed = await op.run("enroll", "--csv", str(file), "--json")
+    assert changed.code == 0, changed.err
+    changes = changed.json()
+    assert isinstance(changes, dict)
+    assert {r["mailbox"]: r["status"] for r in changes["rows"]} == {
+        "good1@csv.test": "updated", "badport@csv.test": "unchanged", "badtz@csv.test": "unchanged"
+    }  # fmt: skip
 
 
 async def test_csv_file_problems_and_dry_runs_store_nothing(op: Op, worker: None, tmp_path: Path) -> None:

@@ -83,6 +83,14 @@ class Settings(BaseSettings):
         30, ge=1, le=600, description="a send whose worker went silent this long is retried elsewhere"
     )
 
+    # --- Enrolling ---
+    ENROLL_CONCURRENCY: int = Field(
+        32,
+        ge=1,
+        le=256,
+        description="enrolls in flight at once in `enroll --csv` and the API's bulk endpoint",
+    )
+
     # --- Tenancy ---
     REQUIRE_USER_SCOPE: bool = Field(
         False, description="starter: every mailbox or fleet command needs --user (multi-tenant front ends)"

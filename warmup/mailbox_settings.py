@@ -505,6 +505,12 @@ class SecretSetting:
     def may_be_absent(self) -> bool:
         return self.instead is not None or self.oauth2
 
+    def needed_with(self, auth: object) -> bool:
+        """Whether a mailbox whose login method is `auth` (as given: text or AuthMethod; None is the
+        default, password) must carry this secret."""
+        oauth2 = str(getattr(auth, "value", auth) or "").strip().lower() == AuthMethod.OAUTH2.value
+        return self.oauth2 == oauth2 and not self.optional and self.instead is None
+
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -10,6 +11,7 @@ from warmup import mailbox_settings as ms
 from warmup.db import Conn
 from warmup.models import ImapSecurity, MailboxState, ScheduleSettings, SmtpSecurity
 from warmup.oauth_providers import AuthMethod
+from warmup.secrets import SecretBox, SecretKeyError
 from warmup.workflow_ids import mailbox_workflow_id
 
 
@@ -194,7 +196,46 @@ async def get_mailbox_by_address(conn: Conn, address: str) -> MailboxRecord | No
 
 
 async def ensure_user(conn: Conn, user_id: str) -> None:
-    await conn.execute("INSERT INTO users (id) VALUES ($1) ON CONFLICT (id) DO NOTHING", user_id)
+    await ensure_users(conn, [user_id])
+
+
+async def ensure_users(conn: Conn, user_ids: list[str]) -> None:
+    await conn.execute(
+        "INSERT INTO users (id) SELECT unnest($1::text[]) ON CONFLICT (id) DO NOTHING", user_ids
+    )
+
+
+_SETTING_COLUMNS = tuple(s.db_column for s in ms.SETTINGS)  # COLUMNS without the ciphertexts
+_UNCHANGED = f"""
+    SELECT id, ({", ".join(_SETTING_COLUMNS)})
+           IS NOT DISTINCT FROM ({", ".join(f"${i}" for i in range(2, len(_SETTING_COLUMNS) + 2))}) AS same,
+           {", ".join(x.column for x in ms.SECRETS)}
+    FROM mailboxes WHERE address = $1 AND state <> 'removed'
+"""
+
+
+async def stored_unchanged(
+    conn: Conn, mailbox: NewMailbox, secrets: Mapping[str, str], box: SecretBox
+) -> int | None:
+    """The mailbox's id when it is stored (not removed) with exactly these settings and these secrets in
+    clear, so enrolling it again would change nothing; else None. Its ciphertexts are ignored: the same
+    secret encrypts differently each time."""
+    values = mailbox_row(mailbox)[: len(_SETTING_COLUMNS)]
+    row = await conn.fetchrow(_UNCHANGED, mailbox.address.lower(), *values)
+    if row is None or not row["same"]:
+        return None
+    for x in ms.SECRETS:
+        stored, given = row[x.column], secrets.get(x.name)
+        if stored is None or given is None:
+            if stored is not None or given is not None:
+                return None
+            continue
+        try:
+            if box.decrypt(stored) != given:
+                return None
+        except SecretKeyError:
+            return None  # not readable with today's keys: enrolling again stores it anew
+    return int(row["id"])
 
 
 async def upsert_mailbox(conn: Conn, mailbox: NewMailbox) -> MailboxRecord:

@@ -1,0 +1,126 @@
+"""Bulk enrollment at fleet scale (issue #16 item 5): `starter enroll --csv` runs many rows at once,
+an import killed midway is run again to completion without enrolling anything twice, and enrolls no
+longer wait for each other in PostgreSQL. Real PostgreSQL, the Temporal dev server and a real worker;
+the rows per second at 100,000 rows are `make bench`'s bulk phase (bench/bulk_enroll.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
+    PASSWORD,
+    Op,
+    eventually,
+    op_fixture,
+    worker_fixture,
+)
+from warmup.mailboxes import NewMailbox, SmtpAccount, ensure_user, upsert_mailbox
+from warmup.models import ScheduleSettings, SmtpSecurity
+from warmup.workflow_ids import mailbox_workflow_id
+
+HEADER = (
+    "mailbox,user,smtp_host,smtp_port,smtp_security,username,timezone,secret_env,ramp_start,ramp_ceiling\n"
+)
+USERS, PER_USER = 30, 20
+
+
+def _csv(path: Path, port: int) -> list[str]:
+    """A legacy export: each user's mailboxes together, as a product's database lists them."""
+    addresses = [f"m{u}-{i}@bulk{u}.test" for u in range(USERS) for i in range(PER_USER)]
+    path.write_text(
+        HEADER
+        + "".join(
+            f"{a},user{a.split('@')[1]},127.0.0.1,{port},none,{a},UTC,SMTP_PASSWORD,0,0\n" for a in addresses
+        )
+    )
+    return addresses
+
+
+async def test_an_import_killed_midway_runs_again_to_completion_enrolling_nothing_twice(
+    op: Op, worker: None, tmp_path: Path
+) -> None:
+    file = tmp_path / "legacy.csv"
+    addresses = _csv(file, op.sink.port)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "starter", "enroll", "--csv", str(file),
+        env={**os.environ, **op.env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        async def some_enrolled() -> bool:
+            assert proc.returncode is None, "the import ended before it could be killed"
+            return len(await op.fetch("SELECT id FROM mailboxes")) >= 40
+
+        await eventually(some_enrolled, 120)
+        proc.send_signal(signal.SIGKILL)  # a crash or a closed laptop, at any row
+    finally:
+        await asyncio.wait_for(proc.wait(), 30)
+    before = {r["address"] for r in await op.fetch("SELECT address FROM mailboxes")}
+    assert 40 <= len(before) < len(addresses)
+
+    again = await op.run("enroll", "--csv", str(file), "--json")
+    assert again.code == 0, again.err
+    data = again.json()
+    assert isinstance(data, dict)
+    status = {r["mailbox"]: r["status"] for r in data["rows"]}
+    assert {a for a, s in status.items() if s == "unchanged"} == before, "rows stored before the kill"
+    assert {a for a, s in status.items() if s == "enrolled"} == set(addresses) - before
+    assert data["counts"]["failed"] == 0 and data["counts"]["updated"] == 0
+
+    rows = await op.fetch("SELECT id, address, pick_slot FROM mailboxes")
+    assert sorted(r["address"] for r in rows) == sorted(addresses), "one row per address"
+    assert len({r["pick_slot"] for r in rows}) == len(rows) and min(r["pick_slot"] for r in rows) >= 0
+    # Every row has its running workflow, the one its user's workflow started.
+    descs = await asyncio.gather(
+        *(op.client.get_workflow_handle(mailbox_workflow_id(r["id"])).describe() for r in rows)
+    )
+    assert {d.status.name if d.status else None for d in descs} == {"RUNNING"}
+
+    third = await op.run("enroll", "--csv", str(file))
+    assert third.code == 0, third.err
+    assert f"0 enrolled, 0 updated, {len(addresses)} already enrolled" in third.out, third.out
+    assert len(third.out.splitlines()) < 20, "a large file lists only the rows with problems"
+
+
+async def test_enrolls_do_not_wait_for_each_other_and_a_re_enroll_burns_no_pick_slot(db_dsn: str) -> None:
+    """An enroll holds its transaction open across its Temporal call; a second enroll must not wait
+    for it (migration 0010's slot lock made every enroll wait for the one before: 9 rows a second)."""
+
+    def mailbox(address: str) -> NewMailbox:
+        smtp = SmtpAccount("127.0.0.1", 2525, SmtpSecurity.NONE, address, verify_tls=False)
+        return NewMailbox("u1", address, smtp, "ciphertext", ScheduleSettings())
+
+    first, second = await asyncpg.connect(db_dsn), await asyncpg.connect(db_dsn)
+    try:
+        await ensure_user(first, "u1")  # a bulk import stores its users first (one statement)
+        async with first.transaction():
+            one = await upsert_mailbox(first, mailbox("one@slots.test"))  # ... its Temporal call here
+            async with second.transaction():
+                two = await asyncio.wait_for(upsert_mailbox(second, mailbox("two@slots.test")), 5)
+        slots = {
+            r["address"]: r["pick_slot"]
+            for r in await first.fetch("SELECT address, pick_slot FROM mailboxes")
+        }
+        assert sorted(slots.values()) == [0, 1] and one.id != two.id
+
+        for _ in range(5):  # re-enrolls: the conflicting upserts keep the row's slot and burn none
+            await upsert_mailbox(first, mailbox("one@slots.test"))
+        three = await upsert_mailbox(first, mailbox("three@slots.test"))
+        rows = {
+            r["address"]: r["pick_slot"]
+            for r in await first.fetch("SELECT address, pick_slot FROM mailboxes")
+        }
+        assert rows == {**slots, three.address: 2}
+    finally:
+        await first.close()
+        await second.close()
+
+
+__all__ = ["PASSWORD"]
