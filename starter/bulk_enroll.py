@@ -14,8 +14,9 @@ import asyncio
 import csv
 import io
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import asyncpg
 from temporalio.client import Client
@@ -37,12 +38,15 @@ from warmup.workflow_ids import mailbox_workflow_id
 COLUMNS = ms.CSV_COLUMNS
 SECRET_COLUMNS = tuple(c for x in ms.SECRETS for c in (x.csv_value, x.csv_env))
 REQUIRED = tuple(s.csv for s in ms.REQUIRED)
+T = TypeVar("T")
 
 
 class CsvFileError(Exception):
     """The file as a whole cannot be used (unreadable, unknown or missing columns): nothing is written."""
 
 
+# A bulk enroll stores and starts up to this many rows of one user together (one Update).
+BATCH = 50
 # invalid: refused by the checks; valid: checked (a dry run); unchanged: already enrolled with these
 # settings and secrets, left alone; failed: refused by the server or the database.
 STATUSES = ("enrolled", "updated", "unchanged", "valid", "invalid", "failed")
@@ -260,33 +264,55 @@ async def _refuse_foreign(conn: Conn, rows: list[ParsedRow]) -> None:
             ]
 
 
-def _interleaved(rows: list[ParsedRow]) -> Iterator[ParsedRow]:
-    """The rows one user at a time in turn: a file lists a user's mailboxes together, and enrolls of one
-    user queue at that user's workflow, so concurrent enrolls go to different users' workflows."""
+def _batches(rows: list[ParsedRow]) -> list[list[ParsedRow]]:
+    """Each user's rows in batches of at most BATCH, the users' batches in turn: a file lists a user's
+    mailboxes together, and batches of one user queue at that user's workflow, so the batches in flight
+    at once go to different users' workflows."""
     by_user: dict[str, list[ParsedRow]] = {}
     for row in rows:
         by_user.setdefault(row.request.user_id, []).append(row)
-    for batch in itertools.zip_longest(*by_user.values()):
-        yield from (row for row in batch if row is not None)
+    per_user = [[rs[i : i + BATCH] for i in range(0, len(rs), BATCH)] for rs in by_user.values()]
+    return [b for turn in itertools.zip_longest(*per_user) for b in turn if b is not None]
 
 
-async def _store_one(client: Client, conn: Conn, box: SecretBox, settings: Settings, row: ParsedRow) -> None:
+async def _unchanged(conn: Conn, box: SecretBox, row: ParsedRow) -> bool:
+    """Whether the row is already stored with these settings and secrets (then marked `unchanged`)."""
     req = row.request
+    as_stored = temporal_calls.new_mailbox(req, dict.fromkeys(req.secrets, ""))  # ciphertexts unread
+    known = await stored_unchanged(conn, as_stored, req.secrets, box)
+    if known is None:
+        return False
+    row.result.status, row.result.problems = "unchanged", []
+    row.result.mailbox_id, row.result.workflow_id = known, mailbox_workflow_id(known)
+    return True
+
+
+async def _store_batch(
+    client: Client, conn: Conn, box: SecretBox, settings: Settings, batch: list[ParsedRow]
+) -> None:
+    """One user's rows: stored and started together, or all failed with the reason."""
+    reqs = [row.request for row in batch]
     try:
-        known = await stored_unchanged(
-            conn, temporal_calls.new_mailbox(req, dict.fromkeys(req.secrets, "")), req.secrets, box
+        done = await temporal_calls.enroll_many(
+            client, conn, reqs, [encrypt_secrets(box, r) for r in reqs], settings
         )
-        if known is not None:
-            row.result.status, row.result.problems = "unchanged", []
-            row.result.mailbox_id, row.result.workflow_id = known, mailbox_workflow_id(known)
-            return
-        ciphertexts = encrypt_secrets(box, req)
-        record, created = await temporal_calls.enroll(client, conn, req, ciphertexts, settings)
     except StarterError as exc:
-        row.result.status, row.result.problems = "failed", [str(exc)]
+        for row in batch:
+            row.result.status, row.result.problems = "failed", [str(exc)]
         return
-    row.result.status = "enrolled" if created else "updated"
-    row.result.mailbox_id, row.result.workflow_id = record.id, mailbox_workflow_id(record.id)
+    for row, (record, created) in zip(batch, done, strict=True):
+        row.result.status = "enrolled" if created else "updated"
+        row.result.mailbox_id, row.result.workflow_id = record.id, mailbox_workflow_id(record.id)
+
+
+async def _concurrently(items: Iterable[T], concurrency: int, work: Callable[[T], Awaitable[None]]) -> None:
+    queue = iter(items)
+
+    async def worker() -> None:
+        for item in queue:  # shared: each item goes to one worker
+            await work(item)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 async def store_rows(
@@ -297,11 +323,12 @@ async def store_rows(
     good: list[ParsedRow],
     progress: Callable[[RowResult], None] | None = None,
 ) -> bool:
-    """Enroll every valid row, each on its own (all or nothing per row), `WARMUP_ENROLL_CONCURRENCY`
-    at a time; False, with nothing written, when a row is refused first (an address another user
-    owns). A row already stored with the same settings and secrets is `unchanged`: no Temporal call,
-    so running a file again after an interruption goes straight to the rows not yet enrolled.
-    `progress` hears each row once it is done. Used by `enroll --csv` and the API's bulk endpoint."""
+    """Enroll every valid row; False, with nothing written, when a row is refused first (an address
+    another user owns). A row already stored with the same settings and secrets is `unchanged`: no
+    Temporal call, so running a file again after an interruption goes straight to the rows not yet
+    enrolled. The others go in batches of one user's rows (one transaction and one Update each, all
+    or nothing per batch), `WARMUP_ENROLL_CONCURRENCY` batches at a time. `progress` hears each row
+    once it is done. Used by `enroll --csv` and the API's bulk endpoint."""
     async with pool.acquire() as conn:
         await _refuse_foreign(conn, good)
         if any(row.result.status == "failed" for row in good):
@@ -309,14 +336,23 @@ async def store_rows(
         # The users first, committed: a user's first enroll would otherwise hold its new row until that
         # enroll's Temporal call returns, and its other rows would wait for it.
         await ensure_users(conn, sorted({row.request.user_id for row in good}))
-    queue = _interleaved(good)
+    todo: list[ParsedRow] = []
 
-    async def worker() -> None:
-        for row in queue:  # shared: each row goes to one worker
-            async with pool.acquire() as conn:
-                await _store_one(client, conn, box, settings, row)
+    async def check(row: ParsedRow) -> None:
+        async with pool.acquire() as conn:
+            if not await _unchanged(conn, box, row):
+                todo.append(row)
+            elif progress is not None:
+                progress(row.result)
+
+    async def store(batch: list[ParsedRow]) -> None:
+        async with pool.acquire() as conn:
+            await _store_batch(client, conn, box, settings, batch)
+        for row in batch:
             if progress is not None:
                 progress(row.result)
 
-    await asyncio.gather(*(worker() for _ in range(max(1, min(len(good), settings.ENROLL_CONCURRENCY)))))
+    concurrency = settings.ENROLL_CONCURRENCY
+    await _concurrently(good, concurrency, check)
+    await _concurrently(_batches(todo), concurrency, store)
     return True

@@ -49,6 +49,7 @@ from warmup.mailboxes import (
 from warmup.models import (
     EnrollResult,
     MailboxEnrollment,
+    MailboxEnrollments,
     MailboxState,
     MailboxStatus,
     PauseRequest,
@@ -66,6 +67,8 @@ _CONNECT_TIMEOUT = timedelta(seconds=10)
 _RPC_TIMEOUT = timedelta(seconds=15)
 # An Update is answered by a worker: this long for one to run the validator and the handler.
 _UPDATE_TIMEOUT = timedelta(seconds=15)
+# A batch's Update answers once its mailboxes' workflows run, behind the other batches' first tasks.
+_BATCH_UPDATE_TIMEOUT = timedelta(seconds=60)
 DEFAULT_UI_PORT = 8233
 
 T = TypeVar("T")
@@ -116,11 +119,17 @@ async def _rpc(action: str, workflow_id: str, settings: Settings, call: Awaitabl
         raise _rpc_failure(action, workflow_id, exc, settings) from None
 
 
-async def _update(action: str, workflow_id: str, settings: Settings, call: Awaitable[T]) -> T:
+async def _update(
+    action: str,
+    workflow_id: str,
+    settings: Settings,
+    call: Awaitable[T],
+    limit: timedelta = _UPDATE_TIMEOUT,
+) -> T:
     """An Update: the validator's refusal (or the handler's failure) and a missing worker as a
     StarterError, so the caller's database transaction rolls back."""
     try:
-        async with asyncio.timeout(_UPDATE_TIMEOUT.total_seconds()):
+        async with asyncio.timeout(limit.total_seconds()):
             return await call
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
@@ -128,7 +137,7 @@ async def _update(action: str, workflow_id: str, settings: Settings, call: Await
         raise StarterError(f"{workflow_id} refused to {action}: {_one_line(reason)}") from None
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         raise StarterError(
-            f"no worker answered within {_UPDATE_TIMEOUT.total_seconds():g}s to {action} {workflow_id}; "
+            f"no worker answered within {limit.total_seconds():g}s to {action} {workflow_id}; "
             f"check that a worker polls task queue {settings.TASK_QUEUE!r} (WARMUP_TASK_QUEUE). Nothing "
             "was stored; Temporal may still apply the change once a worker runs, so run the same "
             "command again then"
@@ -179,6 +188,40 @@ async def start_or_update(
             start_workflow_operation=start,
             rpc_timeout=_RPC_TIMEOUT,
         ),
+    )
+
+
+async def start_or_update_many(
+    client: Client,
+    user_id: str,
+    batch: list[tuple[MailboxRecord, ScheduleSettings]],
+    plan: UserPlan,
+    settings: Settings,
+) -> list[EnrollResult]:
+    """`start_or_update` for many mailboxes of one user in one Update (`enroll_mailboxes`), whose
+    workflow starts their mailbox workflows together; refused whole or done whole."""
+    user_wf = user_workflow_id(user_id)
+    start = WithStartWorkflowOperation(
+        UserWarmupWorkflow.run,
+        UserWorkflowInput(user_id, plan),
+        id=user_wf,
+        task_queue=settings.TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    enrollments = MailboxEnrollments(
+        [MailboxEnrollment(r.id, schedule, settings.send_retry(), r.user_id) for r, schedule in batch]
+    )
+    return await _update(
+        f"enroll {len(batch)} mailboxes through",
+        user_wf,
+        settings,
+        client.execute_update_with_start_workflow(
+            UserWarmupWorkflow.enroll_mailboxes,
+            enrollments,
+            start_workflow_operation=start,
+            rpc_timeout=_BATCH_UPDATE_TIMEOUT,
+        ),
+        _BATCH_UPDATE_TIMEOUT,
     )
 
 
@@ -436,3 +479,37 @@ async def enroll(
             f"database error while enrolling ({type(exc).__name__}: {exc}); run the same enroll again"
         ) from None
     return record, existing is None
+
+
+async def enroll_many(
+    client: Client,
+    conn: Conn,
+    reqs: list[EnrollRequest],
+    ciphertexts: list[Mapping[str, str]],
+    settings: Settings,
+) -> list[tuple[MailboxRecord, bool]]:
+    """`enroll` for many mailboxes of one user in one transaction and one Update: all are stored and
+    started, or none (the rows commit only once Temporal has accepted them all)."""
+    user_id = reqs[0].user_id
+    assert all(r.user_id == user_id for r in reqs), "one user per batch"
+    try:
+        async with conn.transaction():
+            stored: list[tuple[MailboxRecord, bool]] = []
+            for req, secrets in zip(reqs, ciphertexts, strict=True):
+                existing = await get_mailbox_by_address(conn, req.address)
+                try:
+                    record = await upsert_mailbox(conn, new_mailbox(req, secrets))
+                except PermissionError:
+                    raise StarterError(
+                        f"mailbox {req.address} is already enrolled under another user, not user {user_id}; "
+                        "enroll it under its owner or remove it there first"
+                    ) from None
+                stored.append((record, existing is None))
+            plan = await user_plan(conn, user_id, settings)
+            batch = [(record, req.schedule) for (record, _), req in zip(stored, reqs, strict=True)]
+            await start_or_update_many(client, user_id, batch, plan, settings)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise StarterError(
+            f"database error while enrolling ({type(exc).__name__}: {exc}); run the same import again"
+        ) from None
+    return stored

@@ -21,6 +21,7 @@ from warmup.errors import ERR_REFUSED
 from warmup.models import (
     EnrollResult,
     MailboxEnrollment,
+    MailboxEnrollments,
     MailboxWorkflowInput,
     PauseRequest,
     RampSettings,
@@ -333,3 +334,57 @@ async def test_a_mailbox_waiting_for_its_plan_allowance_says_so(rig: Rig) -> Non
     assert st.waiting_for == "" and st.sent_today > 0, st
     await mailbox.terminate()
     await parent.terminate()
+
+
+async def test_a_batch_of_mailboxes_starts_together_and_is_answered_once_all_run(rig: Rig) -> None:
+    """A bulk import's batch (`enroll_mailboxes`): one Update, its mailbox workflows started in one
+    workflow task, a mailbox already enrolled updated in place, and a refusal refuses the batch whole."""
+    env, _, queue = rig
+    user = f"batch-{uuid.uuid4().hex[:6]}"
+    await enroll_result(env.client, queue, user, 9900)
+    ids = list(range(9900, 9920))
+    start = WithStartWorkflowOperation(
+        UserWarmupWorkflow.run,
+        UserWorkflowInput(user, UserPlan(), search_attributes=False),
+        id=f"user-{user}",
+        task_queue=queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    batch = MailboxEnrollments([MailboxEnrollment(i, FIXED_TEN, user_id=user) for i in ids])
+    results = await env.client.execute_update_with_start_workflow(
+        UserWarmupWorkflow.enroll_mailboxes, batch, start_workflow_operation=start
+    )
+    assert results == [EnrollResult(i, started=i != 9900) for i in ids]
+    for i in ids:
+        desc = await env.client.get_workflow_handle(mailbox_workflow_id(i)).describe()
+        assert desc.parent_id == f"user-{user}" and desc.status is not None and desc.status.name == "RUNNING"
+    history = await env.client.get_workflow_handle(f"user-{user}").fetch_history()
+    tasks = [
+        e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    ]
+    starts = [
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    ]
+    # The batch's starts (19 new, and 9900's, which finds it running) follow one completed workflow task.
+    batch_starts = starts[1:]
+    assert len(batch_starts) == 20
+    assert len({max(t for t in tasks if t < s) for s in batch_starts}) == 1, "not started together"
+
+    crossed = MailboxEnrollments(
+        [
+            MailboxEnrollment(9950, FIXED_TEN, user_id=user),
+            MailboxEnrollment(9951, ScheduleSettings(window_start_hour=20, window_end_hour=8), user_id=user),
+        ]
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await env.client.get_workflow_handle_for(UserWarmupWorkflow.run, f"user-{user}").execute_update(
+            UserWarmupWorkflow.enroll_mailboxes, crossed
+        )
+    assert "mailbox 9951: window_start_hour (20) must be before" in str(info.value.cause)
+    with pytest.raises(Exception, match="not found"):
+        await env.client.get_workflow_handle(mailbox_workflow_id(9950)).describe()
+    for i in ids:
+        await env.client.get_workflow_handle(mailbox_workflow_id(i)).terminate()
+    await env.client.get_workflow_handle(f"user-{user}").terminate()

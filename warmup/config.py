@@ -85,10 +85,7 @@ class Settings(BaseSettings):
 
     # --- Enrolling ---
     ENROLL_CONCURRENCY: int = Field(
-        32,
-        ge=1,
-        le=256,
-        description="enrolls in flight at once in `enroll --csv` and the API's bulk endpoint",
+        8, ge=1, le=64, description="batches in flight at once (`enroll --csv`, the API's bulk endpoint)"
     )
 
     # --- Tenancy ---

@@ -381,6 +381,13 @@ class MailboxEnrollment:
     user_id: str = ""
 
 
+@dataclass
+class MailboxEnrollments:
+    """Many mailboxes of one user at once (the `enroll_mailboxes` update of a bulk import)."""
+
+    enrollments: list[MailboxEnrollment] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class EnrollResult:
     """The user workflow's answer to an enrollment (the `enroll_mailbox` update)."""

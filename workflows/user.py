@@ -12,6 +12,7 @@ workflow as a child with its settings, or gives a running one the new settings i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ChildMailbox,
         EnrollResult,
         MailboxEnrollment,
+        MailboxEnrollments,
         MailboxWorkflowInput,
         PauseRequest,
         SettingsUpdate,
@@ -42,6 +44,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.mailbox import MailboxWarmupWorkflow
 
 _KEEP_GRANT_DAYS = 3
+# The enrollments waiting in one workflow task start their mailbox workflows together (one task for
+# them all, instead of one task per mailbox): a bulk import's batch of a user's mailboxes.
+PARALLEL_ENROLL_PATCH = "parallel-enroll"
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,10 @@ class UserWarmupWorkflow:
                 lambda: bool(self._enrollments or self._outbox) or self._time_to_continue_as_new()
             )
             done: list[tuple[_Enrolling, EnrollResult]] = []
+            if self._enrollments and workflow.patched(PARALLEL_ENROLL_PATCH):
+                jobs, self._enrollments = self._enrollments, []
+                results = await asyncio.gather(*(self._start_or_update(j.enrollment) for j in jobs))
+                done += zip(jobs, results, strict=True)
             while self._enrollments:
                 job = self._enrollments.pop(0)
                 done.append((job, await self._start_or_update(job.enrollment)))
@@ -121,6 +130,27 @@ class UserWarmupWorkflow:
     @enroll_mailbox.validator
     def _check_enrollment(self, enrollment: MailboxEnrollment) -> None:
         problems = self._tenancy_problems(enrollment) or schedule_problems(enrollment.schedule)
+        if problems:
+            raise ApplicationError("; ".join(problems), type=ERR_REFUSED, non_retryable=True)
+
+    @workflow.update
+    async def enroll_mailboxes(self, batch: MailboxEnrollments) -> list[EnrollResult]:
+        """A bulk import's mailboxes of this user, adopted together; answered once all are done."""
+        jobs = [_Enrolling(e) for e in batch.enrollments]
+        self._enrollments += jobs
+        await workflow.wait_condition(lambda: all(job.result is not None for job in jobs))
+        return [job.result for job in jobs if job.result is not None]
+
+    @enroll_mailboxes.validator
+    def _check_enrollments(self, batch: MailboxEnrollments) -> None:
+        # All or none: the caller stores the batch's rows in one transaction.
+        problems = [
+            f"mailbox {e.mailbox_id}: {p}"
+            for e in batch.enrollments
+            for p in self._tenancy_problems(e) or schedule_problems(e.schedule)
+        ]
+        if not batch.enrollments:
+            problems.append("no mailbox to enroll")
         if problems:
             raise ApplicationError("; ".join(problems), type=ERR_REFUSED, non_retryable=True)
 

@@ -37,6 +37,7 @@ from warmup.errors import ERR_AUTH
 from warmup.models import (
     EngagementSettings,
     MailboxEnrollment,
+    MailboxEnrollments,
     PauseRequest,
     RampSettings,
     ScheduleSettings,
@@ -185,6 +186,23 @@ async def user_updates(env: WorkflowEnvironment, rec: Recorder) -> Histories:
     return out
 
 
+async def user_bulk_enroll(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    """A bulk import since the `parallel-enroll` patch: one mailbox by enroll_mailbox, then a batch of
+    enroll_mailboxes (its workflows started together, the first one found running and updated)."""
+    queue, user = _queue(), f"bulk-{uuid.uuid4().hex[:6]}"
+    ids = [221, 222, 223, 224]
+    await enroll_result(env.client, queue, user, ids[0])
+    h = env.client.get_workflow_handle_for(UserWarmupWorkflow.run, f"user-{user}")
+    batch = MailboxEnrollments([MailboxEnrollment(m, FIXED_TEN, user_id=user) for m in ids])
+    await h.execute_update(UserWarmupWorkflow.enroll_mailboxes, batch)
+    await env.sleep(12 * HOUR)
+    out = {"user_bulk_enroll": await _history(env.client, h.id)}
+    for m in ids:
+        await env.client.get_workflow_handle(mailbox_workflow_id(m)).terminate("recorded")
+    await h.terminate("recorded")
+    return out
+
+
 async def mailbox_change_settings(env: WorkflowEnvironment, rec: Recorder) -> Histories:
     """`starter update` since the Update: one change accepted, one refused (not in history)."""
     (h,) = await start_mailboxes(env.client, _queue(), [(106, UTC_DAY)])
@@ -240,6 +258,7 @@ SCENARIOS: list[Scenario] = [
     mailbox_change_settings,
     user_lifecycle,
     user_updates,
+    user_bulk_enroll,
     mailbox_inbox_sessions,
     mailbox_reactive_ramp,
 ]
