@@ -59,9 +59,16 @@ else:
     )
 
 
+# Entries per bulk request: a request of this many answers within a minute or two; a larger import is
+# sent as several requests (entries already enrolled come back `unchanged`).
+BULK_MAX = 2000
+
+
 class BulkEnrollBody(BaseModel):
     model_config = _STRICT
-    mailboxes: list[EnrollBody] = Field(..., description="one entry per mailbox, each as POST /v1/mailboxes")
+    mailboxes: list[EnrollBody] = Field(
+        ..., description=f"one entry per mailbox, each as POST /v1/mailboxes; at most {BULK_MAX}"
+    )
     dry_run: bool = Field(default=False, description="check every entry, store nothing")
 
 

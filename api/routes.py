@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from api.auth import Principal, bearer
-from api.models import BulkEnrollBody, EnrollBody, PauseBody, PlanBody, UpdateBody, raw_values
+from api.models import BULK_MAX, BulkEnrollBody, EnrollBody, PauseBody, PlanBody, UpdateBody, raw_values
 from api.problems import Problem, invalid, not_found
 from api.state import State
 from starter import operations, temporal_calls
@@ -192,6 +192,13 @@ async def enroll(body: EnrollBody, caller: Caller, request: Request, response: R
 
 @router.post("/mailboxes/bulk", summary="Enroll many mailboxes: every entry checked before any is stored")
 async def enroll_bulk(body: BulkEnrollBody, caller: Caller, request: Request) -> dict[str, object]:
+    if len(body.mailboxes) > BULK_MAX:
+        raise invalid(
+            [
+                f"mailboxes holds {len(body.mailboxes)} entries, at most {BULK_MAX} per request: send the "
+                "rest in further requests (entries already enrolled come back unchanged)"
+            ]
+        )
     async with _engine(request) as (state, _):
         rows: list[ParsedRow] = []
         problems: list[str] = []

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from api.models import BULK_MAX
 from api.openapi import document
 from tests.helpers.api_server import Api, serve_api
 from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
@@ -235,6 +236,8 @@ async def test_bad_fields_get_a_problem_naming_them_and_store_nothing(api: Api, 
         assert [e["field"] for e in body["errors"]] == ["delay_min_minutes"]
         assert body["errors"][0]["detail"].startswith("mailboxes[2].")
         dup = problem(await c.post("/v1/mailboxes/bulk", json={"mailboxes": [batch[0], batch[0]]}), 422)
+        huge = {"mailboxes": [batch[0]] * (BULK_MAX + 1)}
+        assert "at most" in problem(await c.post("/v1/mailboxes/bulk", json=huge), 422)["detail"]
         assert "also entry 0" in dup["detail"]
         r = await c.post("/v1/mailboxes/bulk", json={"mailboxes": batch, "dry_run": True})
         assert r.status_code == 200 and r.json()["counts"]["valid"] == 3, r.text
