@@ -336,6 +336,14 @@ async def store_rows(
         # The users first, committed: a user's first enroll would otherwise hold its new row until that
         # enroll's Temporal call returns, and its other rows would wait for it.
         await ensure_users(conn, sorted({row.request.user_id for row in good}))
+    users = sorted({row.request.user_id for row in good})
+
+    async def retire(user_id: str) -> None:
+        async with pool.acquire() as conn:
+            await temporal_calls.retire_orphans(client, conn, user_id, settings)
+
+    # What an earlier run of the import left half done is finished below; what it left behind goes first.
+    await _concurrently(users, settings.ENROLL_CONCURRENCY, retire)
     todo: list[ParsedRow] = []
 
     async def check(row: ParsedRow) -> None:

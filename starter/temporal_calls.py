@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -420,6 +421,33 @@ async def resume_user(client: Client, conn: Conn, user_id: str, settings: Settin
     for m in rows:
         await set_state(conn, m.id, MailboxState.ACTIVE, "")
     return [MailboxOutcome(m.id, m.address, True, "resumed") for m in rows]
+
+
+# An enroll's transaction lasts at most its Update's timeout; a workflow its user workflow adopted this
+# long ago whose row is not in the database belongs to an enroll that was killed before its commit.
+ORPHAN_AFTER = timedelta(minutes=5)
+
+
+async def retire_orphans(client: Client, conn: Conn, user_id: str, settings: Settings) -> list[int]:
+    """Remove the mailbox workflows of `user_id` whose row never committed (an import killed between
+    Temporal's answer and the commit): without it, they would wait paused for ever and count in the
+    user's plan share. Returns their ids; none when the user has no workflow yet."""
+    try:
+        st = await _user_handle(client, user_id).query(UserWarmupWorkflow.status, rpc_timeout=_RPC_TIMEOUT)
+    except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
+        return []
+    stored = {r["id"] for r in await conn.fetch("SELECT id FROM mailboxes WHERE user_id = $1", user_id)}
+    orphans = []
+    for mailbox_id in (i for i in st.mailbox_ids if i not in stored):
+        try:
+            desc = await _mailbox_handle(client, mailbox_id).describe(rpc_timeout=_RPC_TIMEOUT)
+        except RPCError:
+            continue
+        # A younger one may be an enroll still in flight elsewhere (the API, another starter).
+        if desc.start_time <= dt.datetime.now(dt.UTC) - ORPHAN_AFTER:
+            await remove(client, mailbox_id, user_id, settings)
+            orphans.append(mailbox_id)
+    return orphans
 
 
 async def user_status(client: Client, conn: Conn, user_id: str) -> list[fleet.MailboxDay]:

@@ -6,6 +6,7 @@ the rows per second at 100,000 rows are `make bench`'s bulk phase (bench/bulk_en
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -13,17 +14,30 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 
+from starter import temporal_calls
 from tests.helpers.operator_cli import (  # noqa: F401  (the fixtures)
     PASSWORD,
     Op,
     eventually,
     op_fixture,
+    unique_mailbox_ids,
     worker_fixture,
 )
 from warmup.mailboxes import NewMailbox, SmtpAccount, ensure_user, upsert_mailbox
-from warmup.models import ScheduleSettings, SmtpSecurity
-from warmup.workflow_ids import mailbox_workflow_id
+from warmup.models import (
+    MailboxEnrollment,
+    MailboxEnrollments,
+    ScheduleSettings,
+    SmtpSecurity,
+    UserPlan,
+    UserWorkflowInput,
+)
+from warmup.workflow_ids import mailbox_workflow_id, user_workflow_id
+from workflows.user import UserWarmupWorkflow
 
 HEADER = (
     "mailbox,user,smtp_host,smtp_port,smtp_security,username,timezone,secret_env,ramp_start,ramp_ceiling\n"
@@ -31,9 +45,9 @@ HEADER = (
 USERS, PER_USER = 30, 20
 
 
-def _csv(path: Path, port: int) -> list[str]:
+def _csv(path: Path, port: int, users: int = USERS) -> list[str]:
     """A legacy export: each user's mailboxes together, as a product's database lists them."""
-    addresses = [f"m{u}-{i}@bulk{u}.test" for u in range(USERS) for i in range(PER_USER)]
+    addresses = [f"m{u}-{i}@bulk{u}.test" for u in range(users) for i in range(PER_USER)]
     path.write_text(
         HEADER
         + "".join(
@@ -87,6 +101,42 @@ async def test_an_import_killed_midway_runs_again_to_completion_enrolling_nothin
     assert third.code == 0, third.err
     assert f"0 enrolled, 0 updated, {len(addresses)} already enrolled" in third.out, third.out
     assert len(third.out.splitlines()) < 20, "a large file lists only the rows with problems"
+
+
+async def test_a_workflow_left_by_an_enroll_killed_before_its_commit_is_retired_by_the_next_import(
+    op: Op, worker: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill the test above risks: Temporal started a mailbox's workflow, the row rolled back. The
+    next import removes that workflow, so it stops counting in its user's plan share."""
+    user = "userbulk0.test"  # the first user of the file
+    orphan = await unique_mailbox_ids(op.dsn) - 1  # an id the database handed out and lost
+    start = WithStartWorkflowOperation(
+        UserWarmupWorkflow.run,
+        UserWorkflowInput(user, UserPlan()),
+        id=user_workflow_id(user),
+        task_queue=op.settings.TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    await op.client.execute_update_with_start_workflow(
+        UserWarmupWorkflow.enroll_mailboxes,
+        MailboxEnrollments([MailboxEnrollment(orphan, ScheduleSettings(), user_id=user)]),
+        start_workflow_operation=start,
+    )
+    file = tmp_path / "legacy.csv"
+    _csv(file, op.sink.port, users=1)
+    monkeypatch.setattr(temporal_calls, "ORPHAN_AFTER", dt.timedelta(0))
+    assert (await op.run("enroll", "--csv", str(file))).code == 0
+
+    handle = op.client.get_workflow_handle_for(UserWarmupWorkflow.run, user_workflow_id(user))
+    st = await handle.query(UserWarmupWorkflow.status)
+    assert orphan not in st.mailbox_ids and orphan in st.removed_ids
+    assert len(st.mailbox_ids) == PER_USER
+
+    async def finished() -> bool:
+        desc = await op.client.get_workflow_handle(mailbox_workflow_id(orphan)).describe()
+        return desc.status is not None and desc.status.name == "COMPLETED"
+
+    await eventually(finished, 30)
 
 
 async def test_enrolls_do_not_wait_for_each_other_and_a_re_enroll_burns_no_pick_slot(db_dsn: str) -> None:
