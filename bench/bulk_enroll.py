@@ -61,7 +61,8 @@ def write_csv(path: Path, rows: int, per_user: int, smtp_port: int) -> None:
     path.chmod(0o600)
 
 
-async def _import(env: dict[str, str], path: Path) -> tuple[float, dict[str, int]]:
+async def import_csv(env: dict[str, str], path: Path) -> tuple[float, dict[str, int]]:
+    """`starter enroll --csv` of the file: its seconds and its counts."""
     began = time.perf_counter()
     done = await asyncio.to_thread(
         subprocess.run,
@@ -87,7 +88,7 @@ async def run_bulk(workdir: Path, rows: int, per_user: int, concurrency: int) ->
         write_csv(path, rows, per_user, stack.sink_port)
         runs = []
         for what in ("new", "again"):
-            seconds, counts = await _import(env, path)
+            seconds, counts = await import_csv(env, path)
             runs.append(BulkRun(what, rows, seconds, counts))
     return BulkResult(rows, per_user, concurrency, runs)
 

@@ -492,19 +492,29 @@ async def enroll(
     """
     try:
         async with conn.transaction():
-            existing = await get_mailbox_by_address(conn, req.address)
-            try:
-                record = await upsert_mailbox(conn, new_mailbox(req, ciphertexts))
-            except PermissionError:
-                raise StarterError(
-                    f"--mailbox {req.address} is already enrolled under another user, not --user "
-                    f"{req.user_id}; enroll it under its owner or remove it there first"
-                ) from None
+            record, created = await _store(conn, req, ciphertexts, flags=True)
             plan = await user_plan(conn, req.user_id, settings)
             await start_or_update(client, record, req.schedule, plan, settings)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise StarterError(
             f"database error while enrolling ({type(exc).__name__}: {exc}); run the same enroll again"
+        ) from None
+    return record, created
+
+
+async def _store(
+    conn: Conn, req: EnrollRequest, ciphertexts: Mapping[str, str], *, flags: bool
+) -> tuple[MailboxRecord, bool]:
+    """Upsert the request's row (inside the caller's transaction); True when it is new. `flags`: name
+    the fields as the single enroll's flags."""
+    existing = await get_mailbox_by_address(conn, req.address)
+    try:
+        record = await upsert_mailbox(conn, new_mailbox(req, ciphertexts))
+    except PermissionError:
+        mailbox, user = ("--mailbox", "--user") if flags else ("mailbox", "user")
+        raise StarterError(
+            f"{mailbox} {req.address} is already enrolled under another user, not {user} {req.user_id}; "
+            "enroll it under its owner or remove it there first"
         ) from None
     return record, existing is None
 
@@ -522,17 +532,10 @@ async def enroll_many(
     assert all(r.user_id == user_id for r in reqs), "one user per batch"
     try:
         async with conn.transaction():
-            stored: list[tuple[MailboxRecord, bool]] = []
-            for req, secrets in zip(reqs, ciphertexts, strict=True):
-                existing = await get_mailbox_by_address(conn, req.address)
-                try:
-                    record = await upsert_mailbox(conn, new_mailbox(req, secrets))
-                except PermissionError:
-                    raise StarterError(
-                        f"mailbox {req.address} is already enrolled under another user, not user {user_id}; "
-                        "enroll it under its owner or remove it there first"
-                    ) from None
-                stored.append((record, existing is None))
+            stored = [
+                await _store(conn, req, secrets, flags=False)
+                for req, secrets in zip(reqs, ciphertexts, strict=True)
+            ]
             plan = await user_plan(conn, user_id, settings)
             batch = [(record, req.schedule) for (record, _), req in zip(stored, reqs, strict=True)]
             await start_or_update_many(client, user_id, batch, plan, settings)

@@ -1,7 +1,7 @@
 """Bulk enrollment at fleet scale (issue #16 item 5): `starter enroll --csv` runs many rows at once,
 an import killed midway is run again to completion without enrolling anything twice, and enrolls no
 longer wait for each other in PostgreSQL. Real PostgreSQL, the Temporal dev server and a real worker;
-the rows per second at 100,000 rows are `make bench`'s bulk phase (bench/bulk_enroll.py)."""
+the rows per second at 100,000 rows come from `python -m bench.bulk_enroll`."""
 
 from __future__ import annotations
 
