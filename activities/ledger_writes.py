@@ -40,13 +40,14 @@ async def insert_pending(
     dispatched_at: float,
     in_reply_to: int | None = None,
     relaxed: str = "",
+    quota: int = 0,
 ) -> LedgerRow | None:
     """Record a send; if another attempt recorded it first, return that row instead. None only for a
     reply whose email another row answers already (in_reply_to is unique): send a new thread instead."""
     await conn.execute(
         "INSERT INTO send_ledger (idempotency_key, sender_id, recipient_id, day, slot, message_id, message,"
-        " status, planned_at, dispatched_at, user_id, in_reply_to, relaxed)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " status, planned_at, dispatched_at, user_id, in_reply_to, relaxed, quota)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         " ON CONFLICT DO NOTHING",
         idempotency_key,
         sender_id,
@@ -61,6 +62,7 @@ async def insert_pending(
         user_id,
         in_reply_to,
         relaxed,
+        quota,
     )
     row = await ledger_row(conn, idempotency_key)
     if row is None and in_reply_to is None:  # only if someone deleted it in between

@@ -229,6 +229,7 @@ class SendActivities:
             dispatched_at=req.dispatched_at,
             in_reply_to=in_reply_to,
             relaxed=relaxed,
+            quota=req.quota,
         )
 
     async def _settled(self, conn: Conn, row: LedgerRow) -> SendResult | None:

@@ -323,9 +323,9 @@ async def mailbox_page(request: Request, address: str) -> Response:
         days = await send_days(conn, record.id, CHART_DAYS)
     st = look.status
     labels = [d.day.strftime("%m-%d") for d in days]
-    quota = [float(st.quota_today) if d.day.isoformat() == st.day else 0.0 for d in days]
+    quota = [float(st.quota_today) if d.day.isoformat() == st.day else float(d.quota) for d in days]
     sent_chart = bar_chart(
-        f"Sent per day, last {CHART_DAYS} days (quota: today's only)",
+        f"Sent per day, last {CHART_DAYS} days",
         labels,
         [
             Series("sent", [d.delivered for d in days]),

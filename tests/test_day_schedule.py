@@ -26,7 +26,8 @@ def _run_days(sched: ScheduleSettings, first: dt.date, days: int) -> list[tuple[
         today = day_schedule.state.today
         out.append((day, today.quota, day_schedule.state.ramp_day, today.capped_reason))
         while (due := day_schedule.next_send_at()) is not None:
-            day_schedule.take_slot(due)
+            req = day_schedule.take_slot(due)
+            assert req.quota == today.quota, "each send carries its day's quota to the ledger"
             day_schedule.record_sent(due + 1)
     return out
 

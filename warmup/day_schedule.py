@@ -105,7 +105,13 @@ class DaySchedule:
         t = self.state.today
         planned_at = t.plan.pop(0)
         req = SendRequest(
-            self.mailbox_id, t.day, t.slot, planned_at=planned_at, dispatched_at=now, not_after=t.window_end
+            self.mailbox_id,
+            t.day,
+            t.slot,
+            planned_at=planned_at,
+            dispatched_at=now,
+            not_after=t.window_end,
+            quota=t.quota,
         )
         t.slot += 1
         self.state.last_sent_at = now

@@ -315,6 +315,7 @@ class SendRequest:
     planned_at: float  # epoch seconds the plan chose
     dispatched_at: float  # workflow time the send was started
     not_after: float = 0.0  # the window's end: waiting for a cap past it gives the slot up (0: no limit)
+    quota: int = 0  # the day's quota when the slot was taken, kept in the ledger for the dashboard's charts
 
     @property
     def idempotency_key(self) -> str:

@@ -1,7 +1,8 @@
 """A sender's days, for the dashboard's charts: emails delivered and failed per local day, and where
 its receivers found them (inbox, junk, other, missing) per day, from the ledger and `engagement`.
 
-The day's quota is the workflow's (it lives in its state, not in a table), so only today's is known.
+The day's quota is the workflow's; each send keeps it in its ledger row (`quota`, migration 0019), so
+a past day's quota is what its last send saw (a later change that day is not seen).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class SendDay:
     junk: int = 0
     other: int = 0
     missing: int = 0
+    quota: int = 0  # the day's quota as its last send saw it (0: not known, rows before migration 0019)
 
     @property
     def inbox_share(self) -> float | None:
@@ -43,7 +45,8 @@ async def send_days(conn: Conn, sender_id: int, days: int, today: dt.date | None
                count(*) FILTER (WHERE e.found_in = 'inbox') AS inbox,
                count(*) FILTER (WHERE e.found_in = 'junk') AS junk,
                count(*) FILTER (WHERE e.found_in = 'other') AS other,
-               count(*) FILTER (WHERE e.found_in = 'missing') AS missing
+               count(*) FILTER (WHERE e.found_in = 'missing') AS missing,
+               coalesce(max(l.quota), 0) AS quota
         FROM send_ledger l LEFT JOIN engagement e ON e.ledger_id = l.id
         WHERE l.sender_id = $1 AND l.day >= $2
         GROUP BY l.day
