@@ -41,6 +41,7 @@ from warmup.config import Settings
 from warmup.db import Conn
 from warmup.engagement import decide, is_missing
 from warmup.errors import ERR_IMAP_AUTH
+from warmup.events import ENGAGEMENT_OFF, PLACEMENT_LOW, record_event
 from warmup.mailboxes import MailboxRecord, get_mailbox
 from warmup.models import (
     EngagementTotals,
@@ -54,6 +55,7 @@ from warmup.models import (
 )
 from warmup.oauth_tokens import TokenError, TokenSource, TokenUnavailable
 from warmup.placement import provider_family, sender_scores, window_start
+from warmup.ramp_reaction import placement_low
 from warmup.secrets import SecretBox, SecretKeyError
 
 T = TypeVar("T")
@@ -110,14 +112,19 @@ class EngagementActivities:
     @activity.defn(name="placement_check")
     async def placement_check(self, req: PlacementCheckRequest) -> PlacementReport:
         """The sender's placement and sender bounces over its last WARMUP_PLACEMENT_DAYS send days up to
-        `req.day`, with the workers' reaction thresholds: indexed reads, nothing written, so any retry is
-        harmless."""
+        `req.day`, with the workers' reaction thresholds: indexed reads; the one write, a placement_low event
+        for the embedding product, is recorded once per mailbox and day, so any retry is harmless."""
         days, last = self._settings.PLACEMENT_DAYS, dt.date.fromisoformat(req.day)
         async with self._pool.acquire() as conn:
             scores = await sender_scores(conn, [req.mailbox_id], days, last)
             bounced, reply = await sender_bounces(conn, req.mailbox_id, window_start(last, days), last)
-        placement = scores[req.mailbox_id].overall if req.mailbox_id in scores else Placement()
-        return PlacementReport(placement, days, self._settings.ramp_reaction(), bounced, reply)
+            placement = scores[req.mailbox_id].overall if req.mailbox_id in scores else Placement()
+            report = PlacementReport(placement, days, self._settings.ramp_reaction(), bounced, reply)
+            if (low := placement_low(report)) is not None:  # for the embedding product (webhooks)
+                await record_event(
+                    conn, req.mailbox_id, PLACEMENT_LOW, low, f"placement_low:{req.mailbox_id}:{req.day}"
+                )
+        return report
 
     @activity.defn(name="inbox_session")
     async def inbox_session(self, req: InboxSessionRequest) -> InboxSessionReport:
@@ -144,14 +151,24 @@ class EngagementActivities:
                 # A cached access token the server stopped taking: the retry fetches a new one.
                 self._tokens.forget(mailbox.id)
                 raise ApplicationError(f"IMAP session for {mailbox.address}: {exc}; retrying") from None
-            raise _imap_refused(mailbox, session, exc) from None
+            raise await self._engagement_off(_imap_refused(mailbox, session, exc), mailbox) from None
         except ImapConfigError as exc:
-            raise _imap_refused(mailbox, session, exc) from None
+            raise await self._engagement_off(_imap_refused(mailbox, session, exc), mailbox) from None
         except ImapError as exc:
             raise ApplicationError(f"IMAP session for {mailbox.address}: {exc}; retrying") from None
         finally:
             await _imap(session.close)
         return InboxSessionReport(totals, family=family)
+
+    async def _engagement_off(self, refused: ApplicationError, mailbox: MailboxRecord) -> ApplicationError:
+        """The workflow turns engagement off on this error: the embedding product hears of it (once a
+        day, however often the session is retried)."""
+        today = dt.datetime.now(dt.UTC).date().isoformat()
+        async with self._pool.acquire() as conn:
+            await record_event(
+                conn, mailbox.id, ENGAGEMENT_OFF, refused.message, f"engagement_off:{mailbox.id}:{today}"
+            )
+        return refused
 
     async def _login_secret(self, mailbox: MailboxRecord) -> tuple[str, bool]:
         """The IMAP password, or an OAuth2 access token and whether it came from this worker's cache."""
@@ -163,7 +180,8 @@ class EngagementActivities:
             raise ApplicationError(f"inbox session for {mailbox.address}: {exc}") from None
         except TokenError as exc:
             # Engagement stops with the reason; the send path pauses the mailbox for the same cause.
-            raise ApplicationError(str(exc), type=ERR_IMAP_AUTH, non_retryable=True) from None
+            refused = ApplicationError(str(exc), type=ERR_IMAP_AUTH, non_retryable=True)
+            raise await self._engagement_off(refused, mailbox) from None
         return token.token, not token.fresh
 
     async def _engage(

@@ -72,6 +72,11 @@ class BulkEnrollBody(BaseModel):
     dry_run: bool = Field(default=False, description="check every entry, store nothing")
 
 
+class WebhookBody(BaseModel):
+    model_config = _STRICT
+    url: str = Field(..., max_length=2000, description="https:// address the user's events are POSTed to")
+
+
 class PauseBody(BaseModel):
     model_config = _STRICT
     reason: str = Field(default=PauseRequest().reason, max_length=500, description="shown in status")

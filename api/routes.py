@@ -18,7 +18,16 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
 from api.auth import Principal, bearer
-from api.models import BULK_MAX, BulkEnrollBody, EnrollBody, PauseBody, PlanBody, UpdateBody, raw_values
+from api.models import (
+    BULK_MAX,
+    BulkEnrollBody,
+    EnrollBody,
+    PauseBody,
+    PlanBody,
+    UpdateBody,
+    WebhookBody,
+    raw_values,
+)
 from api.problems import Problem, invalid, not_found
 from api.state import State
 from starter import operations, temporal_calls
@@ -28,7 +37,7 @@ from starter.enroll_request import EnrollRequest, EnrollValidationError, encrypt
 from starter.report import build_report
 from starter.temporal_calls import StarterError
 from starter.views import list_json, to_json
-from warmup import fleet
+from warmup import fleet, webhooks
 from warmup import mailbox_settings as ms
 from warmup.db import Conn
 from warmup.events import list_events
@@ -372,3 +381,50 @@ async def plan(user_id: str, body: PlanBody, caller: Caller, request: Request) -
         "weight": stored.weight,
         "workflow_updated": reached,
     }
+
+
+# --- webhooks ---------------------------------------------------------------------------------------
+
+
+def _webhook_user(caller: Principal, user: str | None) -> str:
+    scoped = caller.scope(user)
+    if scoped is None:
+        raise invalid(["user is required with an operator token: the user whose events the webhook gets"])
+    return scoped
+
+
+@router.post(
+    "/webhooks", status_code=201, summary="Add an endpoint for the user's events (secret shown once)"
+)
+async def add_webhook(
+    body: WebhookBody,
+    caller: Caller,
+    request: Request,
+    user: Annotated[str | None, Query(description="operator only: the user")] = None,
+) -> dict[str, object]:
+    owner = _webhook_user(caller, user)
+    async with _engine(request) as (state, conn):
+        try:
+            hook, secret = await webhooks.add_webhook(conn, state.box, owner, body.url)
+        except webhooks.WebhookError as exc:
+            raise invalid([str(exc)]) from None
+    return {**_plain(hook), "secret": secret}
+
+
+@router.get("/webhooks", summary="The user's webhook endpoints")
+async def list_webhooks(
+    caller: Caller,
+    request: Request,
+    user: Annotated[str | None, Query(description="operator only: one user's")] = None,
+) -> dict[str, object]:
+    async with _engine(request) as (_, conn):
+        found = await webhooks.list_webhooks(conn, caller.scope(user))
+    return {"webhooks": _plain(found)}
+
+
+@router.delete("/webhooks/{webhook_id}", summary="Stop sending events to an endpoint")
+async def remove_webhook(webhook_id: int, caller: Caller, request: Request) -> dict[str, object]:
+    async with _engine(request) as (_, conn):
+        if not await webhooks.remove_webhook(conn, webhook_id, caller.user_id):
+            raise not_found(f"webhook {webhook_id}")
+    return {"id": webhook_id, "removed": True}

@@ -18,7 +18,16 @@ from typing import NoReturn, TextIO
 
 import asyncpg
 
-from starter import cmd_authorize, cmd_control, cmd_enroll, cmd_plan, cmd_rotate_key, cmd_token, cmd_views
+from starter import (
+    cmd_authorize,
+    cmd_control,
+    cmd_enroll,
+    cmd_plan,
+    cmd_rotate_key,
+    cmd_token,
+    cmd_views,
+    cmd_webhook,
+)
 from starter.context import Io, scrub
 from starter.enroll_request import EnrollValidationError
 from starter.temporal_calls import StarterError
@@ -51,7 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for module in (cmd_enroll, cmd_authorize, cmd_views, cmd_control, cmd_plan, cmd_rotate_key, cmd_token):
+    for module in (
+        cmd_enroll,
+        cmd_authorize,
+        cmd_views,
+        cmd_control,
+        cmd_plan,
+        cmd_rotate_key,
+        cmd_token,
+        cmd_webhook,
+    ):
         module.add_parsers(sub)
     return parser
 

@@ -76,6 +76,8 @@ async def rotate_key(args: argparse.Namespace, settings: Settings, io: Io) -> in
                 last_id = await _batch(conn, box, primary, last_id, args.batch_size, args.dry_run, result)
             if last_id < 0:
                 break
+        async with conn.transaction():
+            await _webhook_secrets(conn, box, primary, args.dry_run, result)
     _report(io, result, args, len(keys))
     return EXIT_FAILURE if result.unreadable else EXIT_OK
 
@@ -116,6 +118,25 @@ async def _batch(
     return int(rows[-1]["id"]) if rows else -1
 
 
+async def _webhook_secrets(
+    conn: asyncpg.Connection, box: SecretBox, primary: Fernet, dry_run: bool, result: Rotation
+) -> None:
+    """The webhooks' signing secrets (warmup/webhooks.py): a few rows, one transaction."""
+    rows = await conn.fetch("SELECT id, url, secret_ciphertext FROM webhooks ORDER BY id FOR UPDATE")
+    updates: list[tuple[int, str]] = []
+    for row in rows:
+        if _opens(primary, row["secret_ciphertext"]):
+            result.already_current += 1
+            continue
+        try:
+            updates.append((int(row["id"]), box.rotate(row["secret_ciphertext"])))
+        except InvalidToken:
+            result.unreadable.append((int(row["id"]), row["url"], "webhook signing secret"))
+    result.rotated += len(updates)
+    if updates and not dry_run:
+        await conn.executemany("UPDATE webhooks SET secret_ciphertext = $2 WHERE id = $1", updates)
+
+
 def _opens(fernet: Fernet, token: str) -> bool:
     try:
         fernet.decrypt(token.encode("ascii"))
@@ -126,6 +147,13 @@ def _opens(fernet: Fernet, token: str) -> bool:
 
 def _report(io: Io, r: Rotation, args: argparse.Namespace, key_count: int) -> None:
     for mailbox_id, address, what in r.unreadable:
+        if what == "webhook signing secret":
+            io.note(
+                f"starter rotate-key: webhook {mailbox_id} ({address}): no key in WARMUP_SECRET_KEYS opens "
+                "its signing secret; it was left unchanged. Add the key it was encrypted with, or remove "
+                "the webhook and add it again (`starter webhook`)"
+            )
+            continue
         io.note(
             f"starter rotate-key: mailbox {mailbox_id} ({address}): no key in WARMUP_SECRET_KEYS opens its "
             f"stored {what}; it was left unchanged. Add the key it was encrypted with to WARMUP_SECRET_KEYS, "

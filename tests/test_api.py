@@ -161,6 +161,25 @@ async def test_two_users_each_see_and_change_only_their_own(api: Api, op: Op) ->
         after_first = (await a.get("/v1/events", params={"after": events[0]["id"]})).json()["events"]
         assert [e["kind"] for e in after_first] == ["mailbox.resumed"]
 
+        # Webhooks: a user's own; another user's is as if it did not exist; the secret is shown once.
+        r = await a.post("/v1/webhooks", json={"url": "https://crm.example.com/warmup-events"})
+        assert r.status_code == 201 and r.json()["secret"].startswith("whsec_"), r.text
+        hook = r.json()
+        listed = (await a.get("/v1/webhooks")).json()["webhooks"]
+        assert [w["id"] for w in listed] == [hook["id"]] and "secret" not in listed[0]
+        assert (await b.get("/v1/webhooks")).json()["webhooks"] == []
+        problem(await b.delete(f"/v1/webhooks/{hook['id']}"), 404)
+        assert (
+            "user is required"
+            in problem(await ops.post("/v1/webhooks", json={"url": "https://x.example"}), 422)["detail"]
+        )
+        assert (
+            "must use https"
+            in problem(await a.post("/v1/webhooks", json={"url": "http://crm.example.com/"}), 422)["detail"]
+        )
+        assert (await a.delete(f"/v1/webhooks/{hook['id']}")).status_code == 200
+        assert (await a.get("/v1/webhooks")).json()["webhooks"] == []
+
         # Plans are the operator's; a user token is refused.
         problem(await a.put(f"/v1/users/{alice}/plan", json={"plan": "pro", "daily_limit": 50}), 403)
         r = await ops.put(f"/v1/users/{alice}/plan", json={"plan": "pro", "daily_limit": 50})

@@ -31,6 +31,7 @@ from warmup.config import Settings
 from warmup.engagement import decide
 from warmup.engagement_days import by_day, engagement_days
 from warmup.errors import ERR_IMAP_AUTH
+from warmup.events import ENGAGEMENT_OFF, PLACEMENT_LOW
 from warmup.mailboxes import ImapServer, MailboxRecord, NewMailbox, SmtpAccount, upsert_mailbox
 from warmup.models import (
     EngagementSettings,
@@ -312,6 +313,11 @@ async def test_bad_imap_credentials_and_no_imap_settings(
     assert caught.value.type == ERR_IMAP_AUTH and caught.value.non_retryable
     assert b.address in caught.value.message and wrong not in caught.value.message
     assert b.password not in caught.value.message
+    with pytest.raises(ApplicationError):  # retried: still refused, and told once
+        await ActivityEnvironment().run(engage.inbox_session, session(receiver))
+    events = await rows(db_pool, "SELECT kind, reason FROM events WHERE mailbox_id = $1", receiver.id)
+    assert [e[0] for e in events] == [ENGAGEMENT_OFF], "the embedding product hears of it once"
+    assert b.address in events[0][1] and wrong not in events[0][1]
     async with db_pool.acquire() as conn:
         await conn.execute("UPDATE mailboxes SET imap_host = '' WHERE id = $1", sender.id)
     report = await ActivityEnvironment().run(engage.inbox_session, session(sender))
@@ -358,6 +364,14 @@ async def test_a_junked_senders_ramp_steps_down_pauses_and_recovers_with_its_pla
     assert (second.placement.junk, second.placement.judged) == (10, 18)
     paused = react(second, previous=4, climbed=5, spacing_factor=1.5)
     assert paused.reaction is Reaction.PAUSE and paused.reason.startswith("placement critical: 56% in spam")
+    # Each day the ramp stepped down or paused, the embedding product was told (once a day).
+    low = await rows(
+        db_pool, "SELECT reason FROM events WHERE kind = $1 AND mailbox_id = $2", PLACEMENT_LOW, sender.id
+    )
+    assert [r[0].split(";")[0] for r in low] == [
+        "placement low: 33% in spam over 2 days (4 of 12)",
+        "placement low: 56% in spam over 2 days (10 of 18)",
+    ]
 
     await day_of_mail(2, junked=0, clean=6)
     recovered = await day_of_mail(3, junked=0, clean=6)  # days 2 and 3 only: the junk has aged out

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         8, ge=1, le=64, description="batches in flight at once (`enroll --csv`, the API's bulk endpoint)"
     )
 
+    WEBHOOK_POLL_SECONDS: float = Field(
+        15, ge=1, le=3600, description="webhooks: how long a new event may wait before it is sent"
+    )
+
     # --- Tenancy ---
     REQUIRE_USER_SCOPE: bool = Field(
         False, description="starter: every mailbox or fleet command needs --user (multi-tenant front ends)"

@@ -1,5 +1,7 @@
-"""The event feed the embedding product polls (`GET /v1/events?after=<id>`): rows the mailboxes
-table's trigger writes (migration 0013) whenever a mailbox's state changes, whoever changed it."""
+"""The event feed the embedding product polls (`GET /v1/events?after=<id>`) or receives as webhooks
+(warmup/webhooks.py): rows the mailboxes table's trigger writes (migration 0013) whenever a mailbox's
+state changes, whoever changed it, and the rows the inbox activities record (engagement off, placement
+low)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,17 @@ import datetime as dt
 
 from warmup.db import Conn
 
-KINDS = ("mailbox.paused", "mailbox.sign_in_needed", "mailbox.resumed", "mailbox.removed")
+# The first four come from the mailboxes table's trigger; the last two from the activities that see them.
+ENGAGEMENT_OFF = "mailbox.engagement_off"  # its IMAP login was refused: no inbox sessions until fixed
+PLACEMENT_LOW = "mailbox.placement_low"  # the day's placement check found its spam share too high
+KINDS = (
+    "mailbox.paused",
+    "mailbox.sign_in_needed",
+    "mailbox.resumed",
+    "mailbox.removed",
+    ENGAGEMENT_OFF,
+    PLACEMENT_LOW,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +32,22 @@ class Event:
     address: str
     reason: str
     created_at: dt.datetime
+
+
+async def record_event(conn: Conn, mailbox_id: int, kind: str, reason: str, dedup_key: str) -> bool:
+    """An event of an activity, once per `dedup_key` (a retry records nothing twice); True if new.
+    Its webhooks are queued by the events table's trigger, in the same statement."""
+    assert kind in KINDS, kind
+    status = await conn.execute(
+        "INSERT INTO events (user_id, mailbox_id, address, kind, reason, dedup_key)"
+        " SELECT user_id, id, address, $2, $3, $4 FROM mailboxes WHERE id = $1"
+        " ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING",
+        mailbox_id,
+        kind,
+        reason,
+        dedup_key,
+    )
+    return status == "INSERT 0 1"
 
 
 async def list_events(conn: Conn, user_id: str | None, after: int, limit: int) -> list[Event]:

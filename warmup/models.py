@@ -434,3 +434,21 @@ class UserStatus:
     paused: bool
     pause_reason: str
     granted: dict[str, int]  # day -> sends the plan granted that day (recent days)
+
+
+@dataclass(frozen=True)
+class WebhookDeliveryInput:
+    """The webhook delivery workflow's settings (workflows/webhooks.py)."""
+
+    poll_seconds: float = 15.0  # how long an event may wait before it is sent
+    rounds_per_run: int = 400  # activity calls before continue-as-new (bounds the history)
+    batch: int = 50  # deliveries per activity call at most; while more are due the next call follows
+
+
+@dataclass(frozen=True)
+class WebhookRound:
+    """What one `deliver_webhooks` call did."""
+
+    sent: int
+    failed: int
+    next_due_in: float | None  # seconds until the next delivery is due; None: nothing waits

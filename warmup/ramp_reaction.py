@@ -38,6 +38,24 @@ class RampDecision:
     reason: str  # shown in status and the workflow's current details ("" when climbing normally)
 
 
+def spam_seen(report: PlacementReport) -> tuple[float, str] | None:
+    """The spam share over the report's window and how status says it, or None while fewer than
+    `min_judged` emails were judged (too little to react to)."""
+    p = report.placement
+    if p.judged < report.settings.min_judged:
+        return None
+    share = p.junk / p.judged
+    return share, f"{share * 100:.0f}% in spam over {report.days} days ({p.junk} of {p.judged})"
+
+
+def placement_low(report: PlacementReport) -> str | None:
+    """What an embedding product is told when the ramp steps down or pauses on placement, else None."""
+    seen = spam_seen(report)
+    if seen is None or seen[0] < report.settings.step_down_share:
+        return None
+    return f"placement low: {seen[1]}; the ramp steps down (pauses from {report.settings.pause_share:.0%})"
+
+
 def react(report: PlacementReport, previous: int, climbed: int, spacing_factor: float) -> RampDecision:
     """Today's ramp day and spacing. `previous` is yesterday's ramp day, `climbed` the one the configured
     ramp gives today (previous + 1 after a day that sent, else previous)."""
@@ -53,14 +71,14 @@ def react(report: PlacementReport, previous: int, climbed: int, spacing_factor: 
             "and what it sends, then resume it"
         )
         return RampDecision(Reaction.PAUSE, down, wider, reason)
-    if p.judged < s.min_judged:
+    found = spam_seen(report)
+    if found is None:
         reason = (
             f"ramping as configured today: when the day began, {p.judged} of its emails had been judged "
             f"by engaging receivers {over} (it reacts from {s.min_judged})"
         )
         return RampDecision(Reaction.NO_DATA, climbed, spacing_factor, reason)
-    share = p.junk / p.judged
-    seen = f"{share * 100:.0f}% in spam {over} ({p.junk} of {p.judged})"
+    share, seen = found
     if share >= s.step_down_share:
         if share >= s.pause_share:
             reason = f"placement critical: {seen}; paused at {s.pause_share * 100:.0f}% (resume to go on)"

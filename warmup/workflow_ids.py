@@ -19,3 +19,8 @@ def inbox_task_queue(task_queue: str) -> str:
     """Where inbox sessions run: a queue of their own, since the send queue's dispatch rate is the global
     send cap, which IMAP sessions must not use up."""
     return f"{task_queue}-inbox"
+
+
+def webhook_delivery_workflow_id(task_queue: str) -> str:
+    """The one webhook delivery workflow of a task queue (workflows/webhooks.py)."""
+    return f"webhooks-{task_queue}"

@@ -19,6 +19,7 @@ from temporalio.worker import Worker
 
 from activities.engagement import EngagementActivities
 from activities.send import SendActivities
+from activities.webhooks import WebhookActivities
 from warmup import metrics, temporal_connection
 from warmup.config import ConfigError, Settings, load_settings
 from warmup.db import DatabaseError, connect_pool
@@ -28,7 +29,7 @@ from warmup.secrets import SecretBox, SecretKeyError
 from warmup.temporal_connection import TemporalConnectError
 from workers import health
 from workers.queue_limits import apply_queue_rate_limit
-from workers.worker import build_inbox_worker, build_worker
+from workers.worker import build_inbox_worker, build_worker, start_webhook_delivery
 
 log = logging.getLogger("warmup.worker")
 
@@ -109,12 +110,18 @@ async def _run_worker(
             timeout=settings.OAUTH_TIMEOUT_SECONDS,
         )
         worker = build_worker(client, settings, SendActivities(pool, secrets, settings, tokens))
-        inbox = build_inbox_worker(client, settings, EngagementActivities(pool, secrets, settings, tokens))
+        inbox = build_inbox_worker(
+            client,
+            settings,
+            EngagementActivities(pool, secrets, settings, tokens),
+            WebhookActivities(pool, secrets),
+        )
         readiness.worker = worker
         if instruments is not None:
             collector = asyncio.create_task(metrics.FleetCollector(settings, client, instruments).run())
             log.info("metrics on %s:%d/metrics", settings.METRICS_HOST, settings.METRICS_PORT)
         running = asyncio.create_task(_run_both(worker, inbox))
+        await start_webhook_delivery(client, settings)
         stopping = asyncio.create_task(stop.wait())
         log.info(
             "worker polling task queue %r on %s (concurrency %d)",

@@ -5,22 +5,26 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.engagement import EngagementActivities
 from activities.send import SendActivities
+from activities.webhooks import WebhookActivities
 from warmup.config import Settings
-from warmup.workflow_ids import inbox_task_queue
+from warmup.models import WebhookDeliveryInput
+from warmup.workflow_ids import inbox_task_queue, webhook_delivery_workflow_id
 from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
 from workflows.user import UserWarmupWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 
 def build_worker(client: Client, settings: Settings, activities: SendActivities) -> Worker:
     return Worker(
         client,
         task_queue=settings.TASK_QUEUE,
-        workflows=[MailboxWarmupWorkflow, UserWarmupWorkflow],
+        workflows=[MailboxWarmupWorkflow, UserWarmupWorkflow, WebhookDeliveryWorkflow],
         activities=[activities.send_email],
         workflow_runner=workflow_runner(settings.WORKFLOW_SANDBOX),
         max_concurrent_activities=settings.WORKER_CONCURRENCY,
@@ -33,14 +37,32 @@ def build_worker(client: Client, settings: Settings, activities: SendActivities)
     )
 
 
-def build_inbox_worker(client: Client, settings: Settings, activities: EngagementActivities) -> Worker:
-    """The inbox sessions' worker (and the daily placement checks): their own task queue, outside the send
-    queue's rate limit (the global send cap), and slots of their own (WARMUP_INBOX_CONCURRENCY): a session
-    is mostly waiting on IMAP and a human's dwell, and takes a pooled connection only to record an action."""
+def build_inbox_worker(
+    client: Client,
+    settings: Settings,
+    activities: EngagementActivities,
+    webhooks: WebhookActivities | None = None,
+) -> Worker:
+    """The inbox sessions' worker (and the daily placement checks, and webhook deliveries): their own task
+    queue, outside the send queue's rate limit (the global send cap), and slots of their own
+    (WARMUP_INBOX_CONCURRENCY): a session is mostly waiting on IMAP and a human's dwell, and takes a pooled
+    connection only to record an action."""
+    extra = [] if webhooks is None else [webhooks.deliver_webhooks]
     return Worker(
         client,
         task_queue=inbox_task_queue(settings.TASK_QUEUE),
-        activities=[activities.inbox_session, activities.placement_check],
+        activities=[activities.inbox_session, activities.placement_check, *extra],
         max_concurrent_activities=settings.inbox_concurrency(),
         graceful_shutdown_timeout=timedelta(seconds=settings.SHUTDOWN_GRACE_SECONDS),
+    )
+
+
+async def start_webhook_delivery(client: Client, settings: Settings) -> None:
+    """Start the task queue's webhook delivery workflow unless it runs (every worker asks; one runs)."""
+    await client.start_workflow(
+        WebhookDeliveryWorkflow.run,
+        WebhookDeliveryInput(poll_seconds=settings.WEBHOOK_POLL_SECONDS),
+        id=webhook_delivery_workflow_id(settings.TASK_QUEUE),
+        task_queue=settings.TASK_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
