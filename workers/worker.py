@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.engagement import EngagementActivities
@@ -18,6 +20,8 @@ from workers.sandbox import workflow_runner
 from workflows.mailbox import MailboxWarmupWorkflow
 from workflows.user import UserWarmupWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
+
+log = logging.getLogger(__name__)
 
 
 def build_worker(client: Client, settings: Settings, activities: SendActivities) -> Worker:
@@ -58,11 +62,19 @@ def build_inbox_worker(
 
 
 async def start_webhook_delivery(client: Client, settings: Settings) -> None:
-    """Start the task queue's webhook delivery workflow unless it runs (every worker asks; one runs)."""
-    await client.start_workflow(
-        WebhookDeliveryWorkflow.run,
-        WebhookDeliveryInput(poll_seconds=settings.WEBHOOK_POLL_SECONDS),
-        id=webhook_delivery_workflow_id(settings.TASK_QUEUE),
-        task_queue=settings.TASK_QUEUE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
+    """Start the task queue's webhook delivery workflow unless it runs (every worker asks; one runs).
+    A refusal is logged, not fatal: sending does not depend on it, and the next worker start asks again."""
+    try:
+        await client.start_workflow(
+            WebhookDeliveryWorkflow.run,
+            WebhookDeliveryInput(poll_seconds=settings.WEBHOOK_POLL_SECONDS),
+            id=webhook_delivery_workflow_id(settings.TASK_QUEUE),
+            task_queue=settings.TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    except RPCError as exc:
+        log.warning(
+            "could not start the webhook delivery workflow %s (%s); webhooks wait until a worker can",
+            webhook_delivery_workflow_id(settings.TASK_QUEUE),
+            exc.message,
+        )
