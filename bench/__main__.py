@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import shlex
 import shutil
 import signal
@@ -237,9 +236,7 @@ async def run(a: argparse.Namespace) -> Results:
         )
     if "aged" in phases:
         say(f"aged histories: one mailbox over {a.aged_days:g} days, runs as today and one day per run")
-        results.aged = await run_aged(
-            days=a.aged_days, fleet=a.aged_fleet, cores=os.cpu_count() or 1, say=say
-        )
+        results.aged = await run_aged(days=a.aged_days, fleet=a.aged_fleet, workers=a.workers, say=say)
     if "text" in phases:
         say(f"text variety: {a.text_emails:,} emails of one day")
         results.text = run_text_variety(a.text_emails, replies=min(a.text_replies, a.text_emails))

@@ -82,22 +82,22 @@ class AgedRuns:
 class Aged:
     days: float
     fleet: int  # the fleet a deploy brings back, for the recovery figures
-    cores: int  # worker cores that replay it
+    workers: int  # worker processes that replay it, each on one core (replay is Python under the GIL)
     suggested: AgedRuns
     bounded: AgedRuns
     wall_seconds: float
 
     def recovery(self, runs: AgedRuns) -> tuple[float, float]:
-        """(worker CPU seconds, wall seconds on `cores`) to replay the whole fleet after a deploy."""
+        """(worker CPU seconds, wall seconds on `workers` processes) to replay the fleet after a deploy."""
         cpu = self.fleet * runs.miss_cpu_ms / 1000
-        return cpu, cpu / self.cores
+        return cpu, cpu / self.workers
 
 
 async def run_aged(
     *,
     days: float,
     fleet: int,
-    cores: int = 2,
+    workers: int = 1,
     sends_per_day: int = SENDS_PER_DAY,
     suggested_sends: int | None = None,
     say: Callable[[str], None] = print,
@@ -116,13 +116,13 @@ async def run_aged(
         runs.replay_us_per_event, runs.replay_fixed_ms = _fit(runs.replay)
     for runs in (before.result, after.result):  # one per-event cost (the long run's fit) for both
         runs.hit_cpu_ms = before.result.replay_us_per_event * runs.events_per_email / 1000
-    result = Aged(days, fleet, cores, before.result, after.result, time.perf_counter() - began)
+    result = Aged(days, fleet, workers, before.result, after.result, time.perf_counter() - began)
     for r in (result.suggested, result.bounded):
         cpu, wall = result.recovery(r)
         say(
             f"  {r.label}: {r.runs} run(s), a miss replays {r.miss_events_mean:.0f} events on average "
             f"({r.replay_us_per_event:.0f} us each, {r.miss_cpu_ms:.0f} ms); deploy of {fleet:,}: "
-            f"{cpu:,.0f} CPU-s, {wall / 60:.1f} min on {cores} cores"
+            f"{cpu:,.0f} CPU-s, {wall / 60:.1f} min on {workers} worker(s)"
         )
     return result
 
@@ -258,7 +258,7 @@ def markdown(a: Aged) -> list[str]:
     cpu_b, wall_b = a.recovery(b)
     rows.append(
         (
-            f"deploy: {a.fleet:,} workflows replayed, worker CPU / wall on {a.cores} cores",
+            f"deploy: {a.fleet:,} workflows replayed, worker CPU / wall with {a.workers} worker(s)",
             f"{cpu_s:,.0f} s / {wall_s / 60:.1f} min",
             f"{cpu_b:,.0f} s / {wall_b / 60:.1f} min",
         )
@@ -270,7 +270,8 @@ def markdown(a: Aged) -> list[str]:
         "Temporal suggests (today) and after one day's sends (the bound); the SDK's Replayer timed on "
         "prefixes of the longest run. A miss replays the history up to the workflow task it lands on: "
         "the mean is over every workflow task of the runs. The deploy row is the mean miss times the "
-        f"fleet, spread over {a.cores} worker cores (CPU-bound; the server's share is not in it). "
+        f"fleet, on {a.workers} worker process(es), each replaying on one core (Python's GIL); the "
+        "server's share is not in it. "
         f"{a.wall_seconds:.0f} s.",
         "",
         "| | continue-as-new when suggested | one day per run |",
