@@ -1,9 +1,9 @@
 """Aged histories: what a cache miss costs a mailbox workflow whose run has grown for days.
 
 A mailbox at its ramp's ceiling (40 sends a day) runs for `days` days on the time-skipping server,
-twice: with the run length the workflow has today (continue-as-new when Temporal suggests it, at
-about 4,096 events) and bounded to one day's sends per run (`continue_as_new_after_sends`, the
-input the bound would set). For each, from the real histories:
+twice: continued as new only when Temporal suggests it (about 4,096 events, `one_day_per_run=False`,
+how every run went before issue #13) and one local day per run (the default since). For each, from
+the real histories:
 - the history length a cache miss finds, over a run's life (sampled at every workflow task: a miss
   replays the history up to the task it is evicted before), its mean, p50 and max;
 - the SDK's Replayer on prefixes of the longest run, timed in CPU: the replay cost per event and of
@@ -48,8 +48,8 @@ class ReplayPoint:
 
 @dataclass
 class AgedRuns:
-    label: str  # "suggested" (today) or "one day per run" (the bound)
-    sends_per_run: int | None  # continue_as_new_after_sends; None: when Temporal suggests
+    label: str  # "suggested" (before the bound) or "one day per run" (the bound)
+    day_per_run: bool  # the input's one_day_per_run: False, continue-as-new when Temporal suggests
     days: float
     sends: int
     runs: int
@@ -99,15 +99,13 @@ async def run_aged(
     fleet: int,
     workers: int = 1,
     sends_per_day: int = SENDS_PER_DAY,
-    suggested_sends: int | None = None,
     say: Callable[[str], None] = print,
 ) -> Aged:
-    """`suggested_sends` caps the unbounded run (None: Temporal's suggestion); `--tiny` sets it."""
     began = time.perf_counter()
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=test_server_binary())
     try:
-        before = await _runs(env, "suggested", suggested_sends, days, sends_per_day)
-        after = await _runs(env, "one day per run", sends_per_day, days, sends_per_day)
+        before = await _runs(env, "suggested", False, days, sends_per_day)
+        after = await _runs(env, "one day per run", True, days, sends_per_day)
     finally:
         await env.shutdown()
     longest = max(before.histories, key=len)
@@ -134,7 +132,7 @@ class _Recorded:
 
 
 async def _runs(
-    env: WorkflowEnvironment, label: str, sends_per_run: int | None, days: float, sends_per_day: int
+    env: WorkflowEnvironment, label: str, day_per_run: bool, days: float, sends_per_day: int
 ) -> _Recorded:
     rec = Recorder()
     queue = f"aged-{uuid.uuid4().hex[:8]}"
@@ -143,7 +141,7 @@ async def _runs(
         1,
         "aged",
         ScheduleSettings(ramp=ramp),
-        continue_as_new_after_sends=sends_per_run,
+        one_day_per_run=day_per_run,
         search_attributes=False,
     )
     async with Worker(
@@ -162,7 +160,7 @@ async def _runs(
     sampled = [e.event_id for h in histories for e in h if e.event_type == _TASK_STARTED]
     result = AgedRuns(
         label,
-        sends_per_run,
+        day_per_run,
         days,
         sends=sum(1 for e in events if e.event_type == _ACTIVITY_SCHEDULED),
         runs=len(histories),
@@ -266,11 +264,12 @@ def markdown(a: Aged) -> list[str]:
     out = [
         f"### Aged histories: cache misses over {a.days:g} days at {SENDS_PER_DAY} sends a day",
         "",
-        "One mailbox at the ramp's ceiling on the time-skipping server, its runs continued as new when "
-        "Temporal suggests (today) and after one day's sends (the bound); the SDK's Replayer timed on "
-        "prefixes of the longest run. A miss replays the history up to the workflow task it lands on: "
-        "the mean is over every workflow task of the runs. The deploy row is the mean miss times the "
-        f"fleet, on {a.workers} worker process(es), each replaying on one core (Python's GIL); the "
+        "One mailbox at the ramp's ceiling on the time-skipping server, its runs continued as new "
+        "when Temporal suggests (before the bound) and one local day per run (the bound, the "
+        "default); the SDK's Replayer timed on prefixes of the longest run. A miss replays the "
+        "history up to the workflow task it lands on: the mean is over every workflow task of the "
+        f"runs. The deploy row is the mean miss times the fleet, on {a.workers} worker process(es), "
+        "each replaying on one core (Python's GIL); the "
         "server's share is not in it. "
         f"{a.wall_seconds:.0f} s.",
         "",

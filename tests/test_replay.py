@@ -81,6 +81,8 @@ def test_the_recorded_histories_cover_the_scenarios() -> None:
         "mailbox_change_settings",
         # Since issue #11: inbox sessions, a refused IMAP login, engagement on again.
         "mailbox_inbox_sessions",
+        # Since issue #13: a run per local day.
+        "mailbox_one_day_per_run_first_run",
     }
     assert wanted <= names, f"histories missing ({sorted(wanted - names)}): see tests/replay/record.py"
 
