@@ -1,7 +1,8 @@
 """The start-up check that a worker's workflow cache is not far below the fleet it serves.
 
 An evicted mailbox workflow replays its run's whole history at its next timer (about 0.3 ms of worker
-CPU per event, over a second for a run near continue-as-new), so a cache much smaller than a worker's
+CPU per event: 73 ms for the mean miss on a run of one day, against 3.7 ms for a cached send; 1.3 s for
+a run started before that bound near its continue-as-new), so a cache much smaller than a worker's
 share of the running mailbox workflows turns most sends into replays. Two cheap calls: a visibility
 count of the running mailbox workflows on the task queue, and the task queue's recent pollers (the
 other workers sharing that fleet).
