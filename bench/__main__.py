@@ -1,9 +1,10 @@
 """`python -m bench` (`make bench`): every benchmark side by side in one run, results to bench/results/.
 
 Sizes default to the issue's: fill rate for 1,000 and 10,000 mailboxes, 24 of them cross-checked on
-Temporal, the same 300 mailboxes' day with engagement on and off (the inbox sessions' cost), throughput with
-1,000 workflows, memory with 5,000, and 100,000 mailboxes measured for 10
-minutes. `--tiny` runs every phase at a size that takes seconds (what `make test` checks).
+Temporal, the same 300 mailboxes' day with engagement on and off (the inbox sessions' cost), one mailbox's
+14 days of history with runs as long as Temporal suggests and of one day (the cost of a cache miss),
+throughput with 1,000 workflows, memory with 5,000, and 100,000 mailboxes measured for 10 minutes.
+`--tiny` runs every phase at a size that takes seconds (what `make test` checks).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench import procstat, pyspy
+from bench.aged import run_aged
 from bench.crosscheck import run_crosscheck
 from bench.engagement import run_engagement
 from bench.fill import run_fill, standard_fleets
@@ -35,7 +37,18 @@ from bench.text_variety import run_text_variety, summary
 from bench.throughput import run_throughput
 from warmup.process_exit import EXIT_INTERRUPTED, EXIT_OK, exit_skipping_teardown
 
-PHASES = ("fill", "crosscheck", "engagement", "text", "placement", "pool", "throughput", "memory", "scale")
+PHASES = (
+    "fill",
+    "crosscheck",
+    "engagement",
+    "aged",
+    "text",
+    "placement",
+    "pool",
+    "throughput",
+    "memory",
+    "scale",
+)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -82,6 +95,19 @@ def parser() -> argparse.ArgumentParser:
         type=_positive(int),
         default=300,
         help="mailboxes whose simulated day runs with engagement on and off (default 300)",
+    )
+    p.add_argument(
+        "--aged-days",
+        type=_positive(float),
+        default=14.0,
+        help="days one mailbox at 40 sends a day runs for the aged-history phase (default 14: past its "
+        "first continue-as-new, about 12 days)",
+    )
+    p.add_argument(
+        "--aged-fleet",
+        type=_positive(int),
+        default=100_000,
+        help="the fleet whose deploy (every workflow evicted at once) the aged phase prices (default 100000)",
     )
     p.add_argument("--throughput-mailboxes", type=_positive(int), default=1000)
     p.add_argument(
@@ -155,6 +181,7 @@ def _apply_tiny(a: argparse.Namespace) -> None:
     a.engagement_mailboxes = 20
     a.throughput_mailboxes, a.throughput_warmup, a.throughput_seconds = 50, 1.0, 2.0
     a.memory_workflows = 100
+    a.aged_days, a.aged_fleet = 1.5, 1000
     a.placement_mailboxes, a.placement_days = 20, 20
     a.pool_mailboxes, a.pool_large = 200, 1000  # two users: the same-user rule has someone to keep
     a.text_emails, a.text_replies = 5000, 100
@@ -208,6 +235,9 @@ async def run(a: argparse.Namespace) -> Results:
             f"  {e.on.total.emails} emails; {e.logins_per_mailbox_day:.2f} IMAP logins per mailbox-day; "
             f"+{added['events']:.2f} events and +{added['workflow_tasks']:.2f} workflow tasks per email"
         )
+    if "aged" in phases:
+        say(f"aged histories: one mailbox over {a.aged_days:g} days, runs as today and one day per run")
+        results.aged = await run_aged(days=a.aged_days, fleet=a.aged_fleet, workers=a.workers, say=say)
     if "text" in phases:
         say(f"text variety: {a.text_emails:,} emails of one day")
         results.text = run_text_variety(a.text_emails, replies=min(a.text_replies, a.text_emails))

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.aged import Aged
+from bench.aged import markdown as aged_markdown
 from bench.costs import CostSummary
 from bench.crosscheck import CrossCheck
 from bench.engagement import EngagementCost
@@ -45,6 +47,7 @@ class Results:
     fill: list[FillRun] = field(default_factory=list)
     crosscheck: CrossCheck | None = None
     engagement: EngagementCost | None = None
+    aged: Aged | None = None
     throughput: Throughput | None = None
     memory: Memory | None = None
     memory_isolated: Memory | None = None  # the same measure with WARMUP_WORKFLOW_SANDBOX=isolated
@@ -249,6 +252,8 @@ def to_markdown(r: Results) -> str:
         lines += _crosscheck(r.crosscheck)
     if r.engagement is not None:
         lines += _engagement(r.engagement)
+    if r.aged is not None:
+        lines += aged_markdown(r.aged)
     if r.text is not None:
         lines += text_markdown(r.text)
     if r.placement is not None:

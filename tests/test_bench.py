@@ -12,6 +12,7 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
+from bench.aged import run_aged
 from bench.costs import billable_actions, summarize
 from bench.crosscheck import compare, run_crosscheck
 from bench.engagement import run_engagement
@@ -71,6 +72,24 @@ async def test_engagement_adds_sessions_and_their_cost_only_when_on() -> None:
     assert e.added_per_session()["workflow_tasks"] >= 1, "a session's result needs a workflow task"
 
 
+async def test_aged_histories_bound_what_a_cache_miss_replays() -> None:
+    # Two days at 40 sends: the unbounded run holds both days, the bounded one a day per run.
+    aged = await run_aged(days=2, fleet=1000, say=lambda _: None)
+    today, bound = aged.suggested, aged.bounded
+    assert today.runs == 1 and bound.runs >= 2
+    assert today.sends > 60 and abs(bound.sends - today.sends) <= today.sends // 10, (
+        today.sends,
+        bound.sends,
+    )
+    assert bound.miss_events_mean < today.miss_events_mean / 1.5
+    assert today.replay_us_per_event > 0 and today.replay[-1].cpu_ms > today.replay[0].cpu_ms
+    assert bound.miss_cpu_ms < today.miss_cpu_ms
+    assert aged.recovery(bound)[0] < aged.recovery(today)[0]
+    # A continue-as-new a day costs a few events and one task, spread over the day's sends.
+    assert bound.events_per_email <= today.events_per_email + 0.5
+    assert bound.tasks_per_email <= today.tasks_per_email + 0.1
+
+
 def test_comparison_catches_a_schedule_that_differs() -> None:
     day = SIM_DAY.isoformat()
     sim = [((1, day, 0), 100.0, 100.0), ((1, day, 1), 300.0, 300.0)]
@@ -111,6 +130,7 @@ def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
     assert data["throughput"]["e2e"]["completed"] > 0 and data["throughput"]["bare"]["completed"] > 0
     assert data["scale"]["sent"] > 0 and data["scale"]["planned"] > 0
     assert data["memory"]["rss_mb"] > data["memory"]["rss_idle_mb"]
+    assert data["aged"]["bounded"]["runs"] > data["aged"]["suggested"]["runs"] == 1
     # docs/benchmarks.md says why these two run without inbox sessions; the report must say so too.
     assert data["throughput"]["engagement"] is False and data["scale"]["engagement"] is False
     eng = data["engagement"]
@@ -121,6 +141,7 @@ def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
     page = docs.read_text()
     assert page.startswith("# Benchmarks\n\nintro\n") and "### Targets" in page
     assert "### Engagement: the cost of inbox sessions" in page
+    assert "### Aged histories: cache misses" in page
     assert (
         "### The reactive ramp against the fixed ramp (simulation)" in page
         and "### Pool rules over a day" in page

@@ -155,6 +155,29 @@ async def test_continue_as_new_keeps_counters_and_slots(
     await h.terminate()
 
 
+async def test_each_local_day_is_a_run_of_its_own(rig: tuple[WorkflowEnvironment, Recorder, str]) -> None:
+    # Issue #13: a cache miss replays one day of history, not up to 4,096 events.
+    env, rec, queue = rig
+    (h,) = await start_mailboxes(env.client, queue, [(6, UTC_DAY)])
+    await env.sleep(dt.timedelta(hours=71))
+    st = await status(h)
+    assert (st.sent_today, st.sent_total, st.ramp_day) == (st.quota_today, 8 + 10 + 12, 2)
+    assert len(rec.keys()) == len(set(rec.keys())) == 30, "a slot was repeated or lost across runs"
+    runs, run_id = [], h.first_execution_run_id
+    while run_id:
+        events = (await env.client.get_workflow_handle(h.id, run_id=run_id).fetch_history()).events
+        days = {
+            e.event_time.ToDatetime().date()
+            for e in events
+            if e.activity_task_scheduled_event_attributes.activity_type.name
+        }
+        runs.append(days)
+        last = events[-1].workflow_execution_continued_as_new_event_attributes
+        run_id = last.new_execution_run_id
+    assert len(runs) == 3 and all(len(d) == 1 for d in runs), f"the sends' days by run: {runs}"
+    await h.terminate()
+
+
 async def test_auth_rejection_pauses_with_the_reason(rig: tuple[WorkflowEnvironment, Recorder, str]) -> None:
     env, rec, queue = rig
     rec.fail[2] = ERR_AUTH

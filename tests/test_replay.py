@@ -83,6 +83,8 @@ def test_the_recorded_histories_cover_the_scenarios() -> None:
         "mailbox_inbox_sessions",
         # Since issue #16: a bulk import's batch (enroll_mailboxes, the parallel-enroll patch).
         "user_bulk_enroll",
+        # Since issue #13: a run per local day.
+        "mailbox_one_day_per_run_first_run",
     }
     assert wanted <= names, f"histories missing ({sorted(wanted - names)}): see tests/replay/record.py"
 

@@ -34,6 +34,10 @@ class DaySchedule:
 
     # --- days and their send times ---------------------------------------------------------------------
 
+    def is_new_day(self, now: float) -> bool:
+        """Whether `now` is past the current local day (start_day_if_new would open one)."""
+        return self.state.today.day != schedule.local_day(now, self.settings.timezone).isoformat()
+
     def start_day_if_new(self, now: float) -> bool:
         """Open a new local day when `now` is past the current one; True if it did."""
         day = schedule.local_day(now, self.settings.timezone)

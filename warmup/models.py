@@ -260,6 +260,10 @@ class MailboxWorkflowInput:
     state: MailboxWorkflowState | None = None
     # Tests set this to force continue-as-new after N sends; None means "when Temporal suggests".
     continue_as_new_after_sends: int | None = None
+    # True: each run holds one local day (it continues as new when a day that sent ends), so a cache
+    # miss replays about 225 events, not up to 4,096. False: only when Temporal suggests (the bench's
+    # comparison). Runs started before the bound keep the old path (workflow.patched).
+    one_day_per_run: bool = True
     # The user's plan weight: its share of the global cap when users contend (Temporal fairness).
     fairness_weight: float = 1.0
     # Set when a UserWarmupWorkflow with a plan limit owns this mailbox: ask it for each day's share.

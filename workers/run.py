@@ -15,6 +15,8 @@ import sys
 import time
 
 from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.engagement import EngagementActivities
@@ -28,6 +30,7 @@ from warmup.process_exit import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, exit_skipping
 from warmup.secrets import SecretBox, SecretKeyError
 from warmup.temporal_connection import TemporalConnectError
 from workers import health
+from workers.cache_check import check_cache
 from workers.queue_limits import apply_queue_rate_limit
 from workers.worker import build_inbox_worker, build_worker, start_webhook_delivery
 
@@ -102,6 +105,7 @@ async def _run_worker(
         if stop.is_set():
             return
         await apply_queue_rate_limit(client, settings)
+        await _warn_if_cache_far_below_fleet(client, settings)
         # One OAuth2 token cache per process: the sends and the inbox sessions of a mailbox share a token.
         tokens = TokenSource(
             pool,
@@ -157,6 +161,16 @@ async def _run_worker(
             with contextlib.suppress(asyncio.CancelledError):
                 await collector
         await pool.close()
+
+
+async def _warn_if_cache_far_below_fleet(client: Client, settings: Settings) -> None:
+    try:
+        fit = await check_cache(client, settings)
+    except RPCError as exc:  # a namespace without visibility access still runs; the check is advice
+        log.info("cache size check skipped: %s", exc.message)
+        return
+    if fit.far_below:
+        log.warning(fit.warning())
 
 
 _TEMPORAL_ENV = (

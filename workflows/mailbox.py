@@ -56,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
 INBOX_SESSIONS_PATCH = "inbox-sessions"
 # The ramp reacts to placement (issue #15) in runs that started on code that has it, the same way.
 REACTIVE_RAMP_PATCH = "reactive-ramp"
+# A run holds one local day (issue #13): runs that started before it continue as new when suggested.
+DAY_PER_RUN_PATCH = "one-day-per-run"
 
 
 @workflow.defn
@@ -75,12 +77,14 @@ class MailboxWarmupWorkflow:
         self._sessions_on = False
         self._session: asyncio.Task[None] | None = None  # the inbox session in flight, if any
         self._reacts = False
+        self._day_per_run = False
         self._check: asyncio.Task[None] | None = None  # today's placement check in flight, if any
 
     @workflow.run
     async def run(self, inp: MailboxWorkflowInput) -> None:
         self._sessions_on = workflow.patched(INBOX_SESSIONS_PATCH)
         self._reacts = workflow.patched(REACTIVE_RAMP_PATCH)
+        self._day_per_run = inp.one_day_per_run and workflow.patched(DAY_PER_RUN_PATCH)
         if inp.search_attributes:
             workflow.upsert_search_attributes(
                 [sa.USER_ID.value_set(inp.user_id), sa.MAILBOX_ID.value_set(str(inp.mailbox_id))]
@@ -448,6 +452,9 @@ class MailboxWarmupWorkflow:
     def _time_to_continue_as_new(self, sends_this_run: int) -> bool:
         limit = self._inp.continue_as_new_after_sends
         if limit is not None and sends_this_run >= limit:
+            return True
+        # A new local day after one that sent: the next run starts it, so a replay holds one day.
+        if self._day_per_run and sends_this_run > 0 and self._day.is_new_day(self._now()):
             return True
         return workflow.info().is_continue_as_new_suggested()
 

@@ -106,6 +106,18 @@ async def mailbox_continue_as_new(env: WorkflowEnvironment, rec: Recorder) -> Hi
     }
 
 
+async def mailbox_one_day_per_run(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    """Since issue #13: a run holds one local day; the next day starts a new run."""
+    (h,) = await start_mailboxes(env.client, _queue(), [(106, UTC_DAY)])
+    await env.sleep(47 * HOUR)
+    await _remove(h)
+    assert h.first_execution_run_id is not None
+    return {
+        "mailbox_one_day_per_run_first_run": await _history(env.client, h.id, h.first_execution_run_id),
+        "mailbox_one_day_per_run_last_run": await _history(env.client, h.id),
+    }
+
+
 async def mailbox_auth_failure(env: WorkflowEnvironment, rec: Recorder) -> Histories:
     rec.fail[2] = ERR_AUTH
     (h,) = await start_mailboxes(env.client, _queue(), [(105, UTC_DAY)])
@@ -254,6 +266,7 @@ SCENARIOS: list[Scenario] = [
     mailbox_pause_resume,
     mailbox_settings_update,
     mailbox_continue_as_new,
+    mailbox_one_day_per_run,
     mailbox_auth_failure,
     mailbox_change_settings,
     user_lifecycle,
