@@ -35,10 +35,31 @@ async def set_plan(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
         plan, reached = await operations.set_plan(client, conn, args.user, args.plan, limit, settings)
+        mailbox_ids = [
+            r["id"]
+            for r in await conn.fetch(
+                "SELECT id FROM mailboxes WHERE user_id = $1 AND state <> 'removed'", args.user
+            )
+        ]
+    # The sends already in flight take the new weight too, so the next dispatch follows the new plan.
+    requeued = 0
+    if reached:
+        requeued = await temporal_calls.reprioritize_sends(client, args.user, mailbox_ids, plan.weight)
     if args.json:
-        io.json({"user": args.user, "plan": plan.plan, "daily_limit": limit, "weight": plan.weight})
+        io.json(
+            {
+                "user": args.user,
+                "plan": plan.plan,
+                "daily_limit": limit,
+                "weight": plan.weight,
+                "sends_reweighted": requeued,
+            }
+        )
     else:
         where = "its workflow updated" if reached else "used when its first mailbox is enrolled"
         shown = "no daily limit" if limit is None else f"{limit} emails a day"
-        io.say(f"User {args.user}: plan {plan.plan} (weight {plan.weight:g}), {shown}; {where}")
+        io.say(
+            f"User {args.user}: plan {plan.plan} (weight {plan.weight:g}), {shown}; {where}"
+            + (f"; {requeued} send(s) in flight take the new weight" if requeued else "")
+        )
     return EXIT_OK

@@ -4,7 +4,10 @@ its own cap, and a plan change reorders the queue at once.
 Real Temporal dev server (fairness on), real PostgreSQL, one aiosmtpd sink counting arrivals, two
 `python -m workers.run` processes. The global cap is 8 a minute; "heavy" (agency, weight 4, four
 mailboxes) wants far more than its own 5 a minute, "light" (free, weight 1, three mailboxes) wants
-more than the rest. Every mailbox sends every second or so (compressed time).
+more than the rest. Every mailbox sends every second or so (compressed time). Half a minute in,
+`starter plan` moves "light" from free to agency: the drill measures how long until every send of
+light's waiting in the queue carries the new weight (the server places a task by the weight it was
+written with).
 """
 
 from __future__ import annotations
@@ -15,18 +18,46 @@ from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.smtp_sink import SmtpSink
 from tests.drills.support import RESULTS, Figures
-from tests.helpers.worker_procs import FAST_TIMING
+from tests.helpers.operator_cli import starter
+from tests.helpers.worker_procs import FAST_TIMING, worker_env
 from tests.test_caps import _by, _enroll_users, _start_workers, _stop_everything, max_in_window
 from warmup.config import Settings
 from warmup.models import UserPlan
+from warmup.workflow_ids import mailbox_workflow_id
 
 GLOBAL_PER_MINUTE = 8
 USER_PER_MINUTE = 5
 RUN_SECONDS = 80
+PLAN_CHANGE_AT = 30  # seconds after the first arrival
+AGENCY_WEIGHT = 4.0  # WARMUP_PLAN_WEIGHTS' default
+
+
+async def pending_weights(client: Client, mailbox_ids: list[int]) -> list[float]:
+    """The fairness weight each mailbox's send in flight carries on the server (none: no send)."""
+    weights = []
+    for mailbox_id in mailbox_ids:
+        desc = await client.get_workflow_handle(mailbox_workflow_id(mailbox_id)).describe()
+        weights += [a.priority.fairness_weight for a in desc.raw_description.pending_activities]
+    return weights
+
+
+async def plan_change(client: Client, env: dict[str, str], mailbox_ids: list[int]) -> tuple[float, int]:
+    """`starter plan` light -> agency; seconds from its start until light's queued sends carry it, and
+    how many sends in flight it re-weighted."""
+    asked = time.monotonic()
+    run = await starter(env, "plan", "--user", "light", "--plan", "agency", "--no-limit", "--json")
+    assert run.code == 0, run.err
+    while any(w != AGENCY_WEIGHT for w in await pending_weights(client, mailbox_ids)):
+        assert time.monotonic() - asked < 45, "the new plan did not reach the queued sends in 45 s"
+        await asyncio.sleep(0.25)
+    data = run.json()
+    assert isinstance(data, dict)
+    return time.monotonic() - asked, int(data["sends_reweighted"])
 
 
 def fitted(first: float, end: float) -> int:
@@ -59,6 +90,10 @@ async def test_one_user_held_by_its_cap_leaves_the_global_cap_to_the_others(
             owner = await _enroll_users(conn, client, settings, smtp_sink, users)
         await smtp_sink.wait_for(1, timeout=60)
         first = smtp_sink.messages[0].received_at
+        await asyncio.sleep(max(0.0, first + PLAN_CHANGE_AT - time.time()))
+        light = [r["id"] for r in await db_pool.fetch("SELECT id FROM mailboxes WHERE user_id = 'light'")]
+        env = worker_env(settings, client.service_client.config.target_host)
+        delay, reweighted = await plan_change(client, env, light)
         await asyncio.sleep(max(0.0, first + RUN_SECONDS - time.time()))
         end = time.time()
     finally:
@@ -71,7 +106,8 @@ async def test_one_user_held_by_its_cap_leaves_the_global_cap_to_the_others(
     fits = fitted(first, end)
     outcome = (
         f"busiest global minute {busiest}/{GLOBAL_PER_MINUTE}; per user {user_busiest}; "
-        f"{len(messages)} out of {fits} fitted"
+        f"{len(messages)} out of {fits} fitted; plan change in the queue after {delay:.1f} s "
+        f"({reweighted} sends re-weighted)"
     )
     print(f"\n{outcome}")
     RESULTS.append(
@@ -92,4 +128,9 @@ async def test_one_user_held_by_its_cap_leaves_the_global_cap_to_the_others(
     assert user_busiest.get("heavy") == USER_PER_MINUTE, f"heavy was never held by its own cap: {outcome}"
     # Work-conserving: the fleet reaches the global cap, within one email per window.
     assert busiest >= GLOBAL_PER_MINUTE - 1, outcome
-    assert len(messages) >= fits - 1, outcome
+    # A queued send that takes a new weight is written again; the server still dispatches its old
+    # copy once, to find it stale: one dispatch per re-weighted send, once per plan change.
+    assert len(messages) >= fits - 1 - reweighted, outcome
+    # A plan change applies to the next dispatch: the starter's own run (a Python start-up, an Update,
+    # one RPC per mailbox) is most of it.
+    assert delay < 10, outcome
