@@ -83,6 +83,8 @@ def test_the_recorded_histories_cover_the_scenarios() -> None:
         "mailbox_inbox_sessions",
         # Since issue #16: a bulk import's batch (enroll_mailboxes, the parallel-enroll patch).
         "user_bulk_enroll",
+        # Since issue #13: sends that may wait for the user's cap inside the attempt.
+        "mailbox_user_cap_wait",
     }
     assert wanted <= names, f"histories missing ({sorted(wanted - names)}): see tests/replay/record.py"
 
