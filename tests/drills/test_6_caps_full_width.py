@@ -32,8 +32,10 @@ from warmup.workflow_ids import mailbox_workflow_id
 
 GLOBAL_PER_MINUTE = 8
 USER_PER_MINUTE = 5
+# Seconds after the first arrival. The full-width figures are taken before the plan change, which
+# costs a dispatch per re-weighted queued send (docs/caps.md); the caps are checked over the whole run.
+PLAN_CHANGE_AT = 75
 RUN_SECONDS = 80
-PLAN_CHANGE_AT = 30  # seconds after the first arrival
 AGENCY_WEIGHT = 4.0  # WARMUP_PLAN_WEIGHTS' default
 
 
@@ -93,20 +95,23 @@ async def test_one_user_held_by_its_cap_leaves_the_global_cap_to_the_others(
         await asyncio.sleep(max(0.0, first + PLAN_CHANGE_AT - time.time()))
         light = [r["id"] for r in await db_pool.fetch("SELECT id FROM mailboxes WHERE user_id = 'light'")]
         env = worker_env(settings, client.service_client.config.target_host)
+        changed_at = time.time()
         delay, reweighted = await plan_change(client, env, light)
         await asyncio.sleep(max(0.0, first + RUN_SECONDS - time.time()))
         end = time.time()
     finally:
         await _stop_everything(client, workers, db_pool, users)
 
-    messages = [m for m in smtp_sink.messages if m.received_at <= end]
+    everything = [m for m in smtp_sink.messages if m.received_at <= end]
+    messages = [m for m in everything if m.received_at <= changed_at]
     per_user = _by(messages, owner)
     busiest = max_in_window([m.received_at for m in messages], 60)
     user_busiest = {u: max_in_window(t, 60) for u, t in per_user.items()}
-    fits = fitted(first, end)
+    fits = fitted(first, changed_at)
     outcome = (
         f"busiest global minute {busiest}/{GLOBAL_PER_MINUTE}; per user {user_busiest}; "
-        f"{len(messages)} out of {fits} fitted; plan change in the queue after {delay:.1f} s "
+        f"{len(messages)} out of {fits} fitted in the first {changed_at - first:.0f} s; "
+        f"plan change in the queue after {delay:.1f} s "
         f"({reweighted} sends re-weighted)"
     )
     print(f"\n{outcome}")
@@ -128,9 +133,13 @@ async def test_one_user_held_by_its_cap_leaves_the_global_cap_to_the_others(
     assert user_busiest.get("heavy") == USER_PER_MINUTE, f"heavy was never held by its own cap: {outcome}"
     # Work-conserving: the fleet reaches the global cap, within one email per window.
     assert busiest >= GLOBAL_PER_MINUTE - 1, outcome
-    # A queued send that takes a new weight is written again; the server still dispatches its old
-    # copy once, to find it stale: one dispatch per re-weighted send, once per plan change.
-    assert len(messages) >= fits - 1 - reweighted, outcome
+    # Each of a held user's mailboxes may have taken its dispatch early and wait in its attempt: that
+    # send goes out later without a new dispatch, so it is a lag of at most one per mailbox, not a loss
+    # of rate; over a short run it shows as an email or two fewer than fitted.
+    assert len(messages) >= fits - 2, outcome
+    whole = _by(everything, owner)
+    assert max_in_window([m.received_at for m in everything], 60) <= GLOBAL_PER_MINUTE, outcome
+    assert all(max_in_window(t, 60) <= USER_PER_MINUTE for t in whole.values()), outcome
     # A plan change applies to the next dispatch: the starter's own run (a Python start-up, an Update,
     # one RPC per mailbox) is most of it.
     assert delay < 10, outcome
