@@ -109,6 +109,7 @@ class SendActivities:
             margin_seconds=settings.OAUTH_TOKEN_MARGIN_SECONDS,
             timeout=settings.OAUTH_TIMEOUT_SECONDS,
         )
+        self._cap_waiters = 0  # attempts of this worker waiting for their user's cap (_wait_for_user_cap)
 
     @activity.defn(name="send_email")
     async def send_email(self, req: SendRequest) -> SendResult:
@@ -279,8 +280,7 @@ class SendActivities:
         cached: bool = False,  # `password` is an OAuth2 access token from this worker's cache
     ) -> SendResult:
         key = row.idempotency_key
-        async with self._pool.acquire() as conn:
-            early = await cap_gate.peek(conn, sender.user_id, self._windows)
+        early = await self._wait_for_user_cap(req, sender.user_id)
         if early.binding is not None:
             raise await self._defer(req, sender, key, early)
         client = smtp_client(sender.smtp, self._settings.SMTP_TIMEOUT_SECONDS)
@@ -337,6 +337,37 @@ class SendActivities:
             await quit_or_drop(client)
         await self._after_delivery(req)
         return SendResult(SendStatus.SENT, row.recipient_id, row.message_id, binding_cap=row.binding_cap)
+
+    async def _wait_for_user_cap(self, req: SendRequest, user_id: str) -> cap_gate.GateDecision:
+        """The unlocked look before connecting; while only the user's own cap binds, wait here.
+
+        A retry is a new dispatch, and the task queue's dispatch rate is the global cap: a user held
+        by its own cap would spend it on attempts that send nothing while other users' mail waits.
+        Waiting inside the attempt costs one worker slot instead (at most half of them wait at once)
+        and only if the wait fits the attempt's start-to-close beside its SMTP round trips.
+        """
+        while True:
+            async with self._pool.acquire() as conn:
+                early = await cap_gate.peek(conn, user_id, self._windows)
+            binding = early.binding
+            if binding is None or binding.scope != "user" or not activity.in_activity():
+                return early
+            info = activity.info()
+            timeout = info.start_to_close_timeout
+            smtp_needs = self._settings.SMTP_TIMEOUT_SECONDS * 6 + 10
+            delay = early.wait_seconds + random.uniform(0.05, 1.5)  # spread the user's waiters
+            if timeout is None or self._cap_waiters * 2 >= self._settings.WORKER_CONCURRENCY:
+                return early
+            elapsed = (dt.datetime.now(dt.UTC) - info.started_time).total_seconds()
+            if elapsed + delay + smtp_needs > timeout.total_seconds() or (
+                req.not_after and time.time() + delay > req.not_after
+            ):
+                return early
+            self._cap_waiters += 1
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._cap_waiters -= 1
 
     async def _record_sent(self, mailbox_id: int, key: str, smtp_code: int) -> None:
         """The server said 250: record SENT, waiting out a short PostgreSQL outage rather than failing.

@@ -371,15 +371,16 @@ async def remove(
 async def plan(user_id: str, body: PlanBody, caller: Caller, request: Request) -> dict[str, object]:
     caller.need_operator()
     async with _engine(request) as (state, conn):
-        stored, reached = await operations.set_plan(
+        change = await operations.set_plan(
             state.client, conn, user_id, body.plan, body.daily_limit, state.settings
         )
     return {
         "user_id": user_id,
-        "plan": stored.plan,
-        "daily_limit": stored.daily_limit,
-        "weight": stored.weight,
-        "workflow_updated": reached,
+        "plan": change.plan.plan,
+        "daily_limit": change.plan.daily_limit,
+        "weight": change.plan.weight,
+        "workflow_updated": change.reached,
+        "sends_reweighted": change.reweighted,
     }
 
 

@@ -34,11 +34,23 @@ async def set_plan(args: argparse.Namespace, settings: Settings, io: Io) -> int:
     limit = None if args.no_limit else args.daily_limit
     client = await temporal_calls.connect_temporal(settings)
     async with database(settings) as conn:
-        plan, reached = await operations.set_plan(client, conn, args.user, args.plan, limit, settings)
+        change = await operations.set_plan(client, conn, args.user, args.plan, limit, settings)
+    plan, reached, requeued = change.plan, change.reached, change.reweighted
     if args.json:
-        io.json({"user": args.user, "plan": plan.plan, "daily_limit": limit, "weight": plan.weight})
+        io.json(
+            {
+                "user": args.user,
+                "plan": plan.plan,
+                "daily_limit": limit,
+                "weight": plan.weight,
+                "sends_reweighted": requeued,
+            }
+        )
     else:
         where = "its workflow updated" if reached else "used when its first mailbox is enrolled"
         shown = "no daily limit" if limit is None else f"{limit} emails a day"
-        io.say(f"User {args.user}: plan {plan.plan} (weight {plan.weight:g}), {shown}; {where}")
+        io.say(
+            f"User {args.user}: plan {plan.plan} (weight {plan.weight:g}), {shown}; {where}"
+            + (f"; {requeued} send(s) in flight take the new weight" if requeued else "")
+        )
     return EXIT_OK

@@ -247,11 +247,18 @@ async def look_user(client: Client, conn: Conn, user_id: str, settings: Settings
 # --- plan -------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class PlanChange:
+    plan: UserPlan
+    reached: bool  # the user's workflow has it (False: used when the first mailbox is enrolled)
+    reweighted: int  # sends in flight given the new weight, so the next dispatch follows the new plan
+
+
 async def set_plan(
     client: Client, conn: Conn, user_id: str, plan: str, limit: int | None, settings: Settings
-) -> tuple[UserPlan, bool]:
-    """Store the user's plan and give it to the user's workflow (committed only once it has it);
-    True when a workflow was reached (False: used when the first mailbox is enrolled)."""
+) -> PlanChange:
+    """Store the user's plan and give it to the user's workflow (committed only once it has it), then
+    to the user's sends already in flight."""
     try:
         ms.USER.coerce(user_id, "--user")
     except ValueError as exc:
@@ -267,4 +274,10 @@ async def set_plan(
     async with conn.transaction():
         stored = await temporal_calls.store_plan(conn, user_id, plan, limit, settings)
         reached = await temporal_calls.send_plan(client, user_id, stored, settings)
-    return stored, reached
+    if not reached:
+        return PlanChange(stored, reached, 0)
+    rows = await conn.fetch("SELECT id FROM mailboxes WHERE user_id = $1 AND state <> 'removed'", user_id)
+    ids = [int(r["id"]) for r in rows]
+    return PlanChange(
+        stored, reached, await temporal_calls.reprioritize_sends(client, user_id, ids, stored.weight)
+    )

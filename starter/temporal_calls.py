@@ -20,6 +20,10 @@ from typing import TypeVar
 from urllib.parse import quote
 
 import asyncpg
+from google.protobuf.field_mask_pb2 import FieldMask
+from temporalio.api.activity.v1 import ActivityOptions
+from temporalio.api.common.v1 import Priority, WorkflowExecution
+from temporalio.api.workflowservice.v1 import UpdateActivityOptionsRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -62,6 +66,7 @@ from warmup.models import (
 from warmup.process_exit import EXIT_FAILURE
 from warmup.workflow_ids import mailbox_workflow_id, user_workflow_id
 from workflows.mailbox import MailboxWarmupWorkflow
+from workflows.send_contract import SendEmail
 from workflows.user import UserWarmupWorkflow
 
 _CONNECT_TIMEOUT = timedelta(seconds=10)
@@ -253,6 +258,41 @@ async def send_plan(client: Client, user_id: str, plan: UserPlan, settings: Sett
         return True
 
     return await _update("change the plan of", handle.id, settings, change())
+
+
+async def reprioritize_sends(client: Client, user_id: str, mailbox_ids: list[int], weight: float) -> int:
+    """Give the user's sends already waiting in the task queue the new plan's weight; how many changed.
+
+    The server fixes a task's place in the fair queue when it writes it, from the weight it carries;
+    the workflows take a new plan for the sends they schedule next, but one already queued (or waiting
+    out a retry) would keep the old weight until it ran. Updating its options makes the server write it
+    again with the new weight, so the plan applies to the next dispatch.
+    """
+    changed = 0
+    for mailbox_id in mailbox_ids:
+        request = UpdateActivityOptionsRequest(
+            namespace=client.namespace,
+            execution=WorkflowExecution(workflow_id=mailbox_workflow_id(mailbox_id)),
+            identity="warmup-starter",
+            type=SendEmail.send_email.__name__,
+            activity_options=ActivityOptions(priority=Priority(fairness_key=user_id, fairness_weight=weight)),
+            update_mask=FieldMask(paths=["priority"]),
+        )
+        try:
+            await client.workflow_service.update_activity_options(request, timeout=_RPC_TIMEOUT)
+        except RPCError as exc:
+            # No send in flight (or the workflow ended): its next one is scheduled with the new weight.
+            if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                continue
+            # The plan is stored and the workflows have it; only the sends in flight keep the old weight.
+            raise StarterError(
+                f"the plan is changed, but the sends in flight of {mailbox_workflow_id(mailbox_id)} keep "
+                f"the old weight until they run (UpdateActivityOptions: {exc.message}); run `starter plan` "
+                "again to retry",
+                EXIT_FAILURE,
+            ) from None
+        changed += 1
+    return changed
 
 
 async def pause(client: Client, mailbox_id: int, reason: str, settings: Settings) -> None:

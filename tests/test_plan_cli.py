@@ -27,7 +27,9 @@ async def test_a_plan_set_before_and_after_enrollment_reaches_the_user_workflow(
 
     await eventually(lambda: plan_is("pro", 12))
     run = await op.ok("plan", "--user", user, "--plan", "agency", "--no-limit", "--json")
-    assert run.json() == {"user": user, "plan": "agency", "daily_limit": None, "weight": 4.0}
+    # No send in flight (NO_SENDS): nothing queued to re-weight.
+    want = {"user": user, "plan": "agency", "daily_limit": None, "weight": 4.0, "sends_reweighted": 0}
+    assert run.json() == want
     await eventually(lambda: plan_is("agency", None))
     rows = await op.fetch("SELECT plan, plan_daily_limit FROM users WHERE id = $1", user)
     assert (rows[0]["plan"], rows[0]["plan_daily_limit"]) == ("agency", None)

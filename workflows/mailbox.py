@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from warmup.ramp_reaction import Reaction
     from warmup.workflow_ids import inbox_task_queue
     from workflows.engagement_contract import InboxSession
-    from workflows.send_contract import SendEmail
+    from workflows.send_contract import USER_CAP_WAIT_SECONDS, SendEmail
 
 # Inbox sessions exist only in runs that started on code that has them: the patch is asked once, at a
 # run's first task, so a run recorded before them replays without them (docs/versioning.md).
@@ -58,6 +58,9 @@ INBOX_SESSIONS_PATCH = "inbox-sessions"
 REACTIVE_RAMP_PATCH = "reactive-ramp"
 # A run holds one local day (issue #13): runs that started before it continue as new when suggested.
 DAY_PER_RUN_PATCH = "one-day-per-run"
+# Sends held by their user's own cap wait inside the attempt (a longer start-to-close), in runs that
+# started on code that has it, the same way.
+CAP_WAIT_PATCH = "user-cap-wait-in-attempt"
 
 
 @workflow.defn
@@ -79,12 +82,14 @@ class MailboxWarmupWorkflow:
         self._reacts = False
         self._day_per_run = False
         self._check: asyncio.Task[None] | None = None  # today's placement check in flight, if any
+        self._cap_wait = 0.0
 
     @workflow.run
     async def run(self, inp: MailboxWorkflowInput) -> None:
         self._sessions_on = workflow.patched(INBOX_SESSIONS_PATCH)
         self._reacts = workflow.patched(REACTIVE_RAMP_PATCH)
         self._day_per_run = inp.one_day_per_run and workflow.patched(DAY_PER_RUN_PATCH)
+        self._cap_wait = USER_CAP_WAIT_SECONDS if workflow.patched(CAP_WAIT_PATCH) else 0.0
         if inp.search_attributes:
             workflow.upsert_search_attributes(
                 [sa.USER_ID.value_set(inp.user_id), sa.MAILBOX_ID.value_set(str(inp.mailbox_id))]
@@ -249,13 +254,14 @@ class MailboxWarmupWorkflow:
         now = self._now()
         req = self._day.take_slot(now)
         retry = self._inp.retry
+        smtp = retry.smtp_timeout_seconds * 6 + 10
         self._in_flight = req
         try:
             result = await workflow.execute_activity_method(
                 SendEmail.send_email,
                 req,
-                # Several SMTP round trips, each bounded by the SMTP timeout.
-                start_to_close_timeout=timedelta(seconds=retry.smtp_timeout_seconds * 6 + 10),
+                # Several SMTP round trips, each bounded by the SMTP timeout, and a wait for the user's cap.
+                start_to_close_timeout=timedelta(seconds=smtp + self._cap_wait),
                 # A dead worker's send is retried after this, not after start-to-close.
                 heartbeat_timeout=timedelta(seconds=retry.heartbeat_seconds),
                 # Waiting for a cap is a retry too, so attempts are unlimited here; the activity counts

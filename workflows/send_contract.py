@@ -12,6 +12,11 @@ from temporalio import activity
 
 from warmup.models import SendRequest, SendResult
 
+# How much longer than its SMTP round trips one attempt may run: an attempt held only by its user's
+# per-minute window waits inside the attempt (activities/send.py) instead of being retried, because
+# every retry is a dispatch the global cap's queue rate pays for (docs/caps.md).
+USER_CAP_WAIT_SECONDS = 65.0
+
 
 class SendEmail:
     @activity.defn(name="send_email")

@@ -261,6 +261,15 @@ async def mailbox_reactive_ramp(env: WorkflowEnvironment, rec: Recorder) -> Hist
     return {"mailbox_reactive_ramp": await _history(env.client, h.id)}
 
 
+async def mailbox_user_cap_wait(env: WorkflowEnvironment, rec: Recorder) -> Histories:
+    """Issue #13: a day of sends on code whose attempts may wait for the user's cap (the patch marker,
+    a longer start-to-close)."""
+    (h,) = await start_mailboxes(env.client, _queue(), [(109, UTC_DAY)])
+    await env.sleep(23 * HOUR)
+    await _remove(h)
+    return {"mailbox_user_cap_wait": await _history(env.client, h.id)}
+
+
 SCENARIOS: list[Scenario] = [
     mailbox_day,
     mailbox_pause_resume,
@@ -274,6 +283,7 @@ SCENARIOS: list[Scenario] = [
     user_bulk_enroll,
     mailbox_inbox_sessions,
     mailbox_reactive_ramp,
+    mailbox_user_cap_wait,
 ]
 _INBOX = Inbox()  # the inbox sessions' stand-in, on every scenario's inbox queue
 _PLACEMENTS = Placements([(95, 5), (70, 30), (40, 60)])  # the placement checks' stand-in, likewise
