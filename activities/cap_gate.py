@@ -23,11 +23,11 @@ class GateDecision:
     binding: Window | None = None
 
 
-def _args(windows: list[Window]) -> tuple[list[str], list[float], list[int]]:
+def window_args(windows: list[Window]) -> tuple[list[str], list[float], list[int]]:
     return [w.scope for w in windows], [float(w.seconds) for w in windows], [w.cap for w in windows]
 
 
-def _decision(row: Record, windows: list[Window]) -> GateDecision:
+def decision_of(row: Record, windows: list[Window]) -> GateDecision:
     counts = [WindowCount(w, n, o) for w, n, o in zip(windows, row["counts"], row["oldest"], strict=True)]
     wait, binding = wait_before_send(counts, float(row["now_epoch"]))
     return GateDecision(False, wait, binding)
@@ -35,15 +35,15 @@ def _decision(row: Record, windows: list[Window]) -> GateDecision:
 
 async def peek(conn: Conn, user_id: str, windows: list[Window]) -> GateDecision:
     """An unlocked look before connecting to SMTP: a full window means no connection at all."""
-    scopes, seconds, _ = _args(windows)
+    scopes, seconds, _ = window_args(windows)
     row = await conn.fetchrow("SELECT * FROM cap_counts($1, $2, $3)", user_id, scopes, seconds)
     assert row is not None  # a function with OUT parameters returns one row
-    return _decision(row, windows)
+    return decision_of(row, windows)
 
 
 async def claim(conn: Conn, idempotency_key: str, user_id: str, windows: list[Window]) -> GateDecision:
     """PENDING -> SENDING with a permit, only if every window has room; exact under concurrency."""
-    scopes, seconds, caps = _args(windows)
+    scopes, seconds, caps = window_args(windows)
     row = await conn.fetchrow(
         "SELECT * FROM cap_claim($1, $2, $3, $4, $5)", idempotency_key, user_id, scopes, seconds, caps
     )
@@ -52,7 +52,7 @@ async def claim(conn: Conn, idempotency_key: str, user_id: str, windows: list[Wi
         return GateDecision(True)
     if row["room"]:
         return GateDecision(False)  # not PENDING: another attempt got to DATA first
-    decision = _decision(row, windows)
+    decision = decision_of(row, windows)
     if decision.binding is not None:
         # For the status line only: outside the lock, it need not be atomic with the check.
         await conn.execute(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from warmup.db import Conn
-from warmup.ledger import LedgerRow, ledger_row
+from warmup.ledger import ROW_COLUMNS, LedgerRow, ledger_row, ledger_row_of
 from warmup.models import SendStatus
 
 P, S, F, U, SENT = (
@@ -44,11 +44,11 @@ async def insert_pending(
 ) -> LedgerRow | None:
     """Record a send; if another attempt recorded it first, return that row instead. None only for a
     reply whose email another row answers already (in_reply_to is unique): send a new thread instead."""
-    await conn.execute(
+    inserted = await conn.fetchrow(
         "INSERT INTO send_ledger (idempotency_key, sender_id, recipient_id, day, slot, message_id, message,"
         " status, planned_at, dispatched_at, user_id, in_reply_to, relaxed, quota)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        " ON CONFLICT DO NOTHING",
+        f" ON CONFLICT DO NOTHING RETURNING {ROW_COLUMNS}",
         idempotency_key,
         sender_id,
         recipient_id,
@@ -64,6 +64,8 @@ async def insert_pending(
         relaxed,
         quota,
     )
+    if inserted is not None:  # the usual case: one round trip
+        return ledger_row_of(inserted)
     row = await ledger_row(conn, idempotency_key)
     if row is None and in_reply_to is None:  # only if someone deleted it in between
         raise RuntimeError(f"ledger row {idempotency_key} vanished right after it was written")

@@ -9,10 +9,10 @@ the send slots keeps the workflow as it is and makes a reply part of the replier
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
-from warmup.db import Conn
+from asyncpg import Record
+
 from warmup.models import MailboxState, SendStatus
 
 
@@ -20,18 +20,22 @@ from warmup.models import MailboxState, SendStatus
 class DueReply:
     ledger_id: int  # the email being answered
     original_sender_id: int  # who gets the answer
+    original_sender_address: str
     original_message: str  # its full text, to thread the answer to it
 
 
-# The oldest due answer whose original sender can still receive mail (active, its address not refused);
-# an email already answered (or whose answer is under way) has a row with in_reply_to = its id and is
-# never picked again.
-_DUE = f"""
-    SELECT o.id, o.sender_id, o.message
+def due_sql(mailbox: str, at: str) -> str:
+    """The oldest answer `mailbox` owes at `at` (SQL expressions: parameters or outer columns), whose
+    original sender can still receive mail (active, its address not refused); as columns due_*.
+
+    An email already answered (or whose answer is under way) has a row with in_reply_to = its id and is
+    never picked again. A subquery, so the send path reads it in the statement it starts with."""
+    return f"""
+    SELECT o.id AS due_id, o.sender_id AS due_sender_id, m.address AS due_address, o.message AS due_message
     FROM engagement e
     JOIN send_ledger o ON o.id = e.ledger_id
     JOIN mailboxes m ON m.id = o.sender_id
-    WHERE o.recipient_id = $1 AND e.reply_due_at <= $2 AND o.status = '{SendStatus.SENT.value}'
+    WHERE o.recipient_id = {mailbox} AND e.reply_due_at <= {at} AND o.status = '{SendStatus.SENT.value}'
       AND m.state = '{MailboxState.ACTIVE.value}' AND m.receiving_off = ''
       AND NOT EXISTS (SELECT 1 FROM send_ledger r WHERE r.in_reply_to = o.id)
     ORDER BY e.reply_due_at, o.id
@@ -39,8 +43,10 @@ _DUE = f"""
 """
 
 
-async def due_reply(conn: Conn, mailbox_id: int, at: dt.datetime) -> DueReply | None:
-    row = await conn.fetchrow(_DUE, mailbox_id, at)
-    if row is None:
+def due_reply_of(row: Record) -> DueReply | None:
+    """The DueReply in a row that selected `due_sql`'s columns (None when nothing is due)."""
+    if row["due_id"] is None:
         return None
-    return DueReply(int(row["id"]), int(row["sender_id"]), str(row["message"]))
+    return DueReply(
+        int(row["due_id"]), int(row["due_sender_id"]), str(row["due_address"]), str(row["due_message"])
+    )

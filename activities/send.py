@@ -35,7 +35,8 @@ from activities.ledger_writes import (
 from activities.message import build_message, build_reply
 from activities.recipient_refusals import Refusal, record_refusal, sender_at_fault_reason
 from activities.recipients import choose_recipient
-from activities.replies import due_reply
+from activities.replies import DueReply
+from activities.send_start import read_start
 from activities.smtp_errors import ERROR_TYPES, Outcome, SmtpFailure, Stage, classify
 from warmup import caps
 from warmup.config import Settings
@@ -128,23 +129,22 @@ class SendActivities:
             raise _config_error(req.mailbox_id, f"SendRequest.slot {req.slot} must be 0 or more")
 
         async with self._pool.acquire() as conn:
-            sender = await get_mailbox(conn, req.mailbox_id)
-            if sender is None:
+            start = await read_start(conn, req.mailbox_id, key, day, self._windows, req.dispatched_at)
+            if start is None:
                 # `starter enroll` commits the row only once Temporal accepted the workflow, so the
                 # first send can arrive a moment early: retry (with backoff) rather than pause.
                 raise ApplicationError(
                     f"mailbox {req.mailbox_id}: not in the database (yet); if this persists, enroll it again",
                     type=ERR_TRANSIENT,
                 )
+            sender, row, recipient = start.sender, start.row, start.recipient_address
             if sender.state is MailboxState.REMOVED:
                 raise _config_error(req.mailbox_id, f"{sender.address} was removed; nothing is sent for it")
-            row = await ledger_row(conn, key)
             if row is None:
-                row = await self._record_new_send(conn, sender, req, day)
+                row, recipient = await self._record_new_send(conn, sender, req, day, start.due)
             settled = await self._settled(conn, row)
             if settled is not None:
                 return settled
-            recipient = await get_mailbox(conn, row.recipient_id)
         if recipient is None:  # the foreign key makes this a deleted-by-hand case
             raise _config_error(req.mailbox_id, f"recipient mailbox {row.recipient_id} no longer exists")
 
@@ -154,13 +154,13 @@ class SendActivities:
             except TokenError as exc:
                 raise await self._token_failure(sender, row, exc) from None
             return await self._deliver(
-                req, sender, row, recipient.address, token.token, cached=not token.fresh
+                req, start.gate, sender, row, recipient, token.token, cached=not token.fresh
             )
         try:
             password = self._secrets.decrypt(sender.secret_ciphertext)
         except SecretKeyError as exc:
             raise _config_error(req.mailbox_id, f"cannot decrypt the SMTP password: {exc}") from None
-        return await self._deliver(req, sender, row, recipient.address, password)
+        return await self._deliver(req, start.gate, sender, row, recipient, password)
 
     async def _after_delivery(self, req: SendRequest) -> None:
         """Runs after the SENT update, before returning; tests override it to simulate a crash there."""
@@ -168,9 +168,10 @@ class SendActivities:
     # --- the ledger ----------------------------------------------------------------------------
 
     async def _record_new_send(
-        self, conn: Conn, sender: MailboxRecord, req: SendRequest, day: dt.date
-    ) -> LedgerRow:
-        """Decide what this slot sends, once: a due reply first, else a new thread (activities/replies.py)."""
+        self, conn: Conn, sender: MailboxRecord, req: SendRequest, day: dt.date, due: DueReply | None
+    ) -> tuple[LedgerRow, str | None]:
+        """Decide what this slot sends, once: a due reply first, else a new thread (activities/replies.py).
+        Returns the row and its receiver's address."""
         key = req.idempotency_key
         try:
             tz: dt.tzinfo = ZoneInfo(sender.schedule.timezone)
@@ -179,14 +180,15 @@ class SendActivities:
         now = dt.datetime.fromtimestamp(req.dispatched_at, tz=tz)
         # Unknown outside this install, so a Message-ID cannot be recomputed from the guessable key.
         salt = hashlib.sha256(sender.secret_ciphertext.encode("ascii")).digest()
-        due = await due_reply(conn, sender.id, now)
         if due is not None:
             message_id, text = build_reply(due.original_message, key, now, salt=salt)
             row = await self._insert(
                 conn, sender, req, day, due.original_sender_id, message_id, text, due.ledger_id
             )
             if row is not None:
-                return row
+                return row, await self._address_of(
+                    conn, row, due.original_sender_id, due.original_sender_address
+                )
         recipient = await choose_recipient(conn, sender.id, day, key)
         if recipient is None:
             # Not the mailbox's fault and usually brief (the user is still enrolling the rest of the
@@ -201,7 +203,15 @@ class SendActivities:
         )
         if row is None:  # insert_pending returns None only for a reply
             raise RuntimeError(f"ledger row {key} was not written")
-        return row
+        return row, await self._address_of(conn, row, recipient.id, recipient.address)
+
+    @staticmethod
+    async def _address_of(conn: Conn, row: LedgerRow, chosen_id: int, chosen_address: str) -> str | None:
+        """The row's receiver: the one just chosen, unless a concurrent attempt wrote the row first."""
+        if row.recipient_id == chosen_id:
+            return chosen_address
+        recipient = await get_mailbox(conn, row.recipient_id)
+        return None if recipient is None else recipient.address
 
     @staticmethod
     async def _insert(
@@ -273,6 +283,7 @@ class SendActivities:
     async def _deliver(
         self,
         req: SendRequest,
+        gate: cap_gate.GateDecision,
         sender: MailboxRecord,
         row: LedgerRow,
         recipient: str,
@@ -280,7 +291,7 @@ class SendActivities:
         cached: bool = False,  # `password` is an OAuth2 access token from this worker's cache
     ) -> SendResult:
         key = row.idempotency_key
-        early = await self._wait_for_user_cap(req, sender.user_id)
+        early = await self._wait_for_user_cap(req, sender.user_id, gate)
         if early.binding is not None:
             raise await self._defer(req, sender, key, early)
         client = smtp_client(sender.smtp, self._settings.SMTP_TIMEOUT_SECONDS)
@@ -338,17 +349,19 @@ class SendActivities:
         await self._after_delivery(req)
         return SendResult(SendStatus.SENT, row.recipient_id, row.message_id, binding_cap=row.binding_cap)
 
-    async def _wait_for_user_cap(self, req: SendRequest, user_id: str) -> cap_gate.GateDecision:
-        """The unlocked look before connecting; while only the user's own cap binds, wait here.
+    async def _wait_for_user_cap(
+        self, req: SendRequest, user_id: str, first: cap_gate.GateDecision
+    ) -> cap_gate.GateDecision:
+        """The unlocked look before connecting (`first`: the one read with the ledger row); while only
+        the user's own cap binds, wait here and look again.
 
         A retry is a new dispatch, and the task queue's dispatch rate is the global cap: a user held
         by its own cap would spend it on attempts that send nothing while other users' mail waits.
         Waiting inside the attempt costs one worker slot instead (at most half of them wait at once)
         and only if the wait fits the attempt's start-to-close beside its SMTP round trips.
         """
+        early = first
         while True:
-            async with self._pool.acquire() as conn:
-                early = await cap_gate.peek(conn, user_id, self._windows)
             binding = early.binding
             if binding is None or binding.scope != "user" or not activity.in_activity():
                 return early
@@ -368,6 +381,8 @@ class SendActivities:
                 await asyncio.sleep(delay)
             finally:
                 self._cap_waiters -= 1
+            async with self._pool.acquire() as conn:
+                early = await cap_gate.peek(conn, user_id, self._windows)
 
     async def _record_sent(self, mailbox_id: int, key: str, smtp_code: int) -> None:
         """The server said 250: record SENT, waiting out a short PostgreSQL outage rather than failing.

@@ -37,16 +37,20 @@ async def insert_mailboxes(
     smtp_port: int,
     ciphertext: str,
 ) -> list[Enrolled]:
-    """One COPY for the users and one for the mailboxes (SMTP: the sink on loopback, clear text)."""
+    """One COPY for the users and one for the mailboxes (SMTP: the sink on loopback, clear text).
+
+    Each user's mailboxes share a domain of their own, as in a real pool: with one domain for all,
+    every recipient pick would break the pool's same-domain rule and fall back to its scan."""
     users = sorted({u for u, _ in mailboxes})
     rows = []
+    addresses = [f"{prefix}-{i}@{user.lower()}.bench.test" for i, (user, _) in enumerate(mailboxes)]
     for i, (user, s) in enumerate(mailboxes):
         smtp = SmtpAccount("127.0.0.1", smtp_port, SmtpSecurity.NONE, f"{prefix}-{i}", verify_tls=False)
         rows.append(
             mailbox_row(
                 NewMailbox(
                     user_id=user,
-                    address=f"{prefix}-{i}@bench.test",
+                    address=addresses[i],
                     smtp=smtp,
                     secret_ciphertext=ciphertext,
                     schedule=s,
@@ -56,13 +60,9 @@ async def insert_mailboxes(
     async with pool.acquire() as conn, conn.transaction():
         await conn.copy_records_to_table("users", records=[(u,) for u in users], columns=["id"])
         await conn.copy_records_to_table("mailboxes", records=rows, columns=ms.COLUMNS)
-        ids = await conn.fetch(
-            "SELECT id, address FROM mailboxes WHERE address LIKE $1", f"{prefix}-%@bench.test"
-        )
+        ids = await conn.fetch("SELECT id, address FROM mailboxes WHERE address = ANY($1::text[])", addresses)
     by_address = {r["address"]: int(r["id"]) for r in ids}
-    return [
-        Enrolled(by_address[f"{prefix}-{i}@bench.test"], user, s) for i, (user, s) in enumerate(mailboxes)
-    ]
+    return [Enrolled(by_address[a], user, s) for a, (user, s) in zip(addresses, mailboxes, strict=True)]
 
 
 @dataclass(frozen=True)

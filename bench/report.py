@@ -385,6 +385,9 @@ def _throughput(t: Throughput) -> list[str]:
         "PostgreSQL, aiosmtplib to the SMTP sink process), caps on (set far above the machine's rate). "
         + _engagement_note(t.engagement),
         "",
+        f"PostgreSQL transactions per email end to end: {t.e2e.pg_round_trips:.1f} (each statement of the "
+        "send path is one, so this counts its round trips).",
+        "",
     ]
     if t.e2e.profile:
         out += ["Hottest frames of the end-to-end worker (py-spy, share of busy samples, inclusive):", ""]

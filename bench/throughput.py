@@ -51,6 +51,12 @@ class LoopRate:
     worker_rss_mb: float
     profile: list[tuple[float, str]] = field(default_factory=list)  # py-spy, the worker's hot frames
     sql: SqlProfile | None = None  # what PostgreSQL was running, sampled
+    pg_transactions: int = 0  # committed + rolled back in the span: one per statement outside a block
+
+    @property
+    def pg_round_trips(self) -> float:
+        """PostgreSQL transactions per completion: the send path's round trips (its writes autocommit)."""
+        return self.pg_transactions / self.completed if self.completed else 0.0
 
     def cpu_ms_per_completion(self) -> dict[str, float]:
         """Milliseconds of CPU each process role spent per send (or no-op loop): the cost profile."""
@@ -174,6 +180,7 @@ async def _e2e(
         span.rss_mb,
         prof.top if prof else [],
         sql,
+        span.pg_transactions,
     )
     say(f"  e2e: {rate.per_second:.1f} sends/s; cores {rate.cores}")
     return rate, ids, sched.engagement.enabled
@@ -243,6 +250,7 @@ class _Span:
     t2: float
     cores: dict[str, float]  # CPU cores each role used over the span
     rss_mb: float  # the workers' resident memory at its end
+    pg_transactions: int
 
 
 async def _measure(
@@ -251,11 +259,18 @@ async def _measure(
     """Let the loop warm up, then measure `seconds` of it: the same span for both loops."""
     meter = CpuMeter({**stack.pids(), "worker": [p.pid for p in procs]})
     await asyncio.sleep(warmup_seconds)
-    a, t1 = meter.sample(), time.time()
+    a, t1, x1 = meter.sample(), time.time(), await _pg_transactions(stack)
     await asyncio.sleep(seconds)
-    b, t2 = meter.sample(), time.time()
+    b, t2, x2 = meter.sample(), time.time(), await _pg_transactions(stack)
     rss = sum(rss_bytes(p.pid) for p in procs) / 2**20
-    return _Span(t1, t2, CpuMeter.cores(a, b), rss)
+    return _Span(t1, t2, CpuMeter.cores(a, b), rss, x2 - x1)
+
+
+async def _pg_transactions(stack: Stack) -> int:
+    n = await stack.pool.fetchval(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+    )
+    return int(n)
 
 
 def _count_between(path: Path, t1: float, t2: float) -> int:

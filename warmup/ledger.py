@@ -47,36 +47,46 @@ class LedgerRow:
     in_reply_to: int | None = None  # the ledger id of the email this one answers; None = a new thread
 
 
-_ROW_COLUMNS = (
+_ROW_NAMES = (
     "idempotency_key, sender_id, recipient_id, day, slot, message_id, message, status, attempts,"
     " smtp_code, error, planned_at, dispatched_at, sent_at, binding_cap, in_reply_to"
-)
+).split(", ")
+ROW_COLUMNS = ", ".join(_ROW_NAMES)
 
 
-def _ledger_row(row: asyncpg.Record) -> LedgerRow:
+def prefixed_columns(alias: str, prefix: str) -> str:
+    """The columns `ledger_row_of(row, prefix)` reads, from the table named `alias` in a join."""
+    return ", ".join(f"{alias}.{c} AS {prefix}{c}" for c in _ROW_NAMES)
+
+
+def ledger_row_of(row: asyncpg.Record, prefix: str = "") -> LedgerRow | None:
+    """The LedgerRow in `row` (its columns named with `prefix`), or None when a left join found none."""
+    key = row[prefix + "idempotency_key"]
+    if key is None:
+        return None
     return LedgerRow(
-        idempotency_key=row["idempotency_key"],
-        sender_id=int(row["sender_id"]),
-        recipient_id=int(row["recipient_id"]),
-        day=row["day"],
-        slot=int(row["slot"]),
-        message_id=row["message_id"],
-        message=row["message"],
-        status=SendStatus(row["status"]),
-        attempts=int(row["attempts"]),
-        smtp_code=None if row["smtp_code"] is None else int(row["smtp_code"]),
-        error=row["error"],
-        planned_at=row["planned_at"],
-        dispatched_at=row["dispatched_at"],
-        sent_at=row["sent_at"],
-        binding_cap=row["binding_cap"],
-        in_reply_to=row["in_reply_to"],
+        idempotency_key=key,
+        sender_id=int(row[prefix + "sender_id"]),
+        recipient_id=int(row[prefix + "recipient_id"]),
+        day=row[prefix + "day"],
+        slot=int(row[prefix + "slot"]),
+        message_id=row[prefix + "message_id"],
+        message=row[prefix + "message"],
+        status=SendStatus(row[prefix + "status"]),
+        attempts=int(row[prefix + "attempts"]),
+        smtp_code=None if row[prefix + "smtp_code"] is None else int(row[prefix + "smtp_code"]),
+        error=row[prefix + "error"],
+        planned_at=row[prefix + "planned_at"],
+        dispatched_at=row[prefix + "dispatched_at"],
+        sent_at=row[prefix + "sent_at"],
+        binding_cap=row[prefix + "binding_cap"],
+        in_reply_to=row[prefix + "in_reply_to"],
     )
 
 
 async def ledger_row(conn: Conn, idempotency_key: str) -> LedgerRow | None:
     """The ledger row of one send (mailbox:day:slot), or None if it was never recorded."""
     row = await conn.fetchrow(
-        f"SELECT {_ROW_COLUMNS} FROM send_ledger WHERE idempotency_key = $1", idempotency_key
+        f"SELECT {ROW_COLUMNS} FROM send_ledger WHERE idempotency_key = $1", idempotency_key
     )
-    return _ledger_row(row) if row else None
+    return ledger_row_of(row) if row else None

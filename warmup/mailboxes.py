@@ -90,10 +90,16 @@ class NewMailbox:
 
 
 # Every stored setting (warmup.mailbox_settings) plus what the database itself keeps.
-_COLUMNS = ", ".join(("id", *ms.COLUMNS, "state", "pause_reason", "receiving_off"))
+_COLUMN_NAMES = ("id", *ms.COLUMNS, "state", "pause_reason", "receiving_off")
+_COLUMNS = ", ".join(_COLUMN_NAMES)
 
 
-def _record(row: asyncpg.Record) -> MailboxRecord:
+def qualified_columns(alias: str) -> str:
+    """The columns `mailbox_record` reads, from the table named `alias` in a join."""
+    return ", ".join(f"{alias}.{c}" for c in _COLUMN_NAMES)
+
+
+def mailbox_record(row: asyncpg.Record) -> MailboxRecord:
     v = ms.from_row(row)
     return MailboxRecord(
         id=int(row["id"]),
@@ -187,12 +193,12 @@ _UPSERT = f"""
 
 async def get_mailbox(conn: Conn, mailbox_id: int) -> MailboxRecord | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM mailboxes WHERE id = $1", mailbox_id)
-    return _record(row) if row else None
+    return mailbox_record(row) if row else None
 
 
 async def get_mailbox_by_address(conn: Conn, address: str) -> MailboxRecord | None:
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM mailboxes WHERE address = $1", address.lower())
-    return _record(row) if row else None
+    return mailbox_record(row) if row else None
 
 
 async def ensure_user(conn: Conn, user_id: str) -> None:
@@ -245,7 +251,7 @@ async def upsert_mailbox(conn: Conn, mailbox: NewMailbox) -> MailboxRecord:
     if row is None:
         # The WHERE clause refused: the address belongs to another user (tenancy).
         raise PermissionError(f"mailbox {mailbox.address} is enrolled under another user")
-    return _record(row)
+    return mailbox_record(row)
 
 
 async def set_state(conn: Conn, mailbox_id: int, state: MailboxState, reason: str = "") -> None:
