@@ -23,6 +23,7 @@ from pathlib import Path
 from bench import procstat, pyspy
 from bench.aged import run_aged
 from bench.crosscheck import run_crosscheck
+from bench.deploy import run_deploy
 from bench.engagement import run_engagement
 from bench.fill import run_fill, standard_fleets
 from bench.fleet import MAX_RAMP_DAY, SIM_DAY, make_fleet, spread_subset
@@ -46,6 +47,7 @@ PHASES = (
     "placement",
     "pool",
     "throughput",
+    "deploy",
     "memory",
     "scale",
 )
@@ -107,7 +109,20 @@ def parser() -> argparse.ArgumentParser:
         "--aged-fleet",
         type=_positive(int),
         default=100_000,
-        help="the fleet whose deploy (every workflow evicted at once) the aged phase prices (default 100000)",
+        help="the fleet whose deploy (every workflow evicted at once) the aged and deploy phases price"
+        " (default 100000)",
+    )
+    p.add_argument(
+        "--deploy-mailboxes",
+        type=_positive(int),
+        default=200,
+        help="workflows the deploy phase kills its worker under and brings back (default 200)",
+    )
+    p.add_argument(
+        "--deploy-sends",
+        type=_positive(int),
+        default=20,
+        help="sends of each before the deploy (default 20: the mean history a miss finds under the bound)",
     )
     p.add_argument("--throughput-mailboxes", type=_positive(int), default=1000)
     p.add_argument(
@@ -182,6 +197,7 @@ def _apply_tiny(a: argparse.Namespace) -> None:
     a.throughput_mailboxes, a.throughput_warmup, a.throughput_seconds = 50, 1.0, 2.0
     a.memory_workflows = 100
     a.aged_days, a.aged_fleet = 1.5, 1000
+    a.deploy_mailboxes, a.deploy_sends = 20, 2
     a.placement_mailboxes, a.placement_days = 20, 20
     a.pool_mailboxes, a.pool_large = 200, 1000  # two users: the same-user rule has someone to keep
     a.text_emails, a.text_replies = 5000, 100
@@ -247,7 +263,7 @@ async def run(a: argparse.Namespace) -> Results:
         results.placement = compare_ramps(a.placement_mailboxes, a.placement_days)
         f, r = results.placement.fixed, results.placement.reactive
         say(f"  into spam: fixed {f.junk_share:.1%}, reactive {r.junk_share:.1%}")
-    live = [p for p in ("pool", "throughput", "memory", "scale") if p in phases]
+    live = [p for p in ("pool", "throughput", "deploy", "memory", "scale") if p in phases]
     if live:
         a.results.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="stack-", dir=a.results))
@@ -266,6 +282,16 @@ async def run(a: argparse.Namespace) -> Results:
                         mailboxes=a.throughput_mailboxes,
                         warmup_seconds=a.throughput_warmup,
                         seconds=a.throughput_seconds,
+                        workers=a.workers,
+                        say=say,
+                    )
+                if "deploy" in live:
+                    say(f"deploy: {a.deploy_mailboxes} workflows, their worker killed and replaced")
+                    results.deploy = await run_deploy(
+                        stack,
+                        mailboxes=a.deploy_mailboxes,
+                        sends=a.deploy_sends,
+                        fleet=a.aged_fleet,
                         workers=a.workers,
                         say=say,
                     )

@@ -15,6 +15,8 @@ from bench.aged import Aged
 from bench.aged import markdown as aged_markdown
 from bench.costs import CostSummary
 from bench.crosscheck import CrossCheck
+from bench.deploy import Deploy
+from bench.deploy import markdown as deploy_markdown
 from bench.engagement import EngagementCost
 from bench.fill import FillRun
 from bench.memory import Memory
@@ -48,6 +50,7 @@ class Results:
     crosscheck: CrossCheck | None = None
     engagement: EngagementCost | None = None
     aged: Aged | None = None
+    deploy: Deploy | None = None
     throughput: Throughput | None = None
     memory: Memory | None = None
     memory_isolated: Memory | None = None  # the same measure with WARMUP_WORKFLOW_SANDBOX=isolated
@@ -202,6 +205,7 @@ def _jsonable(obj: Any) -> Any:
             "near_duplicate_share",
             "exact_duplicate_share",
             "logins_per_mailbox_day",
+            "pg_round_trips",
         ):
             if hasattr(type(obj), name) and isinstance(getattr(type(obj), name), property):
                 out[name] = _jsonable(getattr(obj, name))
@@ -254,6 +258,8 @@ def to_markdown(r: Results) -> str:
         lines += _engagement(r.engagement)
     if r.aged is not None:
         lines += aged_markdown(r.aged)
+    if r.deploy is not None:
+        lines += deploy_markdown(r.deploy)
     if r.text is not None:
         lines += text_markdown(r.text)
     if r.placement is not None:

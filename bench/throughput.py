@@ -115,7 +115,7 @@ async def run_throughput(
     settings = e2e_settings(mailboxes, concurrency, quota)
     e2e, ids, engagement = await _e2e(stack, settings, mailboxes, warmup_seconds, seconds, workers, say)
     histories = await fetch_events(stack.client, [mailbox_workflow_id(i) for i in ids[:200]])
-    await _terminate(stack, [mailbox_workflow_id(i) for i in ids])
+    await terminate_all(stack, [mailbox_workflow_id(i) for i in ids])
     bare = await _bare(stack, mailboxes, concurrency, warmup_seconds, seconds, workers, say)
     costs = summarize("dev server, compressed timing", histories)
     return Throughput(e2e, bare, costs, settings, engagement)
@@ -238,7 +238,7 @@ async def _bare(
     for p in procs:
         stack.stop_child(p)
     completed = sum(_count_between(f, span.t1, span.t2) for f in files)
-    await _terminate(stack, ids)
+    await terminate_all(stack, ids)
     rate = LoopRate("bare loop", workflows, completed, span.t2 - span.t1, start_rate, span.cores, span.rss_mb)
     say(f"  bare: {rate.per_second:.1f} loops/s; cores {rate.cores}")
     return rate
@@ -295,7 +295,7 @@ def _count_between(path: Path, t1: float, t2: float) -> int:
     return round(at(t2) - at(t1))
 
 
-async def _terminate(stack: Stack, workflow_ids: Sequence[str]) -> None:
+async def terminate_all(stack: Stack, workflow_ids: Sequence[str]) -> None:
     sem = asyncio.Semaphore(64)
 
     async def one(wid: str) -> None:

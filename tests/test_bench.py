@@ -122,7 +122,7 @@ def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=360,
         check=False,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -131,6 +131,12 @@ def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
     assert data["scale"]["sent"] > 0 and data["scale"]["planned"] > 0
     assert data["memory"]["rss_mb"] > data["memory"]["rss_idle_mb"]
     assert data["aged"]["bounded"]["runs"] > data["aged"]["suggested"]["runs"] == 1
+    # The send path's statements (activities/send_start.py): start, pick, insert, claim, mark sent.
+    assert 4 <= data["throughput"]["e2e"]["pg_round_trips"] <= 7
+    dep = data["deploy"]
+    # After the rollout every workflow came back; after the crash each waited out the sticky queue.
+    assert dep["history_events"] > 20 and dep["misses"]["seconds"] < dep["crash"]["seconds"]
+    assert dep["crash"]["seconds"] >= 5
     # docs/benchmarks.md says why these two run without inbox sessions; the report must say so too.
     assert data["throughput"]["engagement"] is False and data["scale"]["engagement"] is False
     eng = data["engagement"]
@@ -141,7 +147,7 @@ def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
     page = docs.read_text()
     assert page.startswith("# Benchmarks\n\nintro\n") and "### Targets" in page
     assert "### Engagement: the cost of inbox sessions" in page
-    assert "### Aged histories: cache misses" in page
+    assert "### Aged histories: cache misses" in page and "### A deploy, measured" in page
     assert (
         "### The reactive ramp against the fixed ramp (simulation)" in page
         and "### Pool rules over a day" in page
