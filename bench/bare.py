@@ -12,8 +12,9 @@ import time
 from temporalio import activity
 from temporalio.worker import Worker
 
-from bench.bare_workflow import BareLoopWorkflow
+from bench.bare_workflow import NOOP_SEND, BareLoopWorkflow, BareSendLoopWorkflow
 from warmup import temporal_connection
+from warmup.models import SendRequest, SendResult, SendStatus
 from warmup.process_exit import exit_skipping_teardown
 from warmup.temporal_connection import TemporalConnection
 from workers.sandbox import workflow_runner
@@ -27,14 +28,21 @@ async def noop() -> None:
     _completed += 1
 
 
+@activity.defn(name=NOOP_SEND)
+async def noop_send(req: SendRequest) -> SendResult:
+    global _completed
+    _completed += 1
+    return SendResult(SendStatus.SENT, 1, f"<{req.idempotency_key}@bare.test>")
+
+
 async def serve(args: argparse.Namespace) -> None:
     # The bench's own dev server: plaintext, whatever TEMPORAL_* the shell holds.
     client = await temporal_connection.connect(TemporalConnection.plain(args.address))
     worker = Worker(
         client,
         task_queue=args.task_queue,
-        workflows=[BareLoopWorkflow],
-        activities=[noop],
+        workflows=[BareLoopWorkflow, BareSendLoopWorkflow],
+        activities=[noop, noop_send],
         workflow_runner=workflow_runner(),
         max_concurrent_activities=args.concurrency,
         max_cached_workflows=args.cache,

@@ -162,7 +162,7 @@ async def _start_worker(
     """A new worker process, once it polls; and how long that took."""
     began = time.perf_counter()
     proc = stack.spawn([sys.executable, "-m", "workers.run"], env, name)
-    await _polling(stack, name)
+    await stack.polling(name)
     return proc, time.perf_counter() - began
 
 
@@ -181,16 +181,6 @@ async def _sent_all(stack: Stack, mailbox_ids: list[int], sends: int, say: Calla
         if time.monotonic() > deadline:
             raise RuntimeError(f"deploy phase: only {n} of {want} sends went out; see the worker's log")
         await asyncio.sleep(1.0)
-
-
-async def _polling(stack: Stack, name: str, patience: float = 120.0) -> None:
-    """Until the worker logs that it polls its task queue (workers/run.py says so once it does)."""
-    log = stack.logs / f"{name}.log"
-    deadline = time.monotonic() + patience
-    while "worker polling task queue" not in (log.read_text() if log.exists() else ""):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"deploy phase: the new worker did not start polling; see {log}")
-        await asyncio.sleep(0.05)
 
 
 async def _query_all(stack: Stack, ids: Sequence[str], worker_pid: int) -> QueryRound:

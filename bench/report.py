@@ -206,6 +206,7 @@ def _jsonable(obj: Any) -> Any:
             "exact_duplicate_share",
             "logins_per_mailbox_day",
             "pg_round_trips",
+            "ratio_to_bare_send",
         ):
             if hasattr(type(obj), name) and isinstance(getattr(type(obj), name), property):
                 out[name] = _jsonable(getattr(obj, name))
@@ -380,7 +381,7 @@ def _throughput(t: Throughput) -> list[str]:
         "| Loop | Workflows | Sustained | CPU cores used (by process) | CPU ms per completion |",
         "|---|---|---|---|---|",
     ]
-    for rate in (t.e2e, t.bare):
+    for rate in (t.e2e, t.bare, *([t.bare_send] if t.bare_send else [])):
         ms = ", ".join(f"{k} {v}" for k, v in rate.cpu_ms_per_completion().items())
         out.append(
             f"| {rate.name} | {rate.workflows:,} | {rate.per_second:.1f}/s | {_cores(rate.cores)} | {ms} |"
@@ -391,6 +392,16 @@ def _throughput(t: Throughput) -> list[str]:
         "PostgreSQL, aiosmtplib to the SMTP sink process), caps on (set far above the machine's rate). "
         + _engagement_note(t.engagement),
         "",
+        *(
+            [
+                f"Ratio end to end / the bare loop with a send's activity options and payloads: "
+                f"**{t.ratio_to_bare_send:.2f}** (what is left is the send path's own cost and the mailbox "
+                "workflow's logic).",
+                "",
+            ]
+            if t.bare_send
+            else []
+        ),
         f"PostgreSQL transactions per email end to end: {t.e2e.pg_round_trips:.1f} (each statement of the "
         "send path is one, so this counts its round trips).",
         "",

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -166,11 +167,27 @@ class Stack:
         self._children.append(proc)
         return proc
 
+    async def polling(self, name: str, ready: Path | None = None, patience: float = 120.0) -> None:
+        """Until the worker spawned as `name` logs that it polls (workers/run.py says so once it does),
+        or until it writes `ready`: a measurement must not time the worker's start."""
+        log = self.logs / f"{name}.log"
+        deadline = time.monotonic() + patience
+        while not _started(log, ready):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the worker {name} did not start polling in {patience:.0f} s; see {log}")
+            await asyncio.sleep(0.05)
+
     def stop_child(self, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:
         stop_process(proc, timeout)
         with contextlib.suppress(ValueError):
             self._children.remove(proc)
         return proc.returncode
+
+
+def _started(log: Path, ready: Path | None) -> bool:
+    if ready is not None:
+        return ready.exists()
+    return "worker polling task queue" in (log.read_text() if log.exists() else "")
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:

@@ -27,7 +27,7 @@ from bench.pgsample import SqlProfile
 from bench.procstat import CpuMeter, rss_bytes
 from bench.stack import Stack
 from warmup.config import load_settings
-from warmup.models import MailboxWorkflowInput
+from warmup.models import MailboxWorkflowInput, SendRetrySettings
 from warmup.workflow_ids import mailbox_workflow_id
 
 DELAY_MIN_MINUTES = 0.005  # 0.3 s
@@ -76,10 +76,18 @@ class Throughput:
     settings: dict[str, str] = field(default_factory=dict)
     # Whether the mailboxes ran inbox sessions: they have no IMAP settings (docs/benchmarks.md, Engagement).
     engagement: bool = False
+    # The bare loop with the send's activity options and payloads (bench/bare_workflow.py).
+    bare_send: LoopRate | None = None
 
     @property
     def ratio(self) -> float:
         return self.e2e.per_second / self.bare.per_second if self.bare.per_second else 0.0
+
+    @property
+    def ratio_to_bare_send(self) -> float:
+        """End to end against the loop that pays Temporal what a send pays: the send path's own share."""
+        b = self.bare_send
+        return self.e2e.per_second / b.per_second if b is not None and b.per_second else 0.0
 
 
 def e2e_settings(mailboxes: int, concurrency: int, quota: int) -> dict[str, str]:
@@ -117,8 +125,10 @@ async def run_throughput(
     histories = await fetch_events(stack.client, [mailbox_workflow_id(i) for i in ids[:200]])
     await terminate_all(stack, [mailbox_workflow_id(i) for i in ids])
     bare = await _bare(stack, mailboxes, concurrency, warmup_seconds, seconds, workers, say)
+    retry = load_settings(settings).send_retry()
+    bare_send = await _bare(stack, mailboxes, concurrency, warmup_seconds, seconds, workers, say, retry)
     costs = summarize("dev server, compressed timing", histories)
-    return Throughput(e2e, bare, costs, settings, engagement)
+    return Throughput(e2e, bare, costs, settings, engagement, bare_send)
 
 
 async def _e2e(
@@ -145,6 +155,8 @@ async def _e2e(
         stack.spawn([sys.executable, "-m", "workers.run"], env, f"throughput-worker{i}")
         for i in range(workers)
     ]
+    for i in range(workers):
+        await stack.polling(f"throughput-worker{i}")
     retry = cfg.send_retry()
     started = await start_workflows(
         stack.client,
@@ -194,9 +206,11 @@ async def _bare(
     seconds: float,
     workers: int,
     say: Callable[[str], None],
+    send_retry: SendRetrySettings | None = None,  # given: the loop with the send's options, its retry
 ) -> LoopRate:
-    from bench.bare_workflow import BareLoopWorkflow
+    from bench.bare_workflow import BareLoopWorkflow, BareSendInput, BareSendLoopWorkflow
 
+    name = "bare loop" if send_retry is None else "bare loop, a send's options"
     queue = f"bare-{uuid.uuid4().hex[:6]}"
     files = [stack.logs / f"{queue}-{i}.counts" for i in range(workers)]
     procs = [
@@ -221,26 +235,33 @@ async def _bare(
         )
         for i, f in enumerate(files)
     ]
+    for i, f in enumerate(files):
+        await stack.polling(f"bare-worker{i}", ready=f)
     delay = DELAY_MIN_MINUTES * 60
     ids = [f"{queue}-{i}" for i in range(workflows)]
     began = time.perf_counter()
     sem = asyncio.Semaphore(64)
 
-    async def start(wid: str) -> None:
+    async def start(i: int, wid: str) -> None:
         async with sem:
-            await stack.client.start_workflow(BareLoopWorkflow.run, delay, id=wid, task_queue=queue)
+            if send_retry is None:
+                await stack.client.start_workflow(BareLoopWorkflow.run, delay, id=wid, task_queue=queue)
+            else:
+                # 100 per user, as the end-to-end fleet: as many fairness keys.
+                inp = BareSendInput(delay, f"{queue}-u{i // 100}", send_retry)
+                await stack.client.start_workflow(BareSendLoopWorkflow.run, inp, id=wid, task_queue=queue)
 
-    await asyncio.gather(*(start(w) for w in ids))
+    await asyncio.gather(*(start(i, w) for i, w in enumerate(ids)))
     start_rate = workflows / (time.perf_counter() - began)
-    say(f"  bare: {workflows} loops started at {start_rate:.0f}/s; warming up")
+    say(f"  {name}: {workflows} loops started at {start_rate:.0f}/s; warming up")
     span = await _measure(stack, procs, warmup_seconds, seconds)
     await asyncio.sleep(1.0)
     for p in procs:
         stack.stop_child(p)
     completed = sum(_count_between(f, span.t1, span.t2) for f in files)
     await terminate_all(stack, ids)
-    rate = LoopRate("bare loop", workflows, completed, span.t2 - span.t1, start_rate, span.cores, span.rss_mb)
-    say(f"  bare: {rate.per_second:.1f} loops/s; cores {rate.cores}")
+    rate = LoopRate(name, workflows, completed, span.t2 - span.t1, start_rate, span.cores, span.rss_mb)
+    say(f"  {name}: {rate.per_second:.1f} loops/s; cores {rate.cores}")
     return rate
 
 

@@ -127,7 +127,8 @@ def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     data = json.loads((tmp_path / "latest.json").read_text())
-    assert data["throughput"]["e2e"]["completed"] > 0 and data["throughput"]["bare"]["completed"] > 0
+    tp = data["throughput"]
+    assert tp["e2e"]["completed"] > 0 and tp["bare"]["completed"] > 0 and tp["bare_send"]["completed"] > 0
     assert data["scale"]["sent"] > 0 and data["scale"]["planned"] > 0
     assert data["memory"]["rss_mb"] > data["memory"]["rss_idle_mb"]
     assert data["aged"]["bounded"]["runs"] > data["aged"]["suggested"]["runs"] == 1

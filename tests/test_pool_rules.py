@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import json
 import math
 import statistics
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from typing import Any
 
 import asyncpg
 import pytest
+from asyncpg.pool import PoolConnectionProxy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -379,23 +383,58 @@ async def test_the_pick_is_uniform_over_eligible_receivers_despite_id_and_slot_g
     assert chi2 < 58.3  # the chi-square critical value at p = 0.001 for 29 degrees of freedom
 
 
+async def _pool_of_thousands(conn: PoolConnectionProxy) -> None:
+    """3,000 mailboxes of 600 users over 60 domains (a few of them the big providers), in one INSERT."""
+    domains = ["gmail.com", "outlook.com", "yahoo.com", "hotmail.com", *(f"d{n}.example" for n in range(56))]
+    await conn.execute("INSERT INTO users (id) SELECT 'u' || g FROM generate_series(0, 599) g")
+    await conn.execute(
+        """
+        INSERT INTO mailboxes (user_id, address, smtp_host, smtp_port, smtp_security, smtp_username,
+            secret_ciphertext, timezone, window_start_hour, window_end_hour, delay_min_minutes,
+            delay_max_minutes, ramp_start, ramp_increment, ramp_ceiling)
+        SELECT 'u' || (g % 600), 'm' || g || '@' || ($1::text[])[1 + g % 60], '127.0.0.1', 25, 'none',
+            'u', 'x', 'UTC', 6, 22, 2, 10, 5, 2, 40
+        FROM generate_series(0, 2999) AS g
+        """,
+        domains,
+    )
+
+
+def _reads(plan: dict[str, Any], relation: str) -> Iterator[tuple[int, float]]:
+    """(loops, rows over all loops) of each node of an EXPLAIN (ANALYZE, FORMAT JSON) plan that reads
+    `relation`."""
+    if plan.get("Relation Name") == relation:
+        loops = int(plan["Actual Loops"])
+        yield loops, float(plan["Actual Rows"]) * loops
+    for child in plan.get("Plans", []):
+        yield from _reads(child, relation)
+
+
+async def test_a_pick_counts_only_the_probed_receivers_even_with_stale_statistics(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """Right after a bulk enrollment PostgreSQL has no statistics of the new mailboxes. A pick must
+    still look up its probes by slot and count the ledger for those few receivers only: once the
+    planner computed the counts of every active mailbox first (a scan of the pool per email)."""
+    async with db_pool.acquire() as conn:
+        await _pool_of_thousands(conn)  # no ANALYZE: the table's statistics say it is empty
+        sender = int(await conn.fetchval("SELECT min(id) FROM mailboxes"))
+        key = f"{sender}:{DAY}:0"
+        draws = [r.unit(d) for d in r.key_draws(key, r.PROBES)]
+        explained = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + r._PROBE, sender, DAY, key, draws, r.PAIR_REPEAT_DAYS
+        )
+    plan = json.loads(explained)[0]["Plan"]
+    # Each probe is one lookup by slot, and its counts are index lookups on the ledger run once each.
+    assert max(rows for _, rows in _reads(plan, "mailboxes")) <= r.PROBES
+    assert 1 <= max(loops for loops, _ in _reads(plan, "send_ledger")) <= r.PROBES
+
+
 async def test_one_statement_per_pick_in_a_pool_of_thousands(db_pool: asyncpg.Pool) -> None:
     """3,000 mailboxes of 600 users over 60 domains (a few of them the big providers); 400 picks recorded
     as sends, so the counts grow as in a day. Counts the statements each pick sends to PostgreSQL."""
-    domains = ["gmail.com", "outlook.com", "yahoo.com", "hotmail.com", *(f"d{n}.example" for n in range(56))]
     async with db_pool.acquire() as conn:
-        await conn.execute("INSERT INTO users (id) SELECT 'u' || g FROM generate_series(0, 599) g")
-        await conn.execute(
-            """
-            INSERT INTO mailboxes (user_id, address, smtp_host, smtp_port, smtp_security, smtp_username,
-                secret_ciphertext, timezone, window_start_hour, window_end_hour, delay_min_minutes,
-                delay_max_minutes, ramp_start, ramp_increment, ramp_ceiling)
-            SELECT 'u' || (g % 600), 'm' || g || '@' || ($1::text[])[1 + g % 60], '127.0.0.1', 25, 'none',
-                'u', 'x', 'UTC', 6, 22, 2, 10, 5, 2, 40
-            FROM generate_series(0, 2999) AS g
-            """,
-            domains,
-        )
+        await _pool_of_thousands(conn)
         await conn.execute("ANALYZE mailboxes")
         rows = await conn.fetch("SELECT id, user_id, address FROM mailboxes ORDER BY id")
         owner = {int(m["id"]): (m["user_id"], r.domain_of(m["address"])) for m in rows}

@@ -18,7 +18,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import Priority, RetryPolicy
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from warmup.ramp_reaction import Reaction
     from warmup.workflow_ids import inbox_task_queue
     from workflows.engagement_contract import InboxSession
-    from workflows.send_contract import USER_CAP_WAIT_SECONDS, SendEmail
+    from workflows.send_contract import USER_CAP_WAIT_SECONDS, SendEmail, send_activity_options
 
 # Inbox sessions exist only in runs that started on code that has them: the patch is asked once, at a
 # run's first task, so a run recorded before them replays without them (docs/versioning.md).
@@ -253,29 +253,18 @@ class MailboxWarmupWorkflow:
     async def _send(self) -> None:
         now = self._now()
         req = self._day.take_slot(now)
-        retry = self._inp.retry
-        smtp = retry.smtp_timeout_seconds * 6 + 10
         self._in_flight = req
         try:
             result = await workflow.execute_activity_method(
                 SendEmail.send_email,
                 req,
-                # Several SMTP round trips, each bounded by the SMTP timeout, and a wait for the user's cap.
-                start_to_close_timeout=timedelta(seconds=smtp + self._cap_wait),
-                # A dead worker's send is retried after this, not after start-to-close.
-                heartbeat_timeout=timedelta(seconds=retry.heartbeat_seconds),
-                # Waiting for a cap is a retry too, so attempts are unlimited here; the activity counts
-                # SMTP failures itself, and nothing is retried past the window (plus time to finish).
-                schedule_to_close_timeout=timedelta(seconds=max(req.not_after - now, 0) + 600),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=retry.initial_seconds),
-                    backoff_coefficient=2.0,
-                    maximum_interval=timedelta(seconds=retry.max_seconds),
-                    maximum_attempts=0,
+                **send_activity_options(
+                    self._inp.retry,
+                    window_left=max(req.not_after - now, 0),
+                    cap_wait=self._cap_wait,
+                    user_id=self._inp.user_id,
+                    weight=self._inp.fairness_weight,
                 ),
-                # One fairness key per user: no user's backlog starves another's, and a higher plan's
-                # weight gives it a larger share of the global cap.
-                priority=Priority(fairness_key=self._inp.user_id, fairness_weight=self._inp.fairness_weight),
             )
             self._day.record_sent(self._now(), result.binding_cap)
         except ActivityError as err:
