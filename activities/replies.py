@@ -24,8 +24,8 @@ class DueReply:
 
 
 # The oldest due answer whose original sender can still receive mail (active, its address not refused);
-# an email already answered (or whose answer is under way) has a row with in_reply_to = its id and is
-# never picked again.
+# an email already answered (or whose answer is under way) has its row in ledger_replies and is never
+# picked again. An email whose text retention cleared (message = '', migration 0021) is not answered.
 _DUE = f"""
     SELECT o.id, o.sender_id, o.message
     FROM engagement e
@@ -33,7 +33,8 @@ _DUE = f"""
     JOIN mailboxes m ON m.id = o.sender_id
     WHERE o.recipient_id = $1 AND e.reply_due_at <= $2 AND o.status = '{SendStatus.SENT.value}'
       AND m.state = '{MailboxState.ACTIVE.value}' AND m.receiving_off = ''
-      AND NOT EXISTS (SELECT 1 FROM send_ledger r WHERE r.in_reply_to = o.id)
+      AND o.message <> ''
+      AND NOT EXISTS (SELECT 1 FROM ledger_replies r WHERE r.in_reply_to = o.id)
     ORDER BY e.reply_due_at, o.id
     LIMIT 1
 """
