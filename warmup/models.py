@@ -450,6 +450,25 @@ class WebhookDeliveryInput:
 
 
 @dataclass(frozen=True)
+class LedgerUpkeepInput:
+    """The ledger upkeep workflow's settings (workflows/ledger_upkeep.py); the retention lengths are the
+    workers' own settings, read by the activity, so a change needs no new workflow."""
+
+    interval_seconds: float = 3600.0  # between rounds: partitions are made days ahead, so hourly is plenty
+    rounds_per_run: int = 200  # rounds before continue-as-new (bounds the history)
+
+
+@dataclass(frozen=True)
+class LedgerUpkeep:
+    """What one round of ledger upkeep did (warmup/ledger_retention.py)."""
+
+    partitions_made: int = 0
+    bodies_cleared: int = 0
+    days_trimmed: int = 0
+    partitions_dropped: int = 0
+
+
+@dataclass(frozen=True)
 class WebhookRound:
     """What one `deliver_webhooks` call did."""
 

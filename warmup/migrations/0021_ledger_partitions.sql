@@ -23,34 +23,16 @@ ALTER TABLE send_ledger RENAME TO send_ledger_unpartitioned;
 CREATE SEQUENCE send_ledger_ids AS BIGINT;
 SELECT setval('send_ledger_ids', s.last_value, s.is_called) FROM send_ledger_id_seq s;
 
--- Columns in the old table's order (SELECT * keeps working the same).
-CREATE TABLE send_ledger (
-    id                 BIGINT NOT NULL DEFAULT nextval('send_ledger_ids'),
-    idempotency_key    TEXT NOT NULL,
-    sender_id          BIGINT NOT NULL REFERENCES mailboxes(id),
-    recipient_id       BIGINT NOT NULL REFERENCES mailboxes(id),
-    day                DATE NOT NULL,
-    slot               INT NOT NULL,
-    message_id         TEXT NOT NULL,
-    message            TEXT NOT NULL,  -- '' once retention cleared it (ledger_clear_bodies)
-    status             send_status NOT NULL DEFAULT 'PENDING',
-    planned_at         TIMESTAMPTZ NOT NULL,
-    dispatched_at      TIMESTAMPTZ NOT NULL,
-    created_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
-    sent_at            TIMESTAMPTZ,
-    updated_at         TIMESTAMPTZ NOT NULL DEFAULT now(),
-    attempts           INT NOT NULL DEFAULT 0,
-    smtp_code          INT,
-    error              TEXT NOT NULL DEFAULT '',
-    user_id            TEXT NOT NULL REFERENCES users(id),
-    permit_at          TIMESTAMPTZ,
-    transient_failures INT NOT NULL DEFAULT 0,
-    binding_cap        TEXT NOT NULL DEFAULT '',
-    in_reply_to        BIGINT,  -- the id of the email this one answers (ledger_replies keeps it unique)
-    relaxed            TEXT NOT NULL DEFAULT '',
-    quota              INT NOT NULL DEFAULT 0,
-    CHECK (sender_id <> recipient_id)
-) PARTITION BY RANGE (day);
+-- The old table's columns, in its order, with their defaults, NOT NULLs and CHECK (SELECT * keeps
+-- working the same); the keys to mailboxes and users again, since LIKE does not copy them. `message`
+-- becomes '' once retention cleared it (ledger_clear_bodies); `in_reply_to` stays unique through
+-- ledger_replies.
+CREATE TABLE send_ledger (LIKE send_ledger_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS)
+    PARTITION BY RANGE (day);
+ALTER TABLE send_ledger ALTER COLUMN id SET DEFAULT nextval('send_ledger_ids'),
+    ADD CONSTRAINT send_ledger_sender_id_fkey FOREIGN KEY (sender_id) REFERENCES mailboxes(id),
+    ADD CONSTRAINT send_ledger_recipient_id_fkey FOREIGN KEY (recipient_id) REFERENCES mailboxes(id),
+    ADD CONSTRAINT send_ledger_user_id_fkey FOREIGN KEY (user_id) REFERENCES users(id);
 ALTER SEQUENCE send_ledger_ids OWNED BY send_ledger.id;
 
 -- A row for a day without its partition lands here rather than failing; ledger_ensure_partitions moves
@@ -158,6 +140,14 @@ END $$;
 CREATE TRIGGER send_ledger_release_reply AFTER DELETE ON send_ledger
     FOR EACH ROW WHEN (OLD.in_reply_to IS NOT NULL) EXECUTE FUNCTION ledger_release_reply();
 
+-- The days whose bodies retention has cleared, so each day is read once (the few bodies it kept for a
+-- due answer stay until the day is dropped).
+CREATE TABLE ledger_trimmed_days (
+    day        DATE PRIMARY KEY,
+    cleared    INT NOT NULL,
+    trimmed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
 -- Retention, part 1: clear the text of up to p_limit emails of p_day; returns how many (0 = the day is
 -- done). A body an answer is still due for is kept (activities/replies.py threads the answer to it);
 -- due_reply skips an email whose body is gone. Idempotent: a cleared row no longer matches.
@@ -181,25 +171,27 @@ END $$;
 -- Retention, part 2: drop every day before p_before, with the engagement and bounce rows of its emails
 -- and the answers it holds (the rows that pointed into it). placement_days and recipient_refusals
 -- carry their own day and stay. Returns the days dropped; idempotent, and takes turns with
--- ledger_ensure_partitions on (4, 0).
+-- ledger_ensure_partitions on (4, 0). The deletes come first: a DROP locks the whole ledger until
+-- commit, so only the drops themselves run under that lock.
 CREATE FUNCTION ledger_drop_partitions(p_before DATE) RETURNS INT LANGUAGE plpgsql AS $$
 DECLARE
     d DATE;
-    part TEXT;
-    dropped INT := 0;
+    old DATE[];
 BEGIN
     PERFORM pg_advisory_xact_lock(4, 0);
-    FOR d IN SELECT x FROM ledger_partition_days() x WHERE x < p_before LOOP
-        part := ledger_partition_name(d);
-        EXECUTE format('DELETE FROM engagement WHERE ledger_id IN (SELECT id FROM %I)', part);
-        EXECUTE format('DELETE FROM bounces WHERE ledger_id IN (SELECT id FROM %I)', part);
-        EXECUTE format('DROP TABLE %I', part);
-        dropped := dropped + 1;
+    old := ARRAY(SELECT x FROM ledger_partition_days() x WHERE x < p_before);
+    FOREACH d IN ARRAY old LOOP
+        EXECUTE format('DELETE FROM engagement WHERE ledger_id IN (SELECT id FROM %I)', ledger_partition_name(d));
+        EXECUTE format('DELETE FROM bounces WHERE ledger_id IN (SELECT id FROM %I)', ledger_partition_name(d));
     END LOOP;
     -- Stray rows of old days in DEFAULT (a day whose partition was never made) go the same way.
     DELETE FROM engagement WHERE ledger_id IN (SELECT id FROM send_ledger_default WHERE day < p_before);
     DELETE FROM bounces WHERE ledger_id IN (SELECT id FROM send_ledger_default WHERE day < p_before);
-    DELETE FROM send_ledger_default WHERE day < p_before;
     DELETE FROM ledger_replies WHERE day < p_before;
-    RETURN dropped;
+    DELETE FROM ledger_trimmed_days WHERE day < p_before;
+    DELETE FROM send_ledger_default WHERE day < p_before;
+    FOREACH d IN ARRAY old LOOP
+        EXECUTE format('DROP TABLE %I', ledger_partition_name(d));
+    END LOOP;
+    RETURN coalesce(array_length(old, 1), 0);
 END $$;
