@@ -155,8 +155,10 @@ CREATE FUNCTION ledger_clear_bodies(p_day DATE, p_limit INT) RETURNS INT LANGUAG
 DECLARE
     n INT;
 BEGIN
+    -- `l.message <> ''` again outside: a row another caller cleared meanwhile is re-checked on its new
+    -- version and skipped, so two callers at once clear (and count) each body once.
     UPDATE send_ledger l SET message = ''
-    WHERE l.day = p_day AND (l.id, l.day) IN (
+    WHERE l.day = p_day AND l.message <> '' AND (l.id, l.day) IN (
         SELECT c.id, c.day FROM send_ledger c
         WHERE c.day = p_day AND c.message <> ''
           AND NOT EXISTS (
