@@ -19,10 +19,11 @@ from activities.replies import due_reply
 from activities.send import SendActivities
 from devstack.postgres import PgServer
 from devstack.smtp_sink import SmtpSink
+from tests.helpers.migrations import apply_migrations
 from tests.test_placement_days import found
 from tests.test_send_activity import DAY, add_mailbox, box, request, settings
 from warmup.config import ConfigError, Settings, load_settings
-from warmup.db import Conn, migrate, migration_files
+from warmup.db import Conn, migrate
 from warmup.ledger import ledger_row
 from warmup.ledger_retention import ensure_partitions, upkeep
 from warmup.mailboxes import MailboxRecord
@@ -53,11 +54,16 @@ async def pair(pool: asyncpg.Pool, box: SecretBox, sink: SmtpSink) -> tuple[Mail
     )
 
 
-async def sent_row(
-    conn: Conn, sender: MailboxRecord, recipient: MailboxRecord, day: dt.date, slot: int
-) -> int:
-    """A SENT email of `day` as the send path leaves it (its text, a Message-ID); its ledger id."""
-    key = f"{sender.id}:{day}:{slot}"
+async def _insert(
+    conn: Conn,
+    sender: MailboxRecord,
+    recipient: MailboxRecord,
+    day: dt.date,
+    key: str,
+    in_reply_to: int | None = None,
+) -> int | None:
+    """A warmup email written by the send path's insert (its real text); its ledger id, or None for an
+    answer to an email answered already."""
     message_id, text = build_message(key, sender.address, None, recipient.address, dt.datetime.now(dt.UTC))
     row = await insert_pending(
         conn,
@@ -66,19 +72,31 @@ async def sent_row(
         user_id=sender.user_id,
         recipient_id=recipient.id,
         day=day,
-        slot=slot,
+        slot=0,
         message_id=message_id,
         message=text,
         planned_at=0.0,
         dispatched_at=0.0,
+        in_reply_to=in_reply_to,
     )
-    assert row is not None
+    if row is None:
+        return None
+    return int(await conn.fetchval("SELECT id FROM send_ledger WHERE idempotency_key = $1", key))
+
+
+async def sent_row(
+    conn: Conn, sender: MailboxRecord, recipient: MailboxRecord, day: dt.date, slot: int
+) -> int:
+    """A SENT email of `day` as the send path leaves it; its ledger id."""
+    key = f"{sender.id}:{day}:{slot}"
+    ledger_id = await _insert(conn, sender, recipient, day, key)
+    assert ledger_id is not None
     await conn.execute(
-        "UPDATE send_ledger SET status = 'SENT', sent_at = $2 WHERE idempotency_key = $1",
-        key,
+        "UPDATE send_ledger SET status = 'SENT', sent_at = $2 WHERE id = $1",
+        ledger_id,
         dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC),
     )
-    return int(await conn.fetchval("SELECT id FROM send_ledger WHERE idempotency_key = $1", key))
+    return ledger_id
 
 
 async def test_a_ledger_from_before_0021_keeps_every_row_and_id_and_the_app_works_on_it(
@@ -89,17 +107,7 @@ async def test_a_ledger_from_before_0021_keeps_every_row_and_id_and_the_app_work
     conn = await asyncpg.connect(dsn)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3)
     try:
-        async with conn.transaction():
-            await conn.execute(
-                "CREATE TABLE schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL,"
-                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-            for version, name, sql in migration_files():
-                if version < PARTITIONS_MIGRATION:
-                    await conn.execute(sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
-                    )
+        await apply_migrations(conn, lambda version: version < PARTITIONS_MIGRATION)
         sender, receiver = await pair(pool, box, smtp_sink)
         acts = SendActivities(pool, box, settings)
         # Rows as the code of that time wrote them (today's send path needs 0021's tables).
@@ -119,6 +127,7 @@ async def test_a_ledger_from_before_0021_keeps_every_row_and_id_and_the_app_work
             )
         # An answer (receiver -> sender) to the first email, and engagement and a bounce pointing in.
         first = await conn.fetchrow("SELECT id, day FROM send_ledger ORDER BY id LIMIT 1")
+        assert first is not None
         await conn.execute(
             "INSERT INTO send_ledger (idempotency_key, sender_id, recipient_id, day, slot, message_id,"
             " message, status, planned_at, dispatched_at, user_id, in_reply_to)"
@@ -157,37 +166,13 @@ async def test_a_ledger_from_before_0021_keeps_every_row_and_id_and_the_app_work
         assert await conn.fetchval(
             "SELECT idempotency_key FROM ledger_replies WHERE in_reply_to = $1", first["id"]
         )
-        assert await _answer(conn, receiver, sender, day, "answer-2", first["id"]) is None
+        assert await _insert(conn, receiver, sender, day, "answer-2", first["id"]) is None
         assert await conn.fetchval("SELECT count(*) FROM engagement") == 1
         assert await conn.fetchval("SELECT count(*) FROM placement_days") == 1
     finally:
         await pool.close()
         await conn.close()
         await pg_server.drop_database("before_partitions")
-
-
-async def _answer(
-    conn: Conn, replier: MailboxRecord, to: MailboxRecord, day: dt.date, key: str, original: int
-) -> int | None:
-    row = await insert_pending(
-        conn,
-        idempotency_key=key,
-        sender_id=replier.id,
-        user_id=replier.user_id,
-        recipient_id=to.id,
-        day=day,
-        slot=0,
-        message_id=f"<{key}@two.example>",
-        message="Subject: Re: hello\r\n\r\nthanks\r\n",
-        planned_at=0.0,
-        dispatched_at=0.0,
-        in_reply_to=original,
-    )
-    return (
-        None
-        if row is None
-        else int(await conn.fetchval("SELECT id FROM send_ledger WHERE idempotency_key = $1", key))
-    )
 
 
 async def test_one_answer_per_email_across_days_and_a_forgotten_answer_frees_it(
@@ -197,14 +182,14 @@ async def test_one_answer_per_email_across_days_and_a_forgotten_answer_frees_it(
     async with db_pool.acquire() as conn:
         await ensure_partitions(conn, TODAY)
         original = await sent_row(conn, ann, bob, ago(1), 0)
-        first = await _answer(conn, bob, ann, TODAY, "bob:today:0", original)
+        first = await _insert(conn, bob, ann, TODAY, "bob:today:0", original)
         assert first is not None
         # The same answer retried (same key) converges on its row; another slot's answer is refused,
         # even on another day (another partition).
-        assert await _answer(conn, bob, ann, TODAY, "bob:today:0", original) == first
-        assert await _answer(conn, bob, ann, ago(-1), "bob:tomorrow:0", original) is None
+        assert await _insert(conn, bob, ann, TODAY, "bob:today:0", original) == first
+        assert await _insert(conn, bob, ann, ago(-1), "bob:tomorrow:0", original) is None
         assert await forget_pending(conn, "bob:today:0")
-        assert await _answer(conn, bob, ann, ago(-1), "bob:tomorrow:0", original) is not None
+        assert await _insert(conn, bob, ann, ago(-1), "bob:tomorrow:0", original) is not None
 
 
 async def test_an_insert_for_a_day_without_a_partition_works_and_later_lands_in_its_partition(
