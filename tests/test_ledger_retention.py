@@ -19,7 +19,6 @@ from activities.replies import due_reply
 from activities.send import SendActivities
 from devstack.postgres import PgServer
 from devstack.smtp_sink import SmtpSink
-from tests.helpers.migrations import apply_migrations
 from tests.test_placement_days import found
 from tests.test_send_activity import DAY, add_mailbox, box, request, settings
 from warmup.config import ConfigError, Settings, load_settings
@@ -107,7 +106,7 @@ async def test_a_ledger_from_before_0021_keeps_every_row_and_id_and_the_app_work
     conn = await asyncpg.connect(dsn)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3)
     try:
-        await apply_migrations(conn, lambda version: version < PARTITIONS_MIGRATION)
+        await migrate(conn, lambda version: version < PARTITIONS_MIGRATION)
         sender, receiver = await pair(pool, box, smtp_sink)
         acts = SendActivities(pool, box, settings)
         # Rows as the code of that time wrote them (today's send path needs 0021's tables).

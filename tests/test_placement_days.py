@@ -17,7 +17,6 @@ import asyncpg
 from activities.send import SendActivities
 from devstack.postgres import PgServer
 from devstack.smtp_sink import SmtpSink
-from tests.helpers.migrations import apply_migrations
 from tests.test_send_activity import DAY, add_mailbox, box, request, settings
 from warmup.config import Settings
 from warmup.db import Conn, migrate
@@ -110,7 +109,7 @@ async def test_a_database_from_before_the_table_gets_the_placement_already_found
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3)
     try:
         # Every migration but 0016: the later ones serve today's send path.
-        await apply_migrations(conn, lambda version: version != PLACEMENT_DAYS_MIGRATION)
+        await migrate(conn, lambda version: version != PLACEMENT_DAYS_MIGRATION)
         sender, ids = await sent_ledger_ids(pool, box, settings, smtp_sink, 3)
         receiver = await conn.fetchval("SELECT id FROM mailboxes WHERE address = 'bob@two.example'")
         for ledger_id, place in zip(ids, ["inbox", "junk", "junk"], strict=True):
