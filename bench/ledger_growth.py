@@ -31,7 +31,7 @@ from warmup import fleet
 from warmup.caps import Window
 from warmup.db import Conn, migrate
 from warmup.ledger import ledger_row
-from warmup.ledger_retention import ensure_partitions
+from warmup.ledger_retention import BODY_BATCH, ensure_partitions
 from warmup.process_exit import exit_skipping_teardown
 from warmup.send_days import send_days
 
@@ -53,6 +53,18 @@ LAYOUTS = ("partitioned", "unpartitioned")
 class Timing:
     p50_ms: float
     p99_ms: float
+
+
+@dataclass(frozen=True)
+class DayDisk:
+    """One day's partition on disk (MB, with its indexes): as written, after its bodies were cleared
+    and a plain VACUUM, and after VACUUM FULL (what an operator's compaction gives back)."""
+
+    rows: int
+    written_mb: float
+    cleared_mb: float
+    compacted_mb: float
+    clear_seconds: float
 
 
 @dataclass(frozen=True)
@@ -175,7 +187,25 @@ async def _measure(conn: Conn, layout: str, past_days: int, repeat: int) -> Meas
     return Measure(layout, past_days, rows, int(size) / 1e6, timings)
 
 
-async def run(pg: PgServer, days: int, per_day: int, repeat: int) -> list[Measure]:
+async def _day_disk(conn: Conn, day: dt.date) -> DayDisk:
+    part = f"send_ledger_{day:%Y%m%d}"
+
+    async def mb() -> float:
+        return int(await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", part)) / 1e6
+
+    written = await mb()
+    began = time.perf_counter()
+    while await conn.fetchval("SELECT ledger_clear_bodies($1, $2)", day, BODY_BATCH):
+        pass
+    took = time.perf_counter() - began
+    await conn.execute(f"VACUUM {part}")
+    cleared = await mb()
+    await conn.execute(f"VACUUM FULL {part}")
+    rows = int(await conn.fetchval(f"SELECT count(*) FROM {part}"))
+    return DayDisk(rows, written, cleared, await mb(), took)
+
+
+async def run(pg: PgServer, days: int, per_day: int, repeat: int) -> tuple[list[Measure], DayDisk]:
     out: list[Measure] = []
     conns: dict[str, asyncpg.Connection] = {}
     for layout in LAYOUTS:
@@ -200,10 +230,11 @@ async def run(pg: PgServer, days: int, per_day: int, repeat: int) -> list[Measur
             print(f"{layout}: {days} days x {per_day:,} rows loaded in {time.perf_counter() - began:.0f} s")
         for layout, conn in conns.items():
             out.append(await _measure(conn, layout, days, repeat))
+        disk = await _day_disk(conns["partitioned"], TODAY - dt.timedelta(days=days))
     finally:
         for conn in conns.values():
             await conn.close()
-    return out
+    return out, disk
 
 
 def markdown(results: list[Measure]) -> list[str]:
@@ -241,12 +272,17 @@ def main() -> int:
         pg = PgServer(Path(tmp) / "pg", fast=True)  # fsync off: the load is faster, reads are the same
         pg.start()
         try:
-            results = asyncio.run(run(pg, a.days, a.per_day, a.repeat))
+            results, disk = asyncio.run(run(pg, a.days, a.per_day, a.repeat))
         finally:
             pg.stop()
     print(f"p50 / p99 ms, {MAILBOXES:,} mailboxes of {USERS} users, {a.days} days x {a.per_day:,} rows")
     for line in markdown(results):
         print(line)
+    print(
+        f"one day's partition, {disk.rows:,} rows: {disk.written_mb:.1f} MB as written; bodies cleared in "
+        f"{disk.clear_seconds:.1f} s, then VACUUM: {disk.cleared_mb:.1f} MB; "
+        f"VACUUM FULL: {disk.compacted_mb:.1f} MB"
+    )
     return 0
 
 

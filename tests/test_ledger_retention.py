@@ -11,8 +11,11 @@ import datetime as dt
 
 import asyncpg
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
 from activities.bounces import BOUNCE_LOOKBACK_DAYS
+from activities.engagement import EngagementActivities
+from activities.ledger_upkeep import LedgerActivities
 from activities.ledger_writes import forget_pending, insert_pending
 from activities.message import build_message, build_reply
 from activities.replies import due_reply
@@ -28,6 +31,8 @@ from warmup.ledger_retention import ensure_partitions, upkeep
 from warmup.mailboxes import MailboxRecord
 from warmup.models import LedgerUpkeep
 from warmup.secrets import SecretBox
+from warmup.workflow_ids import ledger_upkeep_workflow_id, webhook_delivery_workflow_id
+from workers.worker import build_inbox_worker, build_worker, start_side_workflows
 
 __all__ = ["box", "settings"]
 
@@ -321,3 +326,35 @@ def test_the_retention_defaults_are_the_argued_ones() -> None:
     s = load_settings({})
     assert (s.JOB_CLEANUP_DAYS, s.LEDGER_RETENTION_DAYS) == (7, 90)
     assert s.LEDGER_RETENTION_DAYS > BOUNCE_LOOKBACK_DAYS
+
+
+async def test_the_workers_upkeep_workflow_drops_an_old_day_on_its_first_round(
+    temporal_env: WorkflowEnvironment, db_pool: asyncpg.Pool, box: SecretBox, settings: Settings
+) -> None:
+    old = ago(settings.LEDGER_RETENTION_DAYS + 5)
+    async with db_pool.acquire() as conn:
+        await conn.execute("SELECT ledger_ensure_partitions($1, 1)", old)
+    client = temporal_env.client
+    sends = build_worker(client, settings, SendActivities(db_pool, box, settings))
+    inbox = build_inbox_worker(
+        client,
+        settings,
+        EngagementActivities(db_pool, box, settings),
+        ledger=LedgerActivities(db_pool, settings),
+    )
+    async with sends, inbox:
+        await start_side_workflows(client, settings)
+        await start_side_workflows(client, settings)  # every worker asks; one runs
+        try:
+            for _ in range(200):
+                if await db_pool.fetchval("SELECT to_regclass($1)", f"send_ledger_{old:%Y%m%d}") is None:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the upkeep workflow did not drop the old day within 20 s")
+        finally:
+            for workflow_id in (
+                ledger_upkeep_workflow_id(settings.TASK_QUEUE),
+                webhook_delivery_workflow_id(settings.TASK_QUEUE),
+            ):
+                await client.get_workflow_handle(workflow_id).terminate()
