@@ -307,7 +307,7 @@ class SendActivities:
                 raise await self._failure(sender, row, failure, password) from None
 
             async with self._pool.acquire() as conn:
-                decision = await cap_gate.claim(conn, key, sender.user_id, self._windows)
+                decision = await cap_gate.claim(conn, key, sender.user_id, self._windows, row.day)
                 if decision.binding is not None:
                     raise await self._defer(req, sender, key, decision)
                 if not decision.claimed:
@@ -348,7 +348,7 @@ class SendActivities:
         """
         while True:
             async with self._pool.acquire() as conn:
-                early = await cap_gate.peek(conn, user_id, self._windows)
+                early = await cap_gate.peek(conn, user_id, self._windows, dt.date.fromisoformat(req.day))
             binding = early.binding
             if binding is None or binding.scope != "user" or not activity.in_activity():
                 return early

@@ -29,7 +29,7 @@ from activities import cap_gate, recipients
 from devstack.postgres import PgServer
 from warmup import fleet
 from warmup.caps import Window
-from warmup.db import Conn, migrate
+from warmup.db import Conn, migrate, migration_files
 from warmup.ledger import ledger_row
 from warmup.ledger_retention import BODY_BATCH, ensure_partitions
 from warmup.process_exit import exit_skipping_teardown
@@ -74,6 +74,12 @@ class Measure:
     rows: int
     ledger_mb: float  # heap, indexes and TOAST of the ledger (all partitions)
     timings: dict[str, Timing]
+
+
+def _cap_functions() -> str:
+    """Migration 0021's cap gate functions (its last part), to install on the unpartitioned ledger."""
+    sql = next(text for version, _, text in migration_files() if version == PARTITIONS_MIGRATION)
+    return sql[sql.index("DROP FUNCTION cap_claim") :]
 
 
 async def _mailboxes(conn: Conn) -> None:
@@ -144,13 +150,14 @@ async def _measure(conn: Conn, layout: str, past_days: int, repeat: int) -> Meas
         )
     ]
     users = [f"u{i % USERS}" for i in range(2 * repeat + 40)]
+    day = TODAY if layout == "partitioned" else None  # None: 0004's counting, over every day
 
     async def peek(i: int) -> object:
-        return await cap_gate.peek(conn, users[i], WINDOWS)
+        return await cap_gate.peek(conn, users[i], WINDOWS, day)
 
     async def claim(i: int) -> object:
         key = keys[i]
-        return await cap_gate.claim(conn, key, f"u{(int(key.split(':')[0]) - 1) % USERS}", WINDOWS)
+        return await cap_gate.claim(conn, key, f"u{(int(key.split(':')[0]) - 1) % USERS}", WINDOWS, day)
 
     async def pick(i: int) -> object:
         sender = 1 + (i * 7) % MAILBOXES
@@ -213,6 +220,9 @@ async def run(pg: PgServer, days: int, per_day: int, repeat: int) -> tuple[list[
         await pg.create_database(name)
         conn = await asyncpg.connect(pg.dsn(name))
         await migrate(conn, None if layout == "partitioned" else (lambda v: v < PARTITIONS_MIGRATION))
+        if layout == "unpartitioned":
+            # Today's cap_gate calls 0021's functions; called with no day they count as 0004's did.
+            await conn.execute(_cap_functions())
         await _mailboxes(conn)
         conns[layout] = conn
     try:

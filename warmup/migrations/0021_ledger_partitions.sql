@@ -197,3 +197,87 @@ BEGIN
     END LOOP;
     RETURN coalesce(array_length(old, 1), 0);
 END $$;
+
+-- The cap gate on the partitioned ledger (0004's functions, with the send's day). Without a day a
+-- user window's count and the claim's UPDATE by key open every partition's index: measured at 40
+-- partitions, 3.4 ms a peek and 2.6 ms a claim (under the global lock) against 0.3 and 0.5 ms on one
+-- table (bench/ledger_growth.py). With p_day the claim reads the send's own day, and a user window
+-- reads p_day - 3 to p_day + 3: at one instant a user's mailboxes are on at most three local dates
+-- (UTC-12 to UTC+14), and a send is claimed within its own local day's window (its retries and cap
+-- waits end with the window). NULL keeps 0004's behaviour (every day).
+DROP FUNCTION cap_claim(TEXT, TEXT, TEXT[], FLOAT8[], INT[]);
+DROP FUNCTION cap_counts(TEXT, TEXT[], FLOAT8[]);
+
+CREATE FUNCTION cap_counts(
+    p_user TEXT, p_scopes TEXT[], p_seconds FLOAT8[], p_day DATE DEFAULT NULL,
+    OUT now_epoch FLOAT8, OUT counts INT[], OUT oldest FLOAT8[]
+) LANGUAGE plpgsql AS $$  -- volatile: it reads the clock
+DECLARE
+    n INT;
+    o FLOAT8;
+BEGIN
+    now_epoch := extract(epoch FROM clock_timestamp());
+    counts := '{}';
+    oldest := '{}';
+    FOR i IN 1 .. coalesce(array_length(p_scopes, 1), 0) LOOP
+        IF p_scopes[i] = 'user' AND p_day IS NULL THEN
+            SELECT count(*), extract(epoch FROM min(permit_at)) INTO n, o FROM send_ledger
+            WHERE user_id = p_user AND permit_at > to_timestamp(now_epoch - p_seconds[i]);
+        ELSIF p_scopes[i] = 'user' THEN
+            SELECT count(*), extract(epoch FROM min(permit_at)) INTO n, o FROM send_ledger
+            WHERE user_id = p_user AND permit_at > to_timestamp(now_epoch - p_seconds[i])
+              AND day BETWEEN p_day - 3 AND p_day + 3;
+        ELSE
+            -- Second s holds permits in [s, s + 1): it touches the window when s + 1 > now - W,
+            -- and its permits have all left the window by s + 1 + W, so "oldest" is s + 1.
+            SELECT coalesce(sum(permits), 0), min(second) + 1 INTO n, o FROM global_permits
+            WHERE second > now_epoch - p_seconds[i] - 1;
+        END IF;
+        counts := counts || n;
+        oldest := oldest || o;
+    END LOOP;
+END $$;
+
+CREATE FUNCTION cap_claim(
+    p_key TEXT, p_user TEXT, p_scopes TEXT[], p_seconds FLOAT8[], p_caps INT[], p_day DATE DEFAULT NULL,
+    OUT claimed BOOLEAN, OUT room BOOLEAN, OUT now_epoch FLOAT8, OUT counts INT[], OUT oldest FLOAT8[]
+) LANGUAGE plpgsql AS $$
+DECLARE
+    new_second BOOLEAN;
+BEGIN
+    -- User lock first, then global, in every session: no deadlock, and two sends of one user (or of
+    -- anyone, for the global windows) never both see the last free place.
+    PERFORM pg_advisory_xact_lock(1, hashtext(p_user));
+    PERFORM pg_advisory_xact_lock(2, 0);
+    SELECT c.now_epoch, c.counts, c.oldest INTO now_epoch, counts, oldest
+    FROM cap_counts(p_user, p_scopes, p_seconds, p_day) c;
+    room := true;
+    FOR i IN 1 .. coalesce(array_length(p_caps, 1), 0) LOOP
+        IF counts[i] >= p_caps[i] THEN
+            room := false;
+        END IF;
+    END LOOP;
+    claimed := false;
+    IF NOT room THEN
+        RETURN;
+    END IF;
+    IF p_day IS NULL THEN
+        UPDATE send_ledger SET status = 'SENDING', attempts = attempts + 1,
+            permit_at = to_timestamp(now_epoch), updated_at = now()
+        WHERE idempotency_key = p_key AND status = 'PENDING';
+    ELSE
+        UPDATE send_ledger SET status = 'SENDING', attempts = attempts + 1,
+            permit_at = to_timestamp(now_epoch), updated_at = now()
+        WHERE idempotency_key = p_key AND day = p_day AND status = 'PENDING';
+    END IF;
+    claimed := FOUND;
+    IF claimed THEN
+        INSERT INTO global_permits (second, permits) VALUES (floor(now_epoch)::BIGINT, 1)
+        ON CONFLICT (second) DO UPDATE SET permits = global_permits.permits + 1
+        RETURNING (xmax = 0) INTO new_second;
+        IF new_second THEN
+            -- Once a second: forget the seconds no window reaches (the hour window is at most 3,600 s).
+            DELETE FROM global_permits WHERE second < now_epoch - 3602;
+        END IF;
+    END IF;
+END $$;
