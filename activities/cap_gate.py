@@ -8,6 +8,7 @@ only while PostgreSQL works, never across a round trip to a busy worker.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from asyncpg import Record
@@ -33,19 +34,29 @@ def decision_of(row: Record, windows: list[Window]) -> GateDecision:
     return GateDecision(False, wait, binding)
 
 
-async def peek(conn: Conn, user_id: str, windows: list[Window]) -> GateDecision:
-    """An unlocked look before connecting to SMTP: a full window means no connection at all."""
+async def peek(conn: Conn, user_id: str, windows: list[Window], day: dt.date | None = None) -> GateDecision:
+    """An unlocked look before connecting to SMTP: a full window means no connection at all. `day`, the
+    send's own, lets the user windows read only the ledger partitions near it (migration 0021)."""
     scopes, seconds, _ = window_args(windows)
-    row = await conn.fetchrow("SELECT * FROM cap_counts($1, $2, $3)", user_id, scopes, seconds)
+    row = await conn.fetchrow("SELECT * FROM cap_counts($1, $2, $3, $4)", user_id, scopes, seconds, day)
     assert row is not None  # a function with OUT parameters returns one row
     return decision_of(row, windows)
 
 
-async def claim(conn: Conn, idempotency_key: str, user_id: str, windows: list[Window]) -> GateDecision:
-    """PENDING -> SENDING with a permit, only if every window has room; exact under concurrency."""
+async def claim(
+    conn: Conn, idempotency_key: str, user_id: str, windows: list[Window], day: dt.date | None = None
+) -> GateDecision:
+    """PENDING -> SENDING with a permit, only if every window has room; exact under concurrency. `day`:
+    the send's own (its row's), as for `peek`."""
     scopes, seconds, caps = window_args(windows)
     row = await conn.fetchrow(
-        "SELECT * FROM cap_claim($1, $2, $3, $4, $5)", idempotency_key, user_id, scopes, seconds, caps
+        "SELECT * FROM cap_claim($1, $2, $3, $4, $5, $6)",
+        idempotency_key,
+        user_id,
+        scopes,
+        seconds,
+        caps,
+        day,
     )
     assert row is not None
     if row["claimed"]:
@@ -55,9 +66,11 @@ async def claim(conn: Conn, idempotency_key: str, user_id: str, windows: list[Wi
     decision = decision_of(row, windows)
     if decision.binding is not None:
         # For the status line only: outside the lock, it need not be atomic with the check.
+        on_day = ("",) if day is None else (" AND day = $3", day)
         await conn.execute(
-            "UPDATE send_ledger SET binding_cap = $2 WHERE idempotency_key = $1",
+            f"UPDATE send_ledger SET binding_cap = $2 WHERE idempotency_key = $1{on_day[0]}",
             idempotency_key,
             decision.binding.name,
+            *on_day[1:],
         )
     return decision

@@ -1,5 +1,7 @@
 """The send activity's writes to the ledger: each one a guarded state transition.
 
+Each names the row's day (from its key), so it reads one of the ledger's day partitions.
+
 Transitions only happen from the states named in each WHERE clause, so two attempts of the same send
 that overlap (a retry started while a lost attempt still runs) cannot both reach DATA.
 """
@@ -8,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from activities.replies import REPLY_WITHIN_DAYS
 from warmup.db import Conn
 from warmup.ledger import ROW_COLUMNS, LedgerRow, ledger_row, ledger_row_of
-from warmup.models import SendStatus
+from warmup.models import SendStatus, day_of_key
 
 P, S, F, U, SENT = (
     SendStatus.PENDING.value,
@@ -78,15 +81,18 @@ async def mark_sent(conn: Conn, idempotency_key: str, smtp_code: int) -> None:
     await conn.execute(
         "WITH sent AS (UPDATE send_ledger SET status = $5, sent_at = now(), smtp_code = $2, error = '',"
         " updated_at = now()"
-        " WHERE idempotency_key = $1 AND status IN ($3, $4) RETURNING in_reply_to)"
+        " WHERE idempotency_key = $1 AND day = $7 AND status IN ($3, $4) RETURNING in_reply_to)"
         " UPDATE send_ledger SET status = $6, updated_at = now()"
-        " WHERE id = (SELECT in_reply_to FROM sent) AND status = $5",
+        # The original is at most REPLY_WITHIN_DAYS older (activities/replies.py): those partitions only.
+        f" WHERE id = (SELECT in_reply_to FROM sent) AND day BETWEEN $7::date - {REPLY_WITHIN_DAYS} AND $7"
+        " AND status = $5",
         idempotency_key,
         smtp_code,
         S,
         U,
         SENT,
         SendStatus.REPLIED.value,
+        day_of_key(idempotency_key),
     )
 
 
@@ -96,12 +102,13 @@ async def mark_retry(conn: Conn, idempotency_key: str, smtp_code: int | None, er
     n = await conn.fetchval(
         "UPDATE send_ledger SET status = $2, smtp_code = $3, error = $4, updated_at = now(),"
         " transient_failures = transient_failures + 1"
-        " WHERE idempotency_key = $1 AND status IN ($2, $5) RETURNING transient_failures",
+        " WHERE idempotency_key = $1 AND day = $6 AND status IN ($2, $5) RETURNING transient_failures",
         idempotency_key,
         P,
         smtp_code,
         error,
         S,
+        day_of_key(idempotency_key),
     )
     return int(n or 0)
 
@@ -110,13 +117,14 @@ async def mark_failed(conn: Conn, idempotency_key: str, smtp_code: int | None, e
     """Refused for good: nothing was delivered and the slot is given up."""
     await conn.execute(
         "UPDATE send_ledger SET status = $2, smtp_code = $3, error = $4, updated_at = now()"
-        " WHERE idempotency_key = $1 AND status IN ($5, $6)",
+        " WHERE idempotency_key = $1 AND day = $7 AND status IN ($5, $6)",
         idempotency_key,
         F,
         smtp_code,
         error,
         P,
         S,
+        day_of_key(idempotency_key),
     )
 
 
@@ -124,11 +132,12 @@ async def mark_unknown(conn: Conn, idempotency_key: str, error: str) -> bool:
     """SENDING -> UNKNOWN: DATA went out and no reply came; True if this call made the change."""
     status = await conn.execute(
         "UPDATE send_ledger SET status = $2, error = $3, updated_at = now()"
-        " WHERE idempotency_key = $1 AND status = $4",
+        " WHERE idempotency_key = $1 AND day = $5 AND status = $4",
         idempotency_key,
         U,
         error,
         S,
+        day_of_key(idempotency_key),
     )
     return status == "UPDATE 1"
 
@@ -137,8 +146,10 @@ async def forget_pending(conn: Conn, idempotency_key: str) -> bool:
     """Delete a row nothing was sent for yet (PENDING: before DATA, no cap permit), so the next attempt
     decides its recipient again; True if it was deleted. Used when the recipient was refused for good."""
     status = await conn.execute(
-        "DELETE FROM send_ledger WHERE idempotency_key = $1 AND status = $2 AND permit_at IS NULL",
+        "DELETE FROM send_ledger"
+        " WHERE idempotency_key = $1 AND day = $3 AND status = $2 AND permit_at IS NULL",
         idempotency_key,
         P,
+        day_of_key(idempotency_key),
     )
     return status == "DELETE 1"

@@ -15,6 +15,10 @@ from asyncpg import Record
 
 from warmup.models import MailboxState, SendStatus
 
+# A person answers a warmup email within days or not at all: older answers owed are given up (a mailbox
+# paused that long). It also bounds the lookup to this many of the ledger's day partitions.
+REPLY_WITHIN_DAYS = 14
+
 
 @dataclass(frozen=True)
 class DueReply:
@@ -24,20 +28,25 @@ class DueReply:
     original_message: str  # its full text, to thread the answer to it
 
 
-def due_sql(mailbox: str, at: str) -> str:
-    """The oldest answer `mailbox` owes at `at` (SQL expressions: parameters or outer columns), whose
-    original sender can still receive mail (active, its address not refused); as columns due_*.
+def due_sql(mailbox: str, at: str, day: str) -> str:
+    """The oldest answer `mailbox` owes at `at` on its local `day` (SQL expressions: parameters or outer
+    columns), whose original sender can still receive mail (active, its address not refused); as
+    columns due_*.
 
-    An email already answered (or whose answer is under way) has a row with in_reply_to = its id and is
-    never picked again. A subquery, so the send path reads it in the statement it starts with."""
+    An email already answered (or whose answer is under way) has its row in ledger_replies and is never
+    picked again. An email whose text retention cleared (message = '', migration 0021) is not answered,
+    nor one received more than REPLY_WITHIN_DAYS days before `day`. A subquery, so the send path reads
+    it in the statement it starts with (activities/send_start.py)."""
     return f"""
     SELECT o.id AS due_id, o.sender_id AS due_sender_id, m.address AS due_address, o.message AS due_message
     FROM engagement e
     JOIN send_ledger o ON o.id = e.ledger_id
     JOIN mailboxes m ON m.id = o.sender_id
     WHERE o.recipient_id = {mailbox} AND e.reply_due_at <= {at} AND o.status = '{SendStatus.SENT.value}'
+      AND o.day >= {day}::date - {REPLY_WITHIN_DAYS}
       AND m.state = '{MailboxState.ACTIVE.value}' AND m.receiving_off = ''
-      AND NOT EXISTS (SELECT 1 FROM send_ledger r WHERE r.in_reply_to = o.id)
+      AND o.message <> ''
+      AND NOT EXISTS (SELECT 1 FROM ledger_replies r WHERE r.in_reply_to = o.id)
     ORDER BY e.reply_due_at, o.id
     LIMIT 1
 """

@@ -318,7 +318,7 @@ class SendActivities:
                 raise await self._failure(sender, row, failure, password) from None
 
             async with self._pool.acquire() as conn:
-                decision = await cap_gate.claim(conn, key, sender.user_id, self._windows)
+                decision = await cap_gate.claim(conn, key, sender.user_id, self._windows, row.day)
                 if decision.binding is not None:
                     raise await self._defer(req, sender, key, decision)
                 if not decision.claimed:
@@ -382,7 +382,7 @@ class SendActivities:
             finally:
                 self._cap_waiters -= 1
             async with self._pool.acquire() as conn:
-                early = await cap_gate.peek(conn, user_id, self._windows)
+                early = await cap_gate.peek(conn, user_id, self._windows, dt.date.fromisoformat(req.day))
 
     async def _record_sent(self, mailbox_id: int, key: str, smtp_code: int) -> None:
         """The server said 250: record SENT, waiting out a short PostgreSQL outage rather than failing.

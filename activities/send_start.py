@@ -36,9 +36,9 @@ SELECT {qualified_columns("m")}, {prefixed_columns("l", "l_")}, r.address AS rec
 FROM mailboxes m
 LEFT JOIN send_ledger l ON l.idempotency_key = $2 AND l.day = $3
 LEFT JOIN mailboxes r ON r.id = l.recipient_id
-CROSS JOIN LATERAL cap_counts(m.user_id, $4, $5) c
+CROSS JOIN LATERAL cap_counts(m.user_id, $4, $5, $3) c
 -- Only for a send not yet decided: the condition on l gates the whole subquery (a one-time filter).
-LEFT JOIN LATERAL (SELECT * FROM ({due_sql("$1", "$6")}) due WHERE l.idempotency_key IS NULL) d ON true
+LEFT JOIN LATERAL (SELECT * FROM ({due_sql("$1", "$6", "$3")}) due WHERE l.idempotency_key IS NULL) d ON true
 WHERE m.id = $1
 """
 

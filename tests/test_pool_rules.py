@@ -402,8 +402,9 @@ async def _pool_of_thousands(conn: PoolConnectionProxy) -> None:
 
 def _reads(plan: dict[str, Any], relation: str) -> Iterator[tuple[int, float]]:
     """(loops, rows over all loops) of each node of an EXPLAIN (ANALYZE, FORMAT JSON) plan that reads
-    `relation`."""
-    if plan.get("Relation Name") == relation:
+    `relation` or one of its partitions (send_ledger_YYYYMMDD)."""
+    name = str(plan.get("Relation Name", ""))
+    if name == relation or name.startswith(relation + "_"):
         loops = int(plan["Actual Loops"])
         yield loops, float(plan["Actual Rows"]) * loops
     for child in plan.get("Plans", []):

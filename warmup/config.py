@@ -34,7 +34,12 @@ class Settings(BaseSettings):
     # --- The audit's ScaleConfig, same names and defaults ---
     SCHEDULER_INTERVAL_MS: int = Field(60_000, ge=1, description="obsolete: durable timers replace polling")
     JOBS_PER_SCHEDULER_RUN: int = Field(1000, ge=1, description="obsolete: no job table")
-    JOB_CLEANUP_DAYS: int = Field(7, ge=1, description="obsolete: Temporal namespace retention")
+    JOB_CLEANUP_DAYS: int = Field(
+        7,
+        ge=1,
+        le=3650,
+        description="days a sent email's text stays in the ledger, then cleared (unless an answer is due)",
+    )
     WORKER_CONCURRENCY: int = Field(10, ge=1, le=10_000, description="activities run at once per worker")
     INBOX_CONCURRENCY: int = Field(
         0,
@@ -86,6 +91,15 @@ class Settings(BaseSettings):
     # --- Enrolling ---
     ENROLL_CONCURRENCY: int = Field(
         8, ge=1, le=64, description="batches in flight at once (`enroll --csv`, the API's bulk endpoint)"
+    )
+
+    # --- The ledger's retention (warmup/ledger_retention.py, docs/capacity.md) ---
+    # At least a day above activities/bounces.py BOUNCE_LOOKBACK_DAYS (tests/test_ledger_retention.py).
+    LEDGER_RETENTION_DAYS: int = Field(
+        90,
+        ge=15,
+        le=3650,
+        description="days of send ledger rows kept; older days are dropped whole (reports, bounces)",
     )
 
     WEBHOOK_POLL_SECONDS: float = Field(
@@ -206,6 +220,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"WARMUP_HEALTH_PORT and WARMUP_METRICS_PORT are both {self.HEALTH_PORT}; "
                 "give each its own port"
+            )
+        if self.LEDGER_RETENTION_DAYS <= max(self.JOB_CLEANUP_DAYS, self.PLACEMENT_DAYS):
+            raise ValueError(
+                "WARMUP_LEDGER_RETENTION_DAYS must be above WARMUP_JOB_CLEANUP_DAYS and "
+                f"WARMUP_PLACEMENT_DAYS (got {self.LEDGER_RETENTION_DAYS}, {self.JOB_CLEANUP_DAYS} and "
+                f"{self.PLACEMENT_DAYS}): a dropped day takes its emails and bounces with it"
             )
         if self.SEND_RETRY_INITIAL_SECONDS > self.SEND_RETRY_MAX_SECONDS:
             raise ValueError(

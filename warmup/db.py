@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from typing import TypeAlias
 
@@ -31,8 +32,9 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(conn: Conn) -> list[str]:
-    """Apply the migrations this database lacks; returns the names applied."""
+async def migrate(conn: Conn, only: Callable[[int], bool] | None = None) -> list[str]:
+    """Apply the migrations this database lacks; returns the names applied. `only` (tests, benches)
+    picks the versions to apply, to leave a database as an earlier release did."""
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
@@ -42,7 +44,7 @@ async def migrate(conn: Conn) -> list[str]:
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, name, sql in migration_files():
-            if version in done:
+            if version in done or (only is not None and not only(version)):
                 continue
             await conn.execute(sql)
             await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)

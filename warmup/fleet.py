@@ -32,6 +32,10 @@ R = TypeVar("R")
 # How many workflow queries run at once: enough to read a few thousand mailboxes in seconds without
 # flooding the workers that answer them.
 QUERY_CONCURRENCY = 20
+# The ledger is partitioned by its rows' local day (migration 0021). A row is written when its slot is
+# first dispatched, within its day; a query by time (the last hour, the last 24 h) also bounds `day` to
+# this many days before the window, so it reads a week's partitions, not the retention's 90 days.
+LATE_DAYS = 7
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -171,6 +175,7 @@ async def errors_last_hour(conn: Conn, now: dt.datetime | None = None) -> dict[s
                count(*) AS n
         FROM send_ledger
         WHERE updated_at >= $1::timestamptz - interval '1 hour' AND updated_at <= $1::timestamptz
+          AND day >= $1::timestamptz::date - $7::int
           AND (status IN ($2, $3) OR (status = $4 AND error <> ''))
         GROUP BY kind
         """,
@@ -180,6 +185,7 @@ async def errors_last_hour(conn: Conn, now: dt.datetime | None = None) -> dict[s
         SendStatus.PENDING.value,
         ERR_TRANSIENT,
         ERR_CAP_WINDOW_CLOSED,
+        LATE_DAYS,
     )
     counts = dict.fromkeys(ERROR_KINDS, 0)
     counts.update({r["kind"]: int(r["n"]) for r in rows})
@@ -206,7 +212,7 @@ async def hourly_throughput(
                count(DISTINCT sender_id) FILTER (WHERE status = ANY($2::send_status[])) AS senders,
                count(*) FILTER (WHERE status IN ($3, $4)) AS failed
         FROM send_ledger
-        WHERE coalesce(sent_at, updated_at) >= $1
+        WHERE coalesce(sent_at, updated_at) >= $1 AND day >= $1::timestamptz::date - $6::int
           AND (status = ANY($2::send_status[]) OR status IN ($3, $4))
           AND ($5::text IS NULL OR sender_id IN (SELECT id FROM mailboxes WHERE user_id = $5))
         GROUP BY hour ORDER BY hour
@@ -216,6 +222,7 @@ async def hourly_throughput(
         SendStatus.FAILED.value,
         SendStatus.UNKNOWN.value,
         user_id,
+        LATE_DAYS,
     )
     return [
         HourRow(
@@ -241,10 +248,12 @@ async def ledger_last_day(conn: Conn, user_id: str | None = None) -> list[Ledger
         """
         SELECT status, count(*) AS n, avg(extract(epoch FROM now() - created_at)) / 60 AS age
         FROM send_ledger WHERE created_at >= now() - interval '24 hours'
+          AND day >= (now() - interval '24 hours')::date - $2::int
           AND ($1::text IS NULL OR sender_id IN (SELECT id FROM mailboxes WHERE user_id = $1))
         GROUP BY status ORDER BY status
         """,
         user_id,
+        LATE_DAYS,
     )
     return [LedgerStatusAge(SendStatus(r["status"]), int(r["n"]), float(r["age"] or 0.0)) for r in rows]
 

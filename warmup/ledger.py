@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from warmup.db import Conn
-from warmup.models import SendStatus
+from warmup.models import SendStatus, day_of_key
 
 
 async def recipients_on(conn: Conn, sender_id: int, day: dt.date) -> set[int]:
@@ -87,6 +87,8 @@ def ledger_row_of(row: asyncpg.Record, prefix: str = "") -> LedgerRow | None:
 async def ledger_row(conn: Conn, idempotency_key: str) -> LedgerRow | None:
     """The ledger row of one send (mailbox:day:slot), or None if it was never recorded."""
     row = await conn.fetchrow(
-        f"SELECT {ROW_COLUMNS} FROM send_ledger WHERE idempotency_key = $1", idempotency_key
+        f"SELECT {ROW_COLUMNS} FROM send_ledger WHERE idempotency_key = $1 AND day = $2",
+        idempotency_key,
+        day_of_key(idempotency_key),
     )
     return ledger_row_of(row) if row else None

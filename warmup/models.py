@@ -7,6 +7,7 @@ them cheaply. Nothing here may ever hold a secret: all of it lands in workflow h
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -327,6 +328,15 @@ class SendRequest:
         return f"{self.mailbox_id}:{self.day}:{self.slot}"
 
 
+def day_of_key(idempotency_key: str) -> dt.date:
+    """The local day inside a send's key (`SendRequest.idempotency_key`, mailbox:day:slot): the ledger
+    keeps the row in that day's partition, so a statement by key names it and reads one partition."""
+    try:
+        return dt.date.fromisoformat(idempotency_key.split(":")[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"{idempotency_key!r} is not a send's key (mailbox:YYYY-MM-DD:slot)") from None
+
+
 @dataclass(frozen=True)
 class SendResult:
     status: SendStatus
@@ -447,6 +457,25 @@ class WebhookDeliveryInput:
     poll_seconds: float = 15.0  # how long an event may wait before it is sent
     rounds_per_run: int = 400  # activity calls before continue-as-new (bounds the history)
     batch: int = 50  # deliveries per activity call at most; while more are due the next call follows
+
+
+@dataclass(frozen=True)
+class LedgerUpkeepInput:
+    """The ledger upkeep workflow's settings (workflows/ledger_upkeep.py); the retention lengths are the
+    workers' own settings, read by the activity, so a change needs no new workflow."""
+
+    interval_seconds: float = 3600.0  # between rounds: partitions are made days ahead, so hourly is plenty
+    rounds_per_run: int = 200  # rounds before continue-as-new (bounds the history)
+
+
+@dataclass(frozen=True)
+class LedgerUpkeep:
+    """What one round of ledger upkeep did (warmup/ledger_retention.py)."""
+
+    partitions_made: int = 0
+    bodies_cleared: int = 0
+    days_trimmed: int = 0
+    partitions_dropped: int = 0
 
 
 @dataclass(frozen=True)

@@ -24,3 +24,8 @@ def inbox_task_queue(task_queue: str) -> str:
 def webhook_delivery_workflow_id(task_queue: str) -> str:
     """The one webhook delivery workflow of a task queue (workflows/webhooks.py)."""
     return f"webhooks-{task_queue}"
+
+
+def ledger_upkeep_workflow_id(task_queue: str) -> str:
+    """The one ledger upkeep workflow of a task queue (workflows/ledger_upkeep.py)."""
+    return f"ledger-upkeep-{task_queue}"

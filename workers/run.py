@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.engagement import EngagementActivities
+from activities.ledger_upkeep import LedgerActivities
 from activities.send import SendActivities
 from activities.webhooks import WebhookActivities
 from warmup import metrics, temporal_connection
@@ -32,7 +33,7 @@ from warmup.temporal_connection import TemporalConnectError
 from workers import health
 from workers.cache_check import check_cache
 from workers.queue_limits import apply_queue_rate_limit
-from workers.worker import build_inbox_worker, build_worker, start_webhook_delivery
+from workers.worker import build_inbox_worker, build_worker, start_side_workflows
 
 log = logging.getLogger("warmup.worker")
 
@@ -119,13 +120,14 @@ async def _run_worker(
             settings,
             EngagementActivities(pool, secrets, settings, tokens),
             WebhookActivities(pool, secrets),
+            LedgerActivities(pool, settings),
         )
         readiness.worker = worker
         if instruments is not None:
             collector = asyncio.create_task(metrics.FleetCollector(settings, client, instruments).run())
             log.info("metrics on %s:%d/metrics", settings.METRICS_HOST, settings.METRICS_PORT)
         running = asyncio.create_task(_run_both(worker, inbox))
-        await start_webhook_delivery(client, settings)
+        await start_side_workflows(client, settings)
         stopping = asyncio.create_task(stop.wait())
         log.info(
             "worker polling task queue %r on %s (concurrency %d)",
