@@ -83,9 +83,10 @@ async def mark_sent(conn: Conn, idempotency_key: str, smtp_code: int) -> None:
         " updated_at = now()"
         " WHERE idempotency_key = $1 AND day = $7 AND status IN ($3, $4) RETURNING in_reply_to)"
         " UPDATE send_ledger SET status = $6, updated_at = now()"
-        # The original is at most REPLY_WITHIN_DAYS older (activities/replies.py): those partitions only.
-        f" WHERE id = (SELECT in_reply_to FROM sent) AND day BETWEEN $7::date - {REPLY_WITHIN_DAYS} AND $7"
-        " AND status = $5",
+        # The original is at most REPLY_WITHIN_DAYS older (activities/replies.py), or a day later in a
+        # timezone ahead: those partitions only.
+        " WHERE id = (SELECT in_reply_to FROM sent) AND status = $5"
+        f" AND day BETWEEN $7::date - {REPLY_WITHIN_DAYS} AND $7::date + 1",
         idempotency_key,
         smtp_code,
         S,

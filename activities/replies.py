@@ -43,7 +43,8 @@ def due_sql(mailbox: str, at: str, day: str) -> str:
     JOIN send_ledger o ON o.id = e.ledger_id
     JOIN mailboxes m ON m.id = o.sender_id
     WHERE o.recipient_id = {mailbox} AND e.reply_due_at <= {at} AND o.status = '{SendStatus.SENT.value}'
-      AND o.day >= {day}::date - {REPLY_WITHIN_DAYS}
+      -- a day later too: the original's sender may be a timezone ahead
+      AND o.day BETWEEN {day}::date - {REPLY_WITHIN_DAYS} AND {day}::date + 1
       AND m.state = '{MailboxState.ACTIVE.value}' AND m.receiving_off = ''
       AND o.message <> ''
       AND NOT EXISTS (SELECT 1 FROM ledger_replies r WHERE r.in_reply_to = o.id)
