@@ -37,18 +37,27 @@ def due_sql(mailbox: str, at: str, day: str) -> str:
     picked again. An email whose text retention cleared (message = '', migration 0021) is not answered,
     nor one received more than REPLY_WITHIN_DAYS days before `day`. A subquery, so the send path reads
     it in the statement it starts with (activities/send_start.py)."""
+    # The receiver's own emails first (a fence, OFFSET 0), then each one's sender by its key (lateral):
+    # a planner that thought the mailboxes table empty (just enrolled by COPY, no statistics yet) read
+    # every active mailbox and looked up the ledger once per mailbox.
     return f"""
     SELECT o.id AS due_id, o.sender_id AS due_sender_id, m.address AS due_address, o.message AS due_message
-    FROM engagement e
-    JOIN send_ledger o ON o.id = e.ledger_id
-    JOIN mailboxes m ON m.id = o.sender_id
-    WHERE o.recipient_id = {mailbox} AND e.reply_due_at <= {at} AND o.status = '{SendStatus.SENT.value}'
-      -- a day later too: the original's sender may be a timezone ahead
-      AND o.day BETWEEN {day}::date - {REPLY_WITHIN_DAYS} AND {day}::date + 1
-      AND m.state = '{MailboxState.ACTIVE.value}' AND m.receiving_off = ''
-      AND o.message <> ''
-      AND NOT EXISTS (SELECT 1 FROM ledger_replies r WHERE r.in_reply_to = o.id)
-    ORDER BY e.reply_due_at, o.id
+    FROM (
+        SELECT o.id, o.sender_id, o.message, e.reply_due_at
+        FROM send_ledger o JOIN engagement e ON e.ledger_id = o.id
+        WHERE o.recipient_id = {mailbox} AND e.reply_due_at <= {at} AND o.status = '{SendStatus.SENT.value}'
+          -- a day later too: the original's sender may be a timezone ahead
+          AND o.day BETWEEN {day}::date - {REPLY_WITHIN_DAYS} AND {day}::date + 1
+          AND o.message <> ''
+          AND NOT EXISTS (SELECT 1 FROM ledger_replies r WHERE r.in_reply_to = o.id)
+        OFFSET 0
+    ) o
+    CROSS JOIN LATERAL (
+        SELECT m.address FROM mailboxes m
+        WHERE m.id = o.sender_id AND m.state = '{MailboxState.ACTIVE.value}' AND m.receiving_off = ''
+        LIMIT 1
+    ) m
+    ORDER BY o.reply_due_at, o.id
     LIMIT 1
 """
 

@@ -7,14 +7,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-import json
 import math
 import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
 
 import asyncpg
 import pytest
@@ -23,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from activities import recipients as r
+from tests.helpers.plans import explained, reads
 from warmup.fleet import relaxed_rules_on
 from warmup.mailboxes import ImapServer, MailboxRecord, NewMailbox, SmtpAccount, set_state, upsert_mailbox
 from warmup.models import EngagementSettings, MailboxState, RampSettings, ScheduleSettings, SmtpSecurity
@@ -400,17 +398,6 @@ async def _pool_of_thousands(conn: PoolConnectionProxy) -> None:
     )
 
 
-def _reads(plan: dict[str, Any], relation: str) -> Iterator[tuple[int, float]]:
-    """(loops, rows over all loops) of each node of an EXPLAIN (ANALYZE, FORMAT JSON) plan that reads
-    `relation` or one of its partitions (send_ledger_YYYYMMDD)."""
-    name = str(plan.get("Relation Name", ""))
-    if name == relation or name.startswith(relation + "_"):
-        loops = int(plan["Actual Loops"])
-        yield loops, float(plan["Actual Rows"]) * loops
-    for child in plan.get("Plans", []):
-        yield from _reads(child, relation)
-
-
 async def test_a_pick_counts_only_the_probed_receivers_even_with_stale_statistics(
     db_pool: asyncpg.Pool,
 ) -> None:
@@ -422,13 +409,10 @@ async def test_a_pick_counts_only_the_probed_receivers_even_with_stale_statistic
         sender = int(await conn.fetchval("SELECT min(id) FROM mailboxes"))
         key = f"{sender}:{DAY}:0"
         draws = [r.unit(d) for d in r.key_draws(key, r.PROBES)]
-        explained = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + r._PROBE, sender, DAY, key, draws, r.PAIR_REPEAT_DAYS
-        )
-    plan = json.loads(explained)[0]["Plan"]
+        plan = await explained(conn, r._PROBE, sender, DAY, key, draws, r.PAIR_REPEAT_DAYS)
     # Each probe is one lookup by slot, and its counts are index lookups on the ledger run once each.
-    assert max(rows for _, rows in _reads(plan, "mailboxes")) <= r.PROBES
-    assert 1 <= max(loops for loops, _ in _reads(plan, "send_ledger")) <= r.PROBES
+    assert max(rows for _, rows in reads(plan, "mailboxes")) <= r.PROBES
+    assert 1 <= max(loops for loops, _ in reads(plan, "send_ledger")) <= r.PROBES
 
 
 async def test_one_statement_per_pick_in_a_pool_of_thousands(db_pool: asyncpg.Pool) -> None:
