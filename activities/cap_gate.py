@@ -15,6 +15,7 @@ from asyncpg import Record
 
 from warmup.caps import Window, WindowCount, wait_before_send
 from warmup.db import Conn
+from warmup.models import day_of_key
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,10 @@ async def claim(
     decision = decision_of(row, windows)
     if decision.binding is not None:
         # For the status line only: outside the lock, it need not be atomic with the check.
-        on_day = ("",) if day is None else (" AND day = $3", day)
         await conn.execute(
-            f"UPDATE send_ledger SET binding_cap = $2 WHERE idempotency_key = $1{on_day[0]}",
+            "UPDATE send_ledger SET binding_cap = $2 WHERE idempotency_key = $1 AND day = $3",
             idempotency_key,
             decision.binding.name,
-            *on_day[1:],
+            day_of_key(idempotency_key),
         )
     return decision

@@ -25,7 +25,7 @@ class SendStart:
     row: LedgerRow | None  # None: no attempt has decided this send yet
     recipient_address: str | None  # the row's receiver; None without a row (or if it was deleted)
     gate: cap_gate.GateDecision  # the caps as they stood at the read: `cap_gate.peek`
-    due: DueReply | None  # the answer owed, looked up only when there is no row
+    due: DueReply | None  # the answer owed; None also when the send has its row already
 
 
 # $1 sender id, $2 key, $3 its day (the key's own: it lets a ledger partitioned by day find the row
@@ -37,7 +37,8 @@ FROM mailboxes m
 LEFT JOIN send_ledger l ON l.idempotency_key = $2 AND l.day = $3
 LEFT JOIN mailboxes r ON r.id = l.recipient_id
 CROSS JOIN LATERAL cap_counts(m.user_id, $4, $5, $3) c
--- Only for a send not yet decided: the condition on l gates the whole subquery (a one-time filter).
+-- Wanted only for a send not yet decided. The planner applies the condition on l as a join filter,
+-- so the lookup runs on every attempt: a few index lookups, cheaper than a second round trip.
 LEFT JOIN LATERAL (SELECT * FROM ({due_sql("$1", "$6", "$3")}) due WHERE l.idempotency_key IS NULL) d ON true
 WHERE m.id = $1
 """
