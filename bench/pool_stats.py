@@ -194,7 +194,7 @@ async def _pick_cost(pool: asyncpg.Pool, sample: int) -> tuple[float, float, flo
 
 async def run_pool_day(pg: PgServer, mailboxes: int, large: int, *, sample: int = 2000) -> PoolDay:
     await pg.create_database(DATABASE)
-    pool = await connect_pool(pg.dsn(DATABASE), max_size=CONCURRENCY)
+    pool = await connect_pool(pg.dsn(DATABASE), max_size=CONCURRENCY, generic_plans=True)  # the worker's
     try:
         async with pool.acquire() as conn:
             quotas = await _load(conn, 0, mailboxes, "pool")

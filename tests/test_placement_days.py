@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import cast
 
 import asyncpg
 
 from activities.send import SendActivities
 from devstack.postgres import PgServer
 from devstack.smtp_sink import SmtpSink
+from tests.helpers.plans import explained, scanned
+from tests.test_pool_rules import _pool_of_thousands
 from tests.test_send_activity import DAY, add_mailbox, box, request, settings
 from warmup.config import Settings
 from warmup.db import Conn, migrate
@@ -126,3 +129,39 @@ async def test_a_database_from_before_the_table_gets_the_placement_already_found
 
 def _day() -> dt.date:
     return dt.date.fromisoformat(DAY)
+
+
+class _Recorded:
+    """A connection that keeps the statements it is given and answers none: what a function runs."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, tuple[object, ...]]] = []
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        self.statements.append((query, args))
+        return []
+
+
+async def test_one_senders_score_reads_its_own_rows_under_the_workers_generic_plan(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """The placement check runs on the worker's pool, which plans each statement once for any
+    parameters (warmup/db.py). Its statement must still read the one sender's days, not every
+    sender's: written as `$1 IS NULL OR sender_id = ANY($1)`, that plan read the fleet's window."""
+    days = 14
+    async with db_pool.acquire() as conn:
+        await _pool_of_thousands(conn)
+        await conn.execute(
+            "INSERT INTO placement_days (sender_id, day, host, place, emails)"
+            " SELECT m.id, $1::date - d, h, 'inbox', 3 FROM mailboxes m, generate_series(0, $2 - 1) d,"
+            " unnest(ARRAY['imap.one.test', 'imap.two.test']) h",
+            dt.date.fromisoformat(DAY),
+            days,
+        )
+        await conn.execute("ANALYZE placement_days")
+        sender = int(await conn.fetchval("SELECT min(id) FROM mailboxes"))
+        recorded = _Recorded()
+        await sender_scores(cast(Conn, recorded), [sender], days, dt.date.fromisoformat(DAY))
+        [(sql, args)] = recorded.statements
+        plan = await explained(conn, sql, *args, generic=True)
+    assert scanned(plan, "placement_days") <= 2 * days  # its two hosts' days

@@ -83,20 +83,23 @@ def window_start(today: dt.date, days: int) -> dt.date:
     return today - dt.timedelta(days=days - 1)
 
 
+_SCORES = "SELECT sender_id, host, place, sum(emails) AS n FROM placement_days"
+
+
 async def sender_scores(
     conn: Conn, sender_ids: Sequence[int] | None, days: int, today: dt.date | None = None
 ) -> dict[int, PlacementScore]:
     """The senders' scores over their last `days` send days (today included); None: every sender.
     A sender with nothing judged yet is absent (PlacementScore(days) says so)."""
     since = window_start(today or dt.datetime.now(dt.UTC).date(), days)
-    rows = await conn.fetch(
-        """
-        SELECT sender_id, host, place, sum(emails) AS n
-        FROM placement_days
-        WHERE day >= $2 AND ($1::bigint[] IS NULL OR sender_id = ANY($1::bigint[]))
-        GROUP BY 1, 2, 3
-        """,
-        None if sender_ids is None else list(sender_ids),
-        since,
-    )
+    # One statement per case, not `$1 IS NULL OR`: the worker's pool plans once (warmup/db.py), and
+    # that plan would read the whole fleet's days for one sender.
+    if sender_ids is None:
+        rows = await conn.fetch(_SCORES + " WHERE day >= $1 GROUP BY 1, 2, 3", since)
+    else:
+        rows = await conn.fetch(
+            _SCORES + " WHERE sender_id = ANY($1::bigint[]) AND day >= $2 GROUP BY 1, 2, 3",
+            list(sender_ids),
+            since,
+        )
     return scores(((int(r["sender_id"]), r["host"], r["place"], int(r["n"])) for r in rows), days)

@@ -99,7 +99,9 @@ async def _run_worker(
     )
     readiness.client = client
     pool = await connect_pool(
-        settings.DATABASE_URL.get_secret_value(), max_size=settings.WORKER_CONCURRENCY + 2
+        settings.DATABASE_URL.get_secret_value(),
+        max_size=settings.WORKER_CONCURRENCY + 2,
+        generic_plans=True,
     )
     collector: asyncio.Task[None] | None = None
     try:
