@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from activities.message import (
     CorpusError,
+    _email,
     _fits,
+    _plain_text,
     build_message,
     build_reply,
     fill,
@@ -325,3 +327,51 @@ def test_corpus_slots_are_checked() -> None:
         parse_corpus(
             [frame, {"topics": [{**topic, "slots": {"thing": ["x"]}, "answers": {"Three?": ["Yes."]}}]}]
         )
+
+
+_names = st.one_of(
+    st.none(),
+    st.text(st.sampled_from("abcXYZ09 .,'\"é-"), min_size=1, max_size=30),
+    st.from_regex(r"[A-Za-z0-9]{1,12}( [A-Za-z0-9]{1,12}){0,3}", fullmatch=True),
+)
+_addresses = st.one_of(
+    st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,20}@[a-z0-9-]{1,12}(\.[a-z]{2,6}){1,2}", fullmatch=True),
+    st.text(st.sampled_from('ab.@-_+ é"'), min_size=3, max_size=20).filter(lambda a: "@" in a),
+)
+_subjects = st.one_of(
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=90),
+    st.text(min_size=1, max_size=40),
+)
+_bodies = st.one_of(
+    st.text(st.characters(min_codepoint=9, max_codepoint=126), max_size=300),
+    st.text(max_size=100),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_names, _addresses, _names, _addresses, _subjects, _bodies)
+def test_the_hand_written_message_is_the_email_packages_text_whenever_it_is_written(
+    sender_name: str | None,
+    sender: str,
+    recipient_name: str | None,
+    recipient: str,
+    subject: str,
+    body: str,
+) -> None:
+    """The send path writes plain messages by hand (16 times cheaper): byte for byte what the `email`
+    package writes for them, or not at all (then the `email` package writes it)."""
+    args = ((sender_name, sender), (recipient_name, recipient), subject, body, NOW, "<a1b2@one.example>")
+    plain = _plain_text(*args)
+    if plain is not None:
+        assert plain == _email(*args).as_string()
+
+
+def test_an_ordinary_days_mail_is_written_by_hand_and_reads_the_same() -> None:
+    """The corpus's own messages take the hand-written path (else it saves nothing)."""
+    for n in range(200):
+        key = f"7:2026-03-02:{n}"
+        sender, recipient = ("Ann Lee", "ann.lee@one.example"), ("Bob", "bob@two.example")
+        _, text = build_message(key, sender[1], sender[0], recipient[1], NOW)
+        parsed = email.message_from_string(text, policy=email.policy.default)
+        args = (sender, recipient, str(parsed["Subject"]), parsed.get_content(), NOW, parsed["Message-ID"])
+        assert _plain_text(*args) == text
