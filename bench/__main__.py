@@ -31,26 +31,13 @@ from bench.memory import run_memory
 from bench.placement_sim import compare_ramps
 from bench.pool_stats import run_pool_day
 from bench.pool_stats import summary as pool_summary
-from bench.report import Results, write
+from bench.report import PHASES, Results, write
 from bench.scale import run_scale
 from bench.stack import Stack
 from bench.text_variety import run_text_variety, summary
 from bench.throughput import run_throughput
 from warmup.process_exit import EXIT_INTERRUPTED, EXIT_OK, exit_skipping_teardown
 
-PHASES = (
-    "fill",
-    "crosscheck",
-    "engagement",
-    "aged",
-    "text",
-    "placement",
-    "pool",
-    "throughput",
-    "deploy",
-    "memory",
-    "scale",
-)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -211,6 +198,21 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+class PhaseClock:
+    """Wall seconds of each phase into `results.phase_seconds`: `start(name)` ends the phase before."""
+
+    def __init__(self, results: Results) -> None:
+        self._results = results
+        self._current: tuple[str, float] | None = None
+
+    def start(self, phase: str | None) -> None:
+        now = time.perf_counter()
+        if self._current is not None:
+            name, began = self._current
+            self._results.phase_seconds[name] = round(now - began, 1)
+        self._current = None if phase is None else (phase, now)
+
+
 async def run(a: argparse.Namespace) -> Results:
     phases = [p.strip() for p in a.only.split(",") if p.strip()]
     unknown = sorted(set(phases) - set(PHASES))
@@ -222,16 +224,18 @@ async def run(a: argparse.Namespace) -> Results:
         machine=procstat.machine(),
         options={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
     )
-    began = time.perf_counter()
+    began, clock = time.perf_counter(), PhaseClock(results)
     if pyspy.py_spy() is None:
         results.notes.append("py-spy is not installed: no worker profiles (`.venv/bin/pip install py-spy`).")
     if "fill" in phases:
+        clock.start("fill")
         say("fill rate: simulated day")
         for label, fleet in standard_fleets(a.fill_sizes, a.max_ramp_day):
             run_ = run_fill(label, fleet)
             results.fill.append(run_)
             say(f"  {label}: " + ", ".join(f"{m.model} {m.fill:.2%}" for m in run_.models))
     if "crosscheck" in phases:
+        clock.start("crosscheck")
         say("cross-check: the real workflow on the time-skipping server")
         # The same mailboxes (ids, seeds, ramp days) as the first simulated fleet.
         fleet = make_fleet(max(a.fill_sizes[0], a.crosscheck_mailboxes), max_ramp_day=a.max_ramp_day)
@@ -242,6 +246,7 @@ async def run(a: argparse.Namespace) -> Results:
             f" (dispatch within {c.max_dispatch_diff * 1000:.0f} ms)"
         )
     if "engagement" in phases:
+        clock.start("engagement")
         say("engagement: the real workflow's day with inbox sessions on and off (time-skipping server)")
         fleet = make_fleet(max(a.fill_sizes[0], a.engagement_mailboxes), max_ramp_day=a.max_ramp_day)
         results.engagement = await run_engagement(spread_subset(fleet, a.engagement_mailboxes), SIM_DAY)
@@ -252,13 +257,16 @@ async def run(a: argparse.Namespace) -> Results:
             f"+{added['events']:.2f} events and +{added['workflow_tasks']:.2f} workflow tasks per email"
         )
     if "aged" in phases:
+        clock.start("aged")
         say(f"aged histories: one mailbox over {a.aged_days:g} days, runs as today and one day per run")
         results.aged = await run_aged(days=a.aged_days, fleet=a.aged_fleet, workers=a.workers, say=say)
     if "text" in phases:
+        clock.start("text")
         say(f"text variety: {a.text_emails:,} emails of one day")
         results.text = run_text_variety(a.text_emails, replies=min(a.text_replies, a.text_emails))
         say(f"  {summary(results.text)}")
     if "placement" in phases:
+        clock.start("placement")
         say(f"placement: the reactive ramp against the fixed one, {a.placement_mailboxes:,} mailboxes")
         results.placement = compare_ramps(a.placement_mailboxes, a.placement_days)
         f, r = results.placement.fixed, results.placement.reactive
@@ -268,14 +276,17 @@ async def run(a: argparse.Namespace) -> Results:
         a.results.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix="stack-", dir=a.results))
         say(f"starting PostgreSQL, the Temporal dev server (SQLite on disk) and the SMTP sink in {workdir}")
+        clock.start("servers")
         ok = False
         try:
             async with Stack(workdir) as stack:
                 if "pool" in live:
+                    clock.start("pool")
                     say(f"pool: a day of recipient picks for {a.pool_mailboxes:,} mailboxes")
                     results.pool = await run_pool_day(stack.pg, a.pool_mailboxes, a.pool_large)
                     say(f"  {pool_summary(results.pool)}")
                 if "throughput" in live:
+                    clock.start("throughput")
                     say("throughput: end to end against a bare loop")
                     results.throughput = await run_throughput(
                         stack,
@@ -286,6 +297,7 @@ async def run(a: argparse.Namespace) -> Results:
                         say=say,
                     )
                 if "deploy" in live:
+                    clock.start("deploy")
                     say(f"deploy: {a.deploy_mailboxes} workflows, their worker killed and replaced")
                     results.deploy = await run_deploy(
                         stack,
@@ -296,12 +308,14 @@ async def run(a: argparse.Namespace) -> Results:
                         say=say,
                     )
                 if "memory" in live:
+                    clock.start("memory")
                     say("memory: resident mailbox workflows")
                     results.memory = await run_memory(stack, workflows=a.memory_workflows, say=say)
                     results.memory_isolated = await run_memory(
                         stack, workflows=a.memory_workflows, sandbox="isolated", say=say
                     )
                 if "scale" in live:
+                    clock.start("scale")
                     say(f"scale: {a.scale_mailboxes:,} mailboxes")
                     results.scale = await run_scale(
                         stack,
@@ -321,6 +335,7 @@ async def run(a: argparse.Namespace) -> Results:
                 shutil.rmtree(workdir, ignore_errors=True)
             elif not ok:
                 say(f"the servers' data and logs are kept in {workdir}")
+    clock.start(None)
     results.wall_seconds = time.perf_counter() - began
     return results
 
