@@ -338,6 +338,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9]+( [A-Za-z0-9]+)*")
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _PLAIN_SUBJECT = re.compile(r"[!-~]+( [!-~]+)*")
 _MAX_HEADER_LINE = 78  # email.policy.default.max_line_length: longer lines would be folded
+_MAX_BODY_LINE = 998  # RFC 5322's line limit: a longer line is left to `email.message`
 
 
 def _plain_text(
@@ -364,7 +365,7 @@ def _plain_text(
         f"Message-ID: {message_id}",
     ]
     lines = body.encode("ascii").splitlines()
-    if max(map(len, headers)) > _MAX_HEADER_LINE or any(len(line) > 998 for line in lines):
+    if max(map(len, headers)) > _MAX_HEADER_LINE or any(len(line) > _MAX_BODY_LINE for line in lines):
         return None
     mime = 'Content-Type: text/plain; charset="utf-8"\nContent-Transfer-Encoding: 7bit\nMIME-Version: 1.0'
     return "\n".join([*headers, mime, "", b"\n".join(lines).decode("ascii"), ""])

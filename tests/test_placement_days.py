@@ -155,13 +155,13 @@ async def test_one_senders_score_reads_its_own_rows_under_the_workers_generic_pl
             "INSERT INTO placement_days (sender_id, day, host, place, emails)"
             " SELECT m.id, $1::date - d, h, 'inbox', 3 FROM mailboxes m, generate_series(0, $2 - 1) d,"
             " unnest(ARRAY['imap.one.test', 'imap.two.test']) h",
-            dt.date.fromisoformat(DAY),
+            _day(),
             days,
         )
         await conn.execute("ANALYZE placement_days")
         sender = int(await conn.fetchval("SELECT min(id) FROM mailboxes"))
         recorded = _Recorded()
-        await sender_scores(cast(Conn, recorded), [sender], days, dt.date.fromisoformat(DAY))
+        await sender_scores(cast(Conn, recorded), [sender], days, _day())
         [(sql, args)] = recorded.statements
         plan = await explained(conn, sql, *args, generic=True)
     assert scanned(plan, "placement_days") <= 2 * days  # its two hosts' days
