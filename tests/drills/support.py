@@ -80,6 +80,19 @@ class DrillStack:
     extra_env: Mapping[str, str] = field(default_factory=dict)  # not WARMUP_*: e.g. the lab's SSL_CERT_FILE
     user: str = field(default_factory=lambda: f"drill-{uuid.uuid4().hex[:10]}")
 
+    @classmethod
+    def on(
+        cls,
+        client: Client,
+        settings: Settings,
+        log_dir: Path,
+        extra_env: Mapping[str, str] | None = None,
+        **overrides: str,
+    ) -> DrillStack:
+        """A drill's world on the Temporal server `client` talks to, `overrides` as WARMUP_* settings."""
+        target = client.service_client.config.target_host
+        return cls(settings, target, log_dir, client.namespace, overrides, dict(extra_env or {}))
+
     def __post_init__(self) -> None:
         self.env = {
             **worker_env(self.settings, self.temporal_address, **{**DRILL_TIMING, **self.overrides}),

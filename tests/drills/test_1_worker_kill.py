@@ -31,12 +31,8 @@ async def test_sigkill_mid_send_before_and_after_data(
     tmp_path: Path,
 ) -> None:
     client = temporal_env.client
-    stack = DrillStack(
-        make_settings(),
-        client.service_client.config.target_host,
-        tmp_path,
-        client.namespace,
-        overrides={"SMTP_TIMEOUT_SECONDS": "20", "SEND_HEARTBEAT_SECONDS": "4"},
+    stack = DrillStack.on(
+        client, make_settings(), tmp_path, SMTP_TIMEOUT_SECONDS="20", SEND_HEARTBEAT_SECONDS="4"
     )
     try:
         # Enrolling is an Update, which a worker accepts: it runs first. The two enrolls follow each

@@ -46,13 +46,8 @@ async def test_postgres_down_30s_mid_run(
             await conn.close()
         # An SMTP timeout of 8 s gives each attempt 58 s (6 x 8 + 10): room for the SENT update to
         # outlast the outage inside the attempt that got the 250.
-        stack = DrillStack(
-            make_settings(DATABASE_URL=pg.dsn("warmup")),
-            client.service_client.config.target_host,
-            tmp_path,
-            client.namespace,
-            overrides={"SMTP_TIMEOUT_SECONDS": "8"},
-        )
+        settings = make_settings(DATABASE_URL=pg.dsn("warmup"))
+        stack = DrillStack.on(client, settings, tmp_path, SMTP_TIMEOUT_SECONDS="8")
         stack.workers.start(1)
         await stack.prepare()
         await stack.wait_worker_ready()

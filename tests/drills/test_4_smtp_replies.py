@@ -39,7 +39,7 @@ async def test_smtp_replies_retry_pause_or_stay_unknown(
     tmp_path: Path,
 ) -> None:
     client = temporal_env.client
-    stack = DrillStack(make_settings(), client.service_client.config.target_host, tmp_path, client.namespace)
+    stack = DrillStack.on(client, make_settings(), tmp_path)
     try:
         stack.workers.start(1)
         await stack.prepare()

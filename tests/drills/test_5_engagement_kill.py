@@ -178,15 +178,15 @@ async def test_sigkill_mid_inbox_session_and_mid_reply(
     # The relay's n-th connection is B's n-th SMTP session: reply 1, its retry, reply 2, then the rest.
     relay = SmtpRelay(mail_lab, [Fault.STALL_RCPT, Fault.NONE, Fault.HOLD_250])
     settings = make_settings()
-    stack = DrillStack(
+    stack = DrillStack.on(
+        client,
         settings,
-        client.service_client.config.target_host,
         tmp_path,
-        client.namespace,
+        extra_env={**mail_lab.client_env(), "LAB_A_PASSWORD": a.password, "LAB_B_PASSWORD": b.password},
         # A dead worker's send is retried after 8 s of silence; the relay's stalls stay inside the 20 s
         # SMTP timeout, so only the kill ends them.
-        overrides={"SMTP_TIMEOUT_SECONDS": "20", "SEND_HEARTBEAT_SECONDS": "8"},
-        extra_env={**mail_lab.client_env(), "LAB_A_PASSWORD": a.password, "LAB_B_PASSWORD": b.password},
+        SMTP_TIMEOUT_SECONDS="20",
+        SEND_HEARTBEAT_SECONDS="8",
     )
     harness_queue = f"drill5-{uuid.uuid4().hex[:10]}"
     session_id = f"drill5-session-{uuid.uuid4().hex[:10]}"
