@@ -358,12 +358,16 @@ class SendActivities:
         A retry is a new dispatch, and the task queue's dispatch rate is the global cap: a user held
         by its own cap would spend it on attempts that send nothing while other users' mail waits.
         Waiting inside the attempt costs one worker slot instead (at most half of them wait at once)
-        and only if the wait fits the attempt's start-to-close beside its SMTP round trips.
+        and only if the wait fits the attempt's start-to-close beside its SMTP round trips. A worker
+        that is stopping ends the wait: the send goes back to Temporal's retry for any worker, rather
+        than holding this one's shutdown for up to an hour's window and then sending.
         """
         early = first
         while True:
             binding = early.binding
             if binding is None or binding.scope != "user" or not activity.in_activity():
+                return early
+            if activity.is_worker_shutdown():
                 return early
             info = activity.info()
             timeout = info.start_to_close_timeout
@@ -378,7 +382,7 @@ class SendActivities:
                 return early
             self._cap_waiters += 1
             try:
-                await asyncio.sleep(delay)
+                await _sleep_unless_shutdown(delay)
             finally:
                 self._cap_waiters -= 1
             async with self._pool.acquire() as conn:
@@ -572,3 +576,12 @@ async def _heartbeating() -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _sleep_unless_shutdown(seconds: float) -> None:
+    """Sleep `seconds`, or less if the worker begins shutting down meanwhile."""
+    shutdown = asyncio.ensure_future(activity.wait_for_worker_shutdown())
+    try:
+        await asyncio.wait([shutdown], timeout=seconds)
+    finally:
+        shutdown.cancel()

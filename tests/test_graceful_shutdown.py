@@ -5,6 +5,7 @@ would leave its ledger row SENDING (and the next worker would call a delivered m
 the grace (WARMUP_SHUTDOWN_GRACE_SECONDS, default 200 s) the row ends SENT, the mail arrives once,
 the worker's /readyz says 503 while it drains, and the rest of the day is sent by the next worker.
 With a grace of 0 (the SDK's default, what the worker had before) the same SIGTERM leaves SENDING.
+A send that is only waiting for its user's cap is not in flight: SIGTERM ends its wait at once.
 """
 
 from __future__ import annotations
@@ -50,12 +51,8 @@ async def test_sigterm_lets_the_send_in_flight_finish_and_exits_0(
     client = temporal_env.client
     health_port = free_port()
     # A 20 s SMTP timeout: the client keeps waiting through the hold. The grace is left at its default.
-    stack = DrillStack(
-        make_settings(),
-        client.service_client.config.target_host,
-        tmp_path,
-        client.namespace,
-        overrides={"SMTP_TIMEOUT_SECONDS": "20", "HEALTH_PORT": str(health_port)},
+    stack = DrillStack.on(
+        client, make_settings(), tmp_path, SMTP_TIMEOUT_SECONDS="20", HEALTH_PORT=str(health_port)
     )
     try:
         stack.workers.start(1)  # before enrolling: enrolment waits for a worker to accept it
@@ -105,12 +102,8 @@ async def test_without_a_grace_the_same_sigterm_cancels_the_send(
 ) -> None:
     """The contrast: WARMUP_SHUTDOWN_GRACE_SECONDS=0 is the SDK's default, i.e. the old worker."""
     client = temporal_env.client
-    stack = DrillStack(
-        make_settings(),
-        client.service_client.config.target_host,
-        tmp_path,
-        client.namespace,
-        overrides={"SMTP_TIMEOUT_SECONDS": "20", "SHUTDOWN_GRACE_SECONDS": "0"},
+    stack = DrillStack.on(
+        client, make_settings(), tmp_path, SMTP_TIMEOUT_SECONDS="20", SHUTDOWN_GRACE_SECONDS="0"
     )
     try:
         stack.workers.start(1)
@@ -121,5 +114,45 @@ async def test_without_a_grace_the_same_sigterm_cancels_the_send(
         stack.workers.procs[0].send_signal(signal.SIGTERM)
         await _wait_exit(stack.workers.procs[0], within=30)
         assert [r["status"] for r in await stack.ledger(sender)] == ["SENDING"]
+    finally:
+        await stack.close(client)
+
+
+async def test_sigterm_ends_a_wait_for_the_users_cap_and_the_next_worker_sends_it(
+    temporal_env: WorkflowEnvironment, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A send held by its user's cap waits inside its attempt (up to a minute, activities/send.py).
+    Before, a SIGTERM waited that out and then sent from the stopping worker; now the worker exits at
+    once and the send goes back to Temporal's retry, to go out from the next worker when the cap frees.
+    """
+    client = temporal_env.client
+    # The second send waits about a minute for the first.
+    stack = DrillStack.on(client, make_settings(), tmp_path, USER_SENDS_PER_MINUTE="1")
+    try:
+        stack.workers.start(1)
+        await stack.wait_worker_ready()
+        await stack.prepare()
+        sender = await stack.sender("held", QUOTA)
+
+        async def second_waits() -> bool:
+            return [r["status"] for r in await stack.ledger(sender)] == ["SENT", "PENDING"]
+
+        await stack.settle(second_waits, within=30)  # the quiet 2 s: its attempt is in the wait
+        worker = stack.workers.procs[0]
+        worker.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        code = await _wait_exit(worker, within=10)
+        print(f"SIGTERM to exit: {time.monotonic() - signalled:.1f}s with a send waiting for its cap")
+        assert code == 0, stack.worker_log()[-3000:]
+        assert [r["status"] for r in await stack.ledger(sender)] == ["SENT", "PENDING"]
+        assert len(sender.sink.messages) == 1, "the stopping worker sent the waiting mail"
+
+        stack.workers.start(1)
+        await stack.settle(stack.all_final, within=90)
+        assert [r["status"] for r in await stack.ledger(sender)] == ["SENT"] * QUOTA
+        first, second = sorted(m.received_at for m in sender.sink.messages)
+        assert second - first >= 59.5, (
+            f"the user's cap of 1 a minute let two through {second - first:.1f}s apart"
+        )
     finally:
         await stack.close(client)
