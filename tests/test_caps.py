@@ -8,8 +8,11 @@ time), far more than the caps allow, so the caps bind all the time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
+import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -26,6 +29,11 @@ from warmup.models import MailboxEnrollment, SmtpSecurity, UserPlan, UserWorkflo
 from warmup.secrets import SecretBox
 from warmup.workflow_ids import user_workflow_id
 from workflows.user import UserWarmupWorkflow
+
+HOUR = 90  # CAP_HOUR_SECONDS: the "hour" compressed so the hourly caps bind in a test
+# The most an arrival at the SMTP server may trail its permit in the ledger (the DATA exchange, which a
+# loaded machine stretches) and still count as inside the permit's window.
+LAG_SECONDS = 2.0
 
 
 def max_in_window(times: Iterable[float], seconds: float) -> int:
@@ -117,7 +125,7 @@ async def test_user_and_global_caps_hold_across_workers_and_a_sigkill(
         USER_SENDS_PER_HOUR=7,
         GLOBAL_SENDS_PER_MINUTE=30,
         GLOBAL_SENDS_PER_HOUR=40,
-        CAP_HOUR_SECONDS=90,  # the "hour" compressed to 90 s so the hourly caps bind in a test
+        CAP_HOUR_SECONDS=HOUR,
         RAMP_START_VOLUME=40,
     )
     settings = make_settings(**caps, **FAST_TIMING)
@@ -133,28 +141,69 @@ async def test_user_and_global_caps_hold_across_workers_and_a_sigkill(
         await asyncio.sleep(70)
         for p in workers.procs[1:]:
             p.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(lambda: [p.wait(30) for p in workers.procs])
+        # Sends waiting for a cap end their wait on SIGTERM (activities/send.py): nothing holds a stop.
+        await asyncio.to_thread(workers.procs[0].wait)
+        assert await asyncio.to_thread(_exit_within, workers.procs[1:], 30), "a worker ignored SIGTERM"
     finally:
         await _stop_everything(client, workers, db_pool, users)
 
     messages = list(smtp_sink.messages)
-    per_user = _by(messages, owner)
-    all_times = [m.received_at for m in messages]
-    worst = {
-        "user/minute": max(max_in_window(t, 60) for t in per_user.values()),
-        "user/hour": max(max_in_window(t, 90) for t in per_user.values()),
-        "global/minute": max_in_window(all_times, 60),
-        "global/hour": max_in_window(all_times, 90),
-    }
+    rows = await db_pool.fetch(
+        "SELECT user_id, message_id, status::text, extract(epoch FROM permit_at)::float8 AS permit"
+        " FROM send_ledger"
+    )
+    statuses = Counter(r["status"] for r in rows)
+    permits: dict[str, list[float]] = {}
+    for r in rows:
+        if r["permit"] is not None:
+            permits.setdefault(r["user_id"], []).append(r["permit"])
+    # The caps are exact on their own clock, the permits in the ledger. At the SMTP server each
+    # arrival trails its permit by the DATA exchange, which a loaded machine stretches by a second or
+    # two; the server's windows are measured that much shorter, so jitter is not taken for a breach.
+    permit_of = {r["message_id"]: r["permit"] for r in rows}
+    assert all(permit_of.get(m.message_id) is not None for m in messages), "an email went out unpermitted"
+    lag = max(m.received_at - permit_of[m.message_id] for m in messages)
+    assert lag <= LAG_SECONDS, (
+        f"an email arrived {lag:.1f}s after its permit: the gate is not the server's cap"
+    )
+    at_server = _worst(_by(messages, owner), lag=LAG_SECONDS)
+    at_gate = _worst(permits, lag=0.0)
     by_user = Counter(owner[m.mail_from] for m in messages)
-    print(f"\n{len(messages)} delivered; busiest windows: {worst}; per user: {dict(by_user)}")
-    assert worst["user/minute"] <= 5 and worst["user/hour"] <= 7, worst
-    assert worst["global/minute"] <= 30 and worst["global/hour"] <= 40, worst
-    assert worst["user/hour"] == 7, "the user caps never bound: the test proves nothing"
+    print(
+        f"\n{len(messages)} delivered; ledger {dict(statuses)}; busiest windows at the gate {at_gate},"
+        f" at the server {at_server}; arrivals trail their permits by at most {lag:.2f} s;"
+        f" per user: {dict(by_user)}"
+    )
+    for worst in (at_gate, at_server):
+        assert worst["user/minute"] <= 5 and worst["user/hour"] <= 7, worst
+        assert worst["global/minute"] <= 30 and worst["global/hour"] <= 40, worst
+    assert at_gate["user/hour"] == 7, "the user caps never bound: the test proves nothing"
     assert max(Counter(m.message_id for m in messages).values()) == 1, "an email arrived twice"
-    sent = await db_pool.fetchval("SELECT count(*) FROM send_ledger WHERE status = 'SENT'")
-    assert sent == len(messages), "the ledger and the SMTP server disagree"
-    assert len(per_user) == 3, "a user never got a send through"
+    # The SIGKILL can land between the server's 250 and the ledger's SENT: that send is UNKNOWN,
+    # delivered but never confirmed, and so never resent.
+    assert statuses["UNKNOWN"] <= 1, statuses
+    assert statuses["SENT"] <= len(messages) <= statuses["SENT"] + statuses["UNKNOWN"], statuses
+    assert len(by_user) == 3, "a user never got a send through"
+
+
+def _exit_within(procs: list[subprocess.Popen[bytes]], seconds: float) -> bool:
+    """Whether every process exited within `seconds` (one deadline for all)."""
+    deadline = time.monotonic() + seconds
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(max(0.0, deadline - time.monotonic()))
+    return all(p.poll() is not None for p in procs)
+
+
+def _worst(times_by_user: dict[str, list[float]], lag: float) -> dict[str, int]:
+    """The busiest user and global windows, each `lag` shorter."""
+    every = [t for ts in times_by_user.values() for t in ts]
+    return {
+        "user/minute": max(max_in_window(t, 60 - lag) for t in times_by_user.values()),
+        "user/hour": max(max_in_window(t, HOUR - lag) for t in times_by_user.values()),
+        "global/minute": max_in_window(every, 60 - lag),
+        "global/hour": max_in_window(every, HOUR - lag),
+    }
 
 
 async def test_a_killed_worker_loses_and_repeats_nothing_and_the_day_fills(
@@ -201,7 +250,7 @@ async def test_a_higher_plan_gets_a_larger_share_and_a_lower_plan_still_sends(
     settings = make_settings(
         GLOBAL_SENDS_PER_MINUTE=24,
         GLOBAL_SENDS_PER_HOUR=32,
-        CAP_HOUR_SECONDS=90,
+        CAP_HOUR_SECONDS=HOUR,
         USER_SENDS_PER_MINUTE=60,
         USER_SENDS_PER_HOUR=90,
         RAMP_START_VOLUME=40,
@@ -217,8 +266,7 @@ async def test_a_higher_plan_gets_a_larger_share_and_a_lower_plan_still_sends(
     finally:
         await _stop_everything(client, workers, db_pool, users)
     share = Counter(owner[m.mail_from] for m in smtp_sink.messages)
-    times = [m.received_at for m in smtp_sink.messages]
-    worst = {"global/minute": max_in_window(times, 60), "global/hour": max_in_window(times, 90)}
+    worst = _worst(_by(smtp_sink.messages, owner), lag=LAG_SECONDS)
     print(f"\nunder 24/min and 32/90s global caps: {dict(share)}; busiest windows: {worst}")
     assert worst["global/minute"] <= 24 and worst["global/hour"] <= 32, worst
     # Weights 3:1 share the global cap about 3:1; the margins absorb a short run's noise.
