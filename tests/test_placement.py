@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from warmup.models import PLACES, Placement
 from warmup.placement import LAB, OTHER, PlacementScore, provider_family, scores
+from warmup.send_days import SendDay
 
 
 @pytest.mark.parametrize(
@@ -38,6 +41,12 @@ def test_missing_mail_counts_against_the_inbox_share() -> None:
     p = Placement(inbox=8, junk=1, other=0, missing=1)
     assert p.judged == 10 and p.inbox_share == 0.8 and p.text() == "80% inbox (8 of 10)"
     assert Placement().inbox_share is None and Placement().text() == "no data"
+
+
+def test_a_day_of_the_dashboard_charts_reads_its_placement_the_same_way() -> None:
+    day = SendDay(dt.date(2026, 12, 7), delivered=12, failed=2, inbox=8, junk=1, other=0, missing=1)
+    assert day.inbox_share == 0.8 and day.placement.text() == "80% inbox (8 of 10)"
+    assert SendDay(dt.date(2026, 12, 7), delivered=3).inbox_share is None  # delivered, not yet looked for
 
 
 def test_a_score_reads_as_a_sentence_per_family() -> None:

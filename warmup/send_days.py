@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 
 from warmup.db import Conn
-from warmup.models import DELIVERED_STATUSES, SendStatus
+from warmup.models import DELIVERED_STATUSES, Placement, SendStatus
 
 _DELIVERED = [s.value for s in DELIVERED_STATUSES]
 
@@ -28,9 +28,12 @@ class SendDay:
     quota: int = 0  # the day's quota as its last send saw it (0: not known, rows before migration 0019)
 
     @property
+    def placement(self) -> Placement:
+        return Placement(self.inbox, self.junk, self.other, self.missing)
+
+    @property
     def inbox_share(self) -> float | None:
-        judged = self.inbox + self.junk + self.other + self.missing
-        return self.inbox / judged if judged else None
+        return self.placement.inbox_share
 
 
 async def send_days(conn: Conn, sender_id: int, days: int, today: dt.date | None = None) -> list[SendDay]:
