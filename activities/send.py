@@ -360,7 +360,7 @@ class SendActivities:
         Waiting inside the attempt costs one worker slot instead (at most half of them wait at once)
         and only if the wait fits the attempt's start-to-close beside its SMTP round trips. A worker
         that is stopping ends the wait: the send goes back to Temporal's retry for any worker, rather
-        than holding this one's shutdown for up to an hour's window and then sending.
+        than holding this one's shutdown for up to a minute and then sending.
         """
         early = first
         while True:

@@ -142,7 +142,6 @@ async def test_user_and_global_caps_hold_across_workers_and_a_sigkill(
         for p in workers.procs[1:]:
             p.send_signal(signal.SIGTERM)
         # Sends waiting for a cap end their wait on SIGTERM (activities/send.py): nothing holds a stop.
-        await asyncio.to_thread(workers.procs[0].wait)
         assert await asyncio.to_thread(_exit_within, workers.procs[1:], 30), "a worker ignored SIGTERM"
     finally:
         await _stop_everything(client, workers, db_pool, users)
