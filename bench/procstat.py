@@ -84,3 +84,17 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return "unknown"
+
+
+FIXED_WORK = 2_000_000  # multiply-adds: about 0.1 s of CPU on these machines
+
+
+def fixed_work_seconds() -> float:
+    """CPU seconds a fixed piece of Python takes now. The machine's speed drifts with what shares its
+    host (docs/benchmarks.md, 2026-12-07) and nothing inside it shows that; a rate measured beside this
+    figure can be set against one measured minutes later (rate x seconds is speed-free)."""
+    began = time.thread_time()
+    x = 0
+    for i in range(FIXED_WORK):
+        x += i * i
+    return time.thread_time() - began

@@ -419,6 +419,7 @@ def _throughput(t: Throughput) -> list[str]:
         out.append(
             f"| {rate.name} | {rate.workflows:,} | {rate.per_second:.1f}/s | {_cores(rate.cores)} | {ms} |"
         )
+    out += ["", *_rounds(t)] if t.rounds else []
     out += [
         "",
         f"Ratio end to end / bare: **{t.ratio:.2f}**. End to end is the real `send_email` (ledger in "
@@ -445,6 +446,36 @@ def _throughput(t: Throughput) -> list[str]:
         out.append("")
     out += _sql(t.e2e.sql)
     return out
+
+
+def _rounds(t: Throughput) -> list[str]:
+    short = {"e2e": "end to end", "bare": "bare", "bare_send": "a send's options"}
+    out = [
+        f"The loops ran in {len(t.rounds)} rounds, in turn, each round in the reverse order of the one "
+        "before; each loop above is its rounds pooled. *CPU ms* is what every process spent per completion "
+        "(end to end / bare); *fixed work* is the CPU seconds a fixed piece of Python took around each "
+        "span (end to end / bare / a send's options): the machine's speed of the moment, higher is slower.",
+        "",
+        "| Round | Order | End to end | Bare loop | Bare loop, a send's options | Ratio | CPU ms "
+        "| Fixed work (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for n, r in enumerate(t.rounds, 1):
+        loops = (r.e2e, r.bare, r.bare_send)
+        cpu = " / ".join(f"{sum(x.cpu_ms_per_completion().values()):.1f}" for x in (r.e2e, r.bare))
+        work = " / ".join(f"{x.fixed_work_seconds:.3f}" for x in loops)
+        out.append(
+            f"| {n} | {', '.join(short[x] for x in r.order)} | "
+            + " | ".join(f"{x.per_second:.1f}/s" for x in loops)
+            + f" | {r.ratio:.2f} | {cpu} | {work} |"
+        )
+    ratios = [r.ratio for r in t.rounds]
+    return [
+        *out,
+        "",
+        f"Pooled: **{t.ratio:.2f}**; between rounds the ratio went from {min(ratios):.2f} to "
+        f"{max(ratios):.2f}.",
+    ]
 
 
 def _scale(s: ScaleResult) -> list[str]:

@@ -5,6 +5,10 @@ aiosmtplib to the SMTP sink process), caps on but set above what the machine can
 compressed (sends 0.3-0.6 s apart per mailbox, all-day window, chained) so every mailbox always has
 a send due: the measured rate is the system's capacity. The bare loop runs the same number of
 workflows, each a timer of the same length and a no-op activity, on workers configured the same.
+
+The loops run in rounds, in turn, each round in the reverse order of the one before (ABC CBA ABC):
+the machine's speed drifts by a quarter within minutes, and a ratio of loops run in one block each
+measured that drift as much as the send path (docs/benchmarks.md, 2026-12-07).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from temporalio.api.history.v1 import HistoryEvent
+
 from bench import pgsample, pyspy
 from bench.costs import CostSummary, fetch_events, summarize
 from bench.enroll import insert_mailboxes, start_workflows
 from bench.pgsample import SqlProfile
-from bench.procstat import CpuMeter, rss_bytes
+from bench.procstat import CpuMeter, fixed_work_seconds, rss_bytes
 from bench.stack import Stack
 from warmup.config import load_settings
 from warmup.models import MailboxWorkflowInput, SendRetrySettings
@@ -52,6 +58,7 @@ class LoopRate:
     profile: list[tuple[float, str]] = field(default_factory=list)  # py-spy, the worker's hot frames
     sql: SqlProfile | None = None  # what PostgreSQL was running, sampled
     pg_transactions: int = 0  # committed + rolled back in the span: one per statement outside a block
+    fixed_work_seconds: float = 0.0  # procstat.fixed_work_seconds, the mean of before and after the span
 
     @property
     def pg_round_trips(self) -> float:
@@ -68,9 +75,51 @@ class LoopRate:
         return self.completed / self.seconds if self.seconds else 0.0
 
 
+def pooled(rates: Sequence[LoopRate]) -> LoopRate:
+    """One loop's rounds as one measurement: every completion over every measured second."""
+    seconds = sum(r.seconds for r in rates)
+
+    def weighted(values: Sequence[float]) -> float:
+        return sum(v * r.seconds for v, r in zip(values, rates, strict=True)) / seconds if seconds else 0.0
+
+    roles = sorted({role for r in rates for role in r.cores})
+    return LoopRate(
+        rates[0].name,
+        rates[0].workflows,
+        sum(r.completed for r in rates),
+        seconds,
+        sum(r.start_per_second for r in rates) / len(rates),
+        {role: round(weighted([r.cores.get(role, 0.0) for r in rates]), 3) for role in roles},
+        max(r.worker_rss_mb for r in rates),
+        next((r.profile for r in rates if r.profile), []),
+        next((r.sql for r in rates if r.sql is not None), None),
+        sum(r.pg_transactions for r in rates),
+        weighted([r.fixed_work_seconds for r in rates]),
+    )
+
+
+def _ratio(a: LoopRate, b: LoopRate | None) -> float:
+    return a.per_second / b.per_second if b is not None and b.per_second else 0.0
+
+
+LOOPS = ("e2e", "bare", "bare_send")  # a round's order; every other round runs it backwards
+
+
+@dataclass(frozen=True)
+class Round:
+    order: tuple[str, ...]  # LOOPS as they ran
+    e2e: LoopRate
+    bare: LoopRate
+    bare_send: LoopRate
+
+    @property
+    def ratio(self) -> float:
+        return _ratio(self.e2e, self.bare)
+
+
 @dataclass(frozen=True)
 class Throughput:
-    e2e: LoopRate
+    e2e: LoopRate  # each loop pooled over its rounds
     bare: LoopRate
     costs: CostSummary
     settings: dict[str, str] = field(default_factory=dict)
@@ -78,16 +127,16 @@ class Throughput:
     engagement: bool = False
     # The bare loop with the send's activity options and payloads (bench/bare_workflow.py).
     bare_send: LoopRate | None = None
+    rounds: list[Round] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
-        return self.e2e.per_second / self.bare.per_second if self.bare.per_second else 0.0
+        return _ratio(self.e2e, self.bare)
 
     @property
     def ratio_to_bare_send(self) -> float:
         """End to end against the loop that pays Temporal what a send pays: the send path's own share."""
-        b = self.bare_send
-        return self.e2e.per_second / b.per_second if b is not None and b.per_second else 0.0
+        return _ratio(self.e2e, self.bare_send)
 
 
 def e2e_settings(mailboxes: int, concurrency: int, quota: int) -> dict[str, str]:
@@ -114,21 +163,50 @@ async def run_throughput(
     mailboxes: int,
     warmup_seconds: float,
     seconds: float,
+    rounds: int = 3,
     workers: int = 1,
     concurrency: int = 50,
     say: Callable[[str], None] = print,
 ) -> Throughput:
+    """`rounds` of the three loops, each warmed up for `warmup_seconds` and measured for `seconds`."""
     # Enough quota that no mailbox finishes its day during the run, even at 300 sends/s.
     quota = max(20, math.ceil(300 * (warmup_seconds + seconds + 30) / mailboxes))
     settings = e2e_settings(mailboxes, concurrency, quota)
-    e2e, ids, engagement = await _e2e(stack, settings, mailboxes, warmup_seconds, seconds, workers, say)
-    histories = await fetch_events(stack.client, [mailbox_workflow_id(i) for i in ids[:200]])
-    await terminate_all(stack, [mailbox_workflow_id(i) for i in ids])
-    bare = await _bare(stack, mailboxes, concurrency, warmup_seconds, seconds, workers, say)
     retry = load_settings(settings).send_retry()
-    bare_send = await _bare(stack, mailboxes, concurrency, warmup_seconds, seconds, workers, say, retry)
+    histories: list[list[HistoryEvent]] = []
+    engagement = False
+    done: list[Round] = []
+    for n in range(rounds):
+        order = LOOPS if n % 2 == 0 else LOOPS[::-1]
+        say(f"  round {n + 1} of {rounds}: {', '.join(order)}")
+        got: dict[str, LoopRate] = {}
+        for loop in order:
+            if loop == "e2e":
+                got[loop], ids, engagement = await _e2e(
+                    stack, settings, mailboxes, warmup_seconds, seconds, workers, say, profile=n == 0
+                )
+                wids = [mailbox_workflow_id(i) for i in ids]
+                if n == 0:
+                    histories = await fetch_events(stack.client, wids[:200])
+                # The round's mailboxes stay active, as receivers: removed, they would keep their pick
+                # slots and later rounds' picks would miss on them (measured: end to end's Temporal CPU
+                # per email rose from 16 to 27 ms over three rounds).
+                await terminate_all(stack, wids)
+            else:
+                send_retry = retry if loop == "bare_send" else None
+                got[loop] = await _bare(
+                    stack, mailboxes, concurrency, warmup_seconds, seconds, workers, say, send_retry
+                )
+        r = Round(order, got["e2e"], got["bare"], got["bare_send"])
+        done.append(r)
+        say(f"  round {n + 1}: end to end / bare {r.ratio:.2f}")
     costs = summarize("dev server, compressed timing", histories)
-    return Throughput(e2e, bare, costs, settings, engagement, bare_send)
+    e2e, bare, bare_send = (
+        pooled([r.e2e for r in done]),
+        pooled([r.bare for r in done]),
+        pooled([r.bare_send for r in done]),
+    )
+    return Throughput(e2e, bare, costs, settings, engagement, bare_send, done)
 
 
 async def _e2e(
@@ -139,6 +217,8 @@ async def _e2e(
     seconds: float,
     workers: int,
     say: Callable[[str], None],
+    *,
+    profile: bool,
 ) -> tuple[LoopRate, list[int], bool]:
     queue = f"tp-{uuid.uuid4().hex[:6]}"
     env = stack.worker_env(queue, settings)
@@ -166,12 +246,14 @@ async def _e2e(
     )
     say(f"  e2e: {started.started} mailboxes started at {started.per_second:.0f}/s; warming up")
     span = await _measure(stack, procs, warmup_seconds, seconds)
-    # The profile is taken after the measured span: the sampler's own CPU must not slow the measurement.
-    spy = pyspy.record(procs[0].pid, min(seconds, 20), stack.logs / "e2e-worker.pyspy")
-    sql = await pgsample.sample(stack.pool, min(seconds, 20))
-    if spy is not None:
-        await asyncio.to_thread(spy.wait)
-    prof = pyspy.summarize(stack.logs / "e2e-worker.pyspy")
+    sql, prof = None, None
+    if profile:
+        # Taken after the measured span: the sampler's own CPU must not slow the measurement.
+        spy = pyspy.record(procs[0].pid, min(seconds, 20), stack.logs / "e2e-worker.pyspy")
+        sql = await pgsample.sample(stack.pool, min(seconds, 20))
+        if spy is not None:
+            await asyncio.to_thread(spy.wait)
+        prof = pyspy.summarize(stack.logs / "e2e-worker.pyspy")
     ids = [m.mailbox_id for m in enrolled]
     completed = await stack.pool.fetchval(
         "SELECT count(*) FROM send_ledger WHERE status = 'SENT' AND sender_id = ANY($1::bigint[])"
@@ -193,8 +275,9 @@ async def _e2e(
         prof.top if prof else [],
         sql,
         span.pg_transactions,
+        span.fixed_work_seconds,
     )
-    say(f"  e2e: {rate.per_second:.1f} sends/s; cores {rate.cores}")
+    say(f"  e2e: {rate.per_second:.1f} sends/s; {_cores_line(rate)}")
     return rate, ids, sched.engagement.enabled
 
 
@@ -260,8 +343,17 @@ async def _bare(
         stack.stop_child(p)
     completed = sum(_count_between(f, span.t1, span.t2) for f in files)
     await terminate_all(stack, ids)
-    rate = LoopRate(name, workflows, completed, span.t2 - span.t1, start_rate, span.cores, span.rss_mb)
-    say(f"  {name}: {rate.per_second:.1f} loops/s; cores {rate.cores}")
+    rate = LoopRate(
+        name,
+        workflows,
+        completed,
+        span.t2 - span.t1,
+        start_rate,
+        span.cores,
+        span.rss_mb,
+        fixed_work_seconds=span.fixed_work_seconds,
+    )
+    say(f"  {name}: {rate.per_second:.1f} loops/s; {_cores_line(rate)}")
     return rate
 
 
@@ -272,6 +364,7 @@ class _Span:
     cores: dict[str, float]  # CPU cores each role used over the span
     rss_mb: float  # the workers' resident memory at its end
     pg_transactions: int
+    fixed_work_seconds: float
 
 
 async def _measure(
@@ -280,11 +373,17 @@ async def _measure(
     """Let the loop warm up, then measure `seconds` of it: the same span for both loops."""
     meter = CpuMeter({**stack.pids(), "worker": [p.pid for p in procs]})
     await asyncio.sleep(warmup_seconds)
+    before = fixed_work_seconds()  # outside the span: its CPU is the bench's, not the loop's
     a, t1, x1 = meter.sample(), time.time(), await _pg_transactions(stack)
     await asyncio.sleep(seconds)
     b, t2, x2 = meter.sample(), time.time(), await _pg_transactions(stack)
+    after = fixed_work_seconds()
     rss = sum(rss_bytes(p.pid) for p in procs) / 2**20
-    return _Span(t1, t2, CpuMeter.cores(a, b), rss, x2 - x1)
+    return _Span(t1, t2, CpuMeter.cores(a, b), rss, x2 - x1, (before + after) / 2)
+
+
+def _cores_line(rate: LoopRate) -> str:
+    return f"fixed work {rate.fixed_work_seconds:.3f} s; cores {rate.cores}"
 
 
 async def _pg_transactions(stack: Stack) -> int:

@@ -19,6 +19,7 @@ from bench.engagement import run_engagement
 from bench.fill import run_fill
 from bench.fleet import SIM_DAY, make_fleet, spread_subset
 from bench.legacy import simulate_loop
+from bench.throughput import LoopRate, pooled
 from bench.warmup_sim import simulate_day
 from warmup.models import RampSettings
 
@@ -114,6 +115,17 @@ def test_every_activity_attempt_bills_an_action() -> None:
     assert billable_actions([timer, scheduled, started, completed]) == 1 + 3
 
 
+def test_pooled_rounds_weigh_every_second_alike() -> None:
+    # A loop's rounds pooled: its rate is every completion over every measured second, not the mean of
+    # the rounds' rates, and the CPU of a role is weighted by each round's seconds.
+    fast = LoopRate("e2e", 10, 300, 10.0, 100.0, {"temporal": 1.0}, 50.0, pg_transactions=1500)
+    slow = LoopRate("e2e", 10, 100, 30.0, 80.0, {"temporal": 0.6, "postgres": 0.2}, 70.0)
+    both = pooled([fast, slow])
+    assert (both.completed, both.seconds, both.per_second) == (400, 40.0, 10.0)
+    assert both.cores == {"postgres": 0.15, "temporal": 0.7} and both.worker_rss_mb == 70.0
+    assert both.pg_round_trips == 3.75
+
+
 def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nintro\n")
@@ -129,6 +141,10 @@ def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "latest.json").read_text())
     tp = data["throughput"]
     assert tp["e2e"]["completed"] > 0 and tp["bare"]["completed"] > 0 and tp["bare_send"]["completed"] > 0
+    # Two rounds, the second in the reverse order, pooled into the loops' rates.
+    assert [r["order"] for r in tp["rounds"]] == [["e2e", "bare", "bare_send"], ["bare_send", "bare", "e2e"]]
+    assert tp["e2e"]["completed"] == sum(r["e2e"]["completed"] for r in tp["rounds"])
+    assert all(0 < r[loop]["fixed_work_seconds"] < 5 for r in tp["rounds"] for loop in ("e2e", "bare"))
     assert data["scale"]["sent"] > 0 and data["scale"]["planned"] > 0
     assert data["memory"]["rss_mb"] > data["memory"]["rss_idle_mb"]
     assert data["aged"]["bounded"]["runs"] > data["aged"]["suggested"]["runs"] == 1
