@@ -34,7 +34,11 @@ from bench.procstat import CpuMeter, fixed_work_seconds, rss_bytes
 from bench.stack import Stack
 from warmup.config import load_settings
 from warmup.models import MailboxWorkflowInput, SendRetrySettings
-from warmup.workflow_ids import mailbox_workflow_id
+from warmup.workflow_ids import (
+    ledger_upkeep_workflow_id,
+    mailbox_workflow_id,
+    webhook_delivery_workflow_id,
+)
 
 DELAY_MIN_MINUTES = 0.005  # 0.3 s
 DELAY_MAX_MINUTES = 0.01  # 0.6 s
@@ -264,6 +268,8 @@ async def _e2e(
     )
     for p in procs:
         stack.stop_child(p)
+    # Every worker start leaves its queue's side workflows running, and no poller serves them now.
+    await terminate_all(stack, [webhook_delivery_workflow_id(queue), ledger_upkeep_workflow_id(queue)])
     rate = LoopRate(
         "end to end",
         mailboxes,
