@@ -90,9 +90,9 @@ FIXED_WORK = 2_000_000  # multiply-adds: about 0.1 s of CPU on these machines
 
 
 def fixed_work_seconds() -> float:
-    """CPU seconds a fixed piece of Python takes now. The machine's speed drifts with what shares its
-    host (docs/benchmarks.md, 2026-12-07) and nothing inside it shows that; a rate measured beside this
-    figure can be set against one measured minutes later (rate x seconds is speed-free)."""
+    """CPU seconds a fixed piece of Python takes now: a reading of the machine's speed of the moment,
+    which drifts with what shares its host (docs/benchmarks.md, 2026-12-07). Only a reading: it did not
+    track the loops' drift, and a rate multiplied by it spread wider than the rate alone."""
     began = time.thread_time()
     x = 0
     for i in range(FIXED_WORK):
