@@ -294,7 +294,7 @@ class SendActivities:
         early = await self._wait_for_user_cap(req, sender.user_id, row.day, gate)
         if early.binding is not None:
             raise await self._defer(req, sender, key, early)
-        client = smtp_client(sender.smtp, self._settings.SMTP_TIMEOUT_SECONDS)
+        client = await smtp_client(sender.smtp, self._settings.SMTP_TIMEOUT_SECONDS)
         stage = Stage.CONNECT
         try:
             try:

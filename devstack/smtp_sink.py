@@ -46,6 +46,7 @@ class ReceivedMessage:
     received_at: float  # time.time() when DATA ended
     auth_login: str | None = None  # the AUTH username of the session, if it logged in
     peer: str = ""
+    ehlo: str = ""  # the name the client greeted with (EHLO/HELO)
 
 
 @dataclass
@@ -226,6 +227,7 @@ class SmtpSink:
             received_at=time.time(),
             auth_login=login,
             peer=str(session.peer),
+            ehlo=session.host_name or "",
         )
         self.messages.append(received)
         self._arrived.set()

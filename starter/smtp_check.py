@@ -22,7 +22,7 @@ async def check_login(
     """Connect and authenticate (`oauth2`: XOAUTH2 with `password` as the access token); returns the
     server's reply to AUTH or raises SmtpCheckError."""
     where = f"{account.host}:{account.port} ({account.security.value})"
-    client = smtp_client(account, command_timeout)
+    client = await smtp_client(account, command_timeout)
     stage = Stage.CONNECT
     try:
         await client.connect()

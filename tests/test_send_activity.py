@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from activities import recipients
 from activities.send import SendActivities
 from devstack.smtp_sink import SmtpSink
 from devstack.tls import self_signed_server_context
+from warmup import smtp_client
 from warmup.config import Settings
 from warmup.errors import ERR_AUTH, ERR_CONFIG, ERR_POLICY, ERR_TRANSIENT, ERR_UNKNOWN_OUTCOME
 from warmup.ledger import LedgerRow, ledger_row
@@ -137,6 +139,35 @@ async def test_delivers_one_plain_email_and_records_it_sent(
     assert again.already_done and again.message_id == result.message_id and again.status is SendStatus.SENT
     await asyncio.sleep(0.05)
     assert len(smtp_sink.messages) == 1
+
+
+async def test_sends_greet_with_the_host_name_looked_up_once(
+    db_pool: asyncpg.Pool,
+    smtp_sink: SmtpSink,
+    box: SecretBox,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A lookup per email would cost every send a thread hop, and a resolver timeout where reverse DNS
+    # does not answer.
+    lookups: list[str] = []
+
+    def getfqdn(name: str = "") -> str:
+        lookups.append(name)
+        return "worker-7.warmup.test"
+
+    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    monkeypatch.setattr(smtp_client, "_ehlo_name", None)
+    sender = await add_mailbox(db_pool, box, smtp_sink, "alice@sender.example")
+    await add_mailbox(db_pool, box, smtp_sink, "bob@receiver.example")
+    acts = SendActivities(db_pool, box, settings)
+
+    for slot in range(3):
+        await acts.send_email(request(sender, slot))
+
+    got = await smtp_sink.wait_for(3)
+    assert [m.ehlo for m in got] == ["worker-7.warmup.test"] * 3
+    assert len(lookups) == 1
 
 
 async def test_recipients_are_others_unique_per_day_then_least_used(

@@ -7,6 +7,9 @@ explicitly. Certificates are validated unless the mailbox turned `verify_tls` of
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import aiosmtplib
 
 from warmup.mailboxes import SmtpAccount
@@ -14,16 +17,32 @@ from warmup.models import SmtpSecurity
 
 QUIT_TIMEOUT = 5.0  # seconds: a polite QUIT must not hold anything up
 
+_ehlo_name: str | None = None
 
-def smtp_client(account: SmtpAccount, timeout: float) -> aiosmtplib.SMTP:
-    """An unconnected client for `account`; `timeout` bounds the connection and each command."""
+
+async def ehlo_name() -> str:
+    """The name this host greets servers with (EHLO): its fully qualified name, looked up once.
+
+    aiosmtplib looks it up on every connection otherwise (`socket.getfqdn` on a thread): a thread hop
+    and a resolver lookup per email, and on a host whose reverse DNS does not answer, the resolver's
+    timeout on every send.
+    """
+    global _ehlo_name
+    if _ehlo_name is None:
+        _ehlo_name = await asyncio.to_thread(socket.getfqdn)
+    return _ehlo_name
+
+
+async def smtp_client(account: SmtpAccount, command_timeout: float) -> aiosmtplib.SMTP:
+    """An unconnected client for `account`; `command_timeout` bounds the connection and each command."""
     return aiosmtplib.SMTP(
         hostname=account.host,
         port=account.port,
         use_tls=account.security is SmtpSecurity.TLS,
         start_tls=account.security is SmtpSecurity.STARTTLS,  # True: required, not opportunistic
         validate_certs=account.verify_tls,
-        timeout=timeout,
+        timeout=command_timeout,
+        local_hostname=await ehlo_name(),
     )
 
 
