@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiosmtplib
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
@@ -19,6 +20,7 @@ from bench.engagement import run_engagement
 from bench.fill import run_fill
 from bench.fleet import SIM_DAY, make_fleet, spread_subset
 from bench.legacy import simulate_loop
+from bench.sink import start_sink
 from bench.throughput import LoopRate, pooled
 from bench.warmup_sim import simulate_day
 from warmup.models import RampSettings
@@ -124,6 +126,30 @@ def test_pooled_rounds_weigh_every_second_alike() -> None:
     assert (both.completed, both.seconds, both.per_second) == (400, 40.0, 10.0)
     assert both.cores == {"postgres": 0.15, "temporal": 0.7} and both.worker_rss_mb == 70.0
     assert both.pg_round_trips == 3.75
+
+
+async def test_the_benchs_sink_takes_what_the_send_path_sends() -> None:
+    # The far end of the throughput phase: a message only counts once its DATA ended, whatever way the
+    # client logged in and however TCP cut the message up.
+    server, counter = await start_sink()
+    port = server.sockets[0].getsockname()[1]
+    body = "\r\n".join(["Subject: hi", "", ".a line that starts with a dot", ".", "x" * 200_000, ""])
+    try:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, local_hostname="test")
+        await client.connect()
+        assert (await client.login("u", "p")).code == 235  # AUTH PLAIN with its initial response
+        for n in range(2):
+            _, reply = await client.sendmail("a@x.test", ["b@y.test"], body)
+            assert reply.startswith("2.0.0 OK queued as m") and counter.received == n + 1
+        assert (await client.rset()).code == 250
+        assert (await client.auth_login("u", "p")).code == 235  # LOGIN, step by step
+        assert (await client.auth_xoauth2("u", "token")).code == 235
+        assert (await client.execute_command(b"VRFY", b"b")).code == 502
+        await client.quit()
+        assert counter.received == 2
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
