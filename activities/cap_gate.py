@@ -35,11 +35,11 @@ def decision_of(row: Record, windows: list[Window]) -> GateDecision:
     return GateDecision(False, wait, binding)
 
 
-async def peek(conn: Conn, user_id: str, windows: list[Window], day: dt.date | None = None) -> GateDecision:
-    """An unlocked look before connecting to SMTP: a full window means no connection at all. `day`, the
-    send's own, lets the user windows read only the ledger partitions near it (migration 0021)."""
+async def peek(conn: Conn, user_id: str, windows: list[Window]) -> GateDecision:
+    """An unlocked look before connecting to SMTP: a full window means no connection at all. It reads
+    the permits per second (global_permits, user_permits: migration 0023), never the ledger."""
     scopes, seconds, _ = window_args(windows)
-    row = await conn.fetchrow("SELECT * FROM cap_counts($1, $2, $3, $4)", user_id, scopes, seconds, day)
+    row = await conn.fetchrow("SELECT * FROM cap_counts($1, $2, $3)", user_id, scopes, seconds)
     assert row is not None  # a function with OUT parameters returns one row
     return decision_of(row, windows)
 
@@ -48,7 +48,7 @@ async def claim(
     conn: Conn, idempotency_key: str, user_id: str, windows: list[Window], day: dt.date | None = None
 ) -> GateDecision:
     """PENDING -> SENDING with a permit, only if every window has room; exact under concurrency. `day`:
-    the send's own (its row's), as for `peek`."""
+    the send's own (its row's), so the update reads one ledger partition (migration 0021)."""
     scopes, seconds, caps = window_args(windows)
     row = await conn.fetchrow(
         "SELECT * FROM cap_claim($1, $2, $3, $4, $5, $6)",

@@ -291,7 +291,7 @@ class SendActivities:
         cached: bool = False,  # `password` is an OAuth2 access token from this worker's cache
     ) -> SendResult:
         key = row.idempotency_key
-        early = await self._wait_for_user_cap(req, sender.user_id, row.day, gate)
+        early = await self._wait_for_user_cap(req, sender.user_id, gate)
         if early.binding is not None:
             raise await self._defer(req, sender, key, early)
         client = await smtp_client(sender.smtp, self._settings.SMTP_TIMEOUT_SECONDS)
@@ -350,7 +350,7 @@ class SendActivities:
         return SendResult(SendStatus.SENT, row.recipient_id, row.message_id, binding_cap=row.binding_cap)
 
     async def _wait_for_user_cap(
-        self, req: SendRequest, user_id: str, day: dt.date, first: cap_gate.GateDecision
+        self, req: SendRequest, user_id: str, first: cap_gate.GateDecision
     ) -> cap_gate.GateDecision:
         """The unlocked look before connecting (`first`: the one read with the ledger row); while only
         the user's own cap binds, wait here and look again.
@@ -386,7 +386,7 @@ class SendActivities:
             finally:
                 self._cap_waiters -= 1
             async with self._pool.acquire() as conn:
-                early = await cap_gate.peek(conn, user_id, self._windows, day)
+                early = await cap_gate.peek(conn, user_id, self._windows)
 
     async def _record_sent(self, mailbox_id: int, key: str, smtp_code: int) -> None:
         """The server said 250: record SENT, waiting out a short PostgreSQL outage rather than failing.

@@ -36,7 +36,7 @@ SELECT {qualified_columns("m")}, {prefixed_columns("l", "l_")}, r.address AS rec
 FROM mailboxes m
 LEFT JOIN send_ledger l ON l.idempotency_key = $2 AND l.day = $3
 LEFT JOIN mailboxes r ON r.id = l.recipient_id
-CROSS JOIN LATERAL cap_counts(m.user_id, $4, $5, $3) c
+CROSS JOIN LATERAL cap_counts(m.user_id, $4, $5) c
 -- Wanted only for a send not yet decided. The planner applies the condition on l as a join filter,
 -- so the lookup runs on every attempt: a few index lookups, cheaper than a second round trip.
 LEFT JOIN LATERAL (SELECT * FROM ({due_sql("$1", "$6", "$3")}) due WHERE l.idempotency_key IS NULL) d ON true

@@ -1,8 +1,8 @@
 """What one cap check costs PostgreSQL as the permits of the last hour pile up.
 
 The send activity checks the caps twice per email (`cap_gate.peek`, then `cap_gate.claim` under a
-global advisory lock): the user's permits of the longest window, and the per-second global totals of
-the longest window (`global_permits`, at most 3,600 rows). A 10-minute run
+global advisory lock): the per-second totals of the user's permits and of everyone's in the longest
+window (`user_permits`, `global_permits`: at most 3,600 rows each). A 10-minute run
 never reaches the steady state of a million emails a day (62,500 permits in the last hour), so after
 the scale phase this probe times `peek` on the run's own database, then again after topping the
 last hour up with synthetic permits. It writes to the ledger: run it only on a throwaway database.
@@ -93,5 +93,13 @@ async def _top_up(pool: asyncpg.Pool, count: int) -> None:
             SELECT floor(extract(epoch FROM permit_at))::bigint, count(*) FROM send_ledger
             WHERE idempotency_key LIKE 'capprobe:%' GROUP BY 1
             ON CONFLICT (second) DO UPDATE SET permits = global_permits.permits + excluded.permits
+            """
+        )
+        await conn.execute(
+            """
+            INSERT INTO user_permits (user_id, second, permits)
+            SELECT user_id, floor(extract(epoch FROM permit_at))::bigint, count(*) FROM send_ledger
+            WHERE idempotency_key LIKE 'capprobe:%' GROUP BY 1, 2
+            ON CONFLICT (user_id, second) DO UPDATE SET permits = user_permits.permits + excluded.permits
             """
         )

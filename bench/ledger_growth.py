@@ -143,6 +143,12 @@ async def _measure(conn: Conn, layout: str, past_days: int, repeat: int) -> Meas
         " WHERE day = $1 AND id IN (SELECT id FROM send_ledger WHERE day = $1 ORDER BY id DESC LIMIT 10)",
         TODAY,
     )
+    if layout == "partitioned":  # its caps count permits per user and second (migration 0023)
+        await conn.execute(
+            "INSERT INTO user_permits SELECT user_id, floor(extract(epoch FROM permit_at))::bigint, count(*)"
+            " FROM send_ledger WHERE day = $1 AND permit_at IS NOT NULL GROUP BY 1, 2 ON CONFLICT DO NOTHING",
+            TODAY,
+        )
     keys = [
         r["idempotency_key"]
         for r in await conn.fetch(
@@ -153,7 +159,7 @@ async def _measure(conn: Conn, layout: str, past_days: int, repeat: int) -> Meas
     day = TODAY if layout == "partitioned" else None  # None: 0004's counting, over every day
 
     async def peek(i: int) -> object:
-        return await cap_gate.peek(conn, users[i], WINDOWS, day)
+        return await cap_gate.peek(conn, users[i], WINDOWS)
 
     async def claim(i: int) -> object:
         key = keys[i]

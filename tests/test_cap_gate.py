@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import asyncpg
 
 from activities import cap_gate, ledger_writes
+from devstack.postgres import PgServer
 from warmup import caps
 from warmup.config import load_settings
+from warmup.db import Conn, migrate
 from warmup.mailboxes import NewMailbox, SmtpAccount, upsert_mailbox
 from warmup.models import ScheduleSettings, SmtpSecurity
 
 DAY = dt.date(2026, 6, 1)
 
 
-async def _pending_sends(conn: asyncpg.pool.PoolConnectionProxy, users: list[str]) -> list[tuple[str, str]]:
+async def _pending_sends(conn: Conn, users: list[str]) -> list[tuple[str, str]]:
     """One PENDING send per entry of `users` (its own sender each): (idempotency key, user)."""
     out = []
     recipient = await upsert_mailbox(
@@ -115,3 +118,45 @@ async def test_the_global_hour_window_counts_every_second_inside_it(db_pool: asy
         assert second.binding is not None and second.binding.name == "GLOBAL_SENDS_PER_HOUR"
         # The oldest permit, 99 x 36 s ago, leaves the hour 36 s (+1 s of rounding) from now.
         assert 34.0 < second.wait_seconds <= 38.0
+
+
+async def test_a_users_windows_count_its_own_permits_and_forget_old_seconds(db_pool: asyncpg.Pool) -> None:
+    windows = caps.windows(load_settings({"WARMUP_USER_SENDS_PER_MINUTE": "3"}))
+    async with db_pool.acquire() as conn:
+        now = int(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
+        # u1 sent one 30 s ago (inside its minute) and one two hours ago (no window reaches it).
+        await conn.execute(
+            "INSERT INTO user_permits VALUES ('u1', $1, 1), ('u1', $2, 4)", now - 30, now - 7200
+        )
+        sends = await _pending_sends(conn, ["u1", "u1", "u1", "u2"])
+        decisions = [await cap_gate.claim(conn, key, user, windows) for key, user in sends]
+        assert [d.claimed for d in decisions] == [True, True, False, True]
+        held = decisions[2]
+        assert held.binding is not None and held.binding.name == "USER_SENDS_PER_MINUTE"
+        # The permit of 30 s ago leaves the minute about 30 s from now (+1 s of rounding).
+        assert 28.0 < held.wait_seconds <= 32.0
+        rows = await conn.fetch("SELECT user_id, sum(permits) AS n FROM user_permits GROUP BY 1")
+        assert {r["user_id"]: r["n"] for r in rows} == {"u1": 3, "u2": 1}, "the old second is forgotten"
+
+
+async def test_permits_claimed_before_0023_still_count_after_it(pg_server: PgServer) -> None:
+    name = f"before_user_permits_{uuid.uuid4().hex[:8]}"
+    await pg_server.create_database(name)
+    conn = await asyncpg.connect(pg_server.dsn(name))
+    try:
+        await migrate(conn, lambda version: version < 23)
+        windows = caps.windows(load_settings({"WARMUP_USER_SENDS_PER_MINUTE": "2"}))
+        sends = await _pending_sends(conn, ["u1", "u1", "u1"])
+        for key, user in sends[:2]:
+            assert (await cap_gate.claim(conn, key, user, windows, DAY)).claimed
+
+        assert "0023_user_permits.sql" in await migrate(conn)
+
+        key, user = sends[2]
+        assert (await cap_gate.peek(conn, user, windows)).binding is not None
+        held = await cap_gate.claim(conn, key, user, windows, DAY)
+        assert not held.claimed and held.binding is not None
+        assert held.binding.name == "USER_SENDS_PER_MINUTE"
+    finally:
+        await conn.close()
+        await pg_server.drop_database(name)
