@@ -5,7 +5,7 @@ two shared cores every millisecond it spends is taken from what is measured. So 
 server that the send path's client (aiosmtplib) completes a delivery with: a greeting, EHLO/HELO,
 AUTH (PLAIN, LOGIN, XOAUTH2, any credentials), MAIL, RCPT, DATA, RSET, NOOP and QUIT, each answered
 without parsing addresses or messages, as one `asyncio.Protocol` (aiosmtpd, which tests use for the
-faults they script, spent about 1.9 ms of CPU per email here; this one about a fifth of that,
+faults they script, spent about 1.9 ms of CPU per email here; this one about half of that,
 docs/benchmarks.md). It counts what it accepted.
 
 It prints its port on the first line of stdout and stops on SIGINT/SIGTERM, printing how many
