@@ -337,7 +337,7 @@ class SendActivities:
             except Exception as exc:
                 raise await self._failure(sender, row, classify(exc, stage), password) from None
 
-            await self._record_sent(sender.id, key, reply.code)
+            await self._record_sent(sender.id, key, reply.code, row.in_reply_to)
             log.info(
                 "mailbox %s: sent %s to mailbox %s (%s)", sender.id, key, row.recipient_id, row.message_id
             )
@@ -388,7 +388,7 @@ class SendActivities:
             async with self._pool.acquire() as conn:
                 early = await cap_gate.peek(conn, user_id, self._windows)
 
-    async def _record_sent(self, mailbox_id: int, key: str, smtp_code: int) -> None:
+    async def _record_sent(self, mailbox_id: int, key: str, smtp_code: int, in_reply_to: int | None) -> None:
         """The server said 250: record SENT, waiting out a short PostgreSQL outage rather than failing.
 
         Failing here would leave the row SENDING and the retry would call a delivered email UNKNOWN.
@@ -406,7 +406,7 @@ class SendActivities:
         while True:
             try:
                 async with self._pool.acquire() as conn:
-                    await mark_sent(conn, key, smtp_code)
+                    await mark_sent(conn, key, smtp_code, in_reply_to)
                 return
             except _DB_UNREACHABLE as exc:
                 if time.monotonic() + delay > deadline:

@@ -97,7 +97,7 @@ async def test_a_sent_row_written_by_the_send_path_is_counted_by_every_productio
         assert await _counts(conn, sender) == nothing, "PENDING is not delivered"
         assert (await cap_gate.claim(conn, key, "alice", caps.windows(load_settings({})))).claimed
         assert await _counts(conn, sender) == nothing, "SENDING is not delivered"
-        await ledger_writes.mark_sent(conn, key, 250)
+        await ledger_writes.mark_sent(conn, key, 250, None)
 
         assert await conn.fetchval("SELECT status::text FROM send_ledger") == SendStatus.SENT.value
         one = {**nothing, "delivered_on": 1, "delivered_today": 1, "hourly_delivered": 1, "hourly_senders": 1}
@@ -154,3 +154,40 @@ async def test_a_misspelt_status_is_refused_not_silently_uncounted(
                 recipient,
                 spelling,
             )
+
+
+async def test_a_250_marks_the_send_sent_and_only_a_replys_original_replied(db_pool: asyncpg.Pool) -> None:
+    async with db_pool.acquire() as conn:
+        sender, recipient = await _two_mailboxes(conn)
+        original, reply, plain, lost, waiting = [await _pending(conn, sender, recipient, n) for n in range(5)]
+
+        async def set_row(key: str, status: SendStatus, in_reply_to: int | None = None) -> int:
+            row_id = await conn.fetchval(
+                "UPDATE send_ledger SET status = $2, in_reply_to = $3"
+                " WHERE idempotency_key = $1 RETURNING id",
+                key,
+                status.value,
+                in_reply_to,
+            )
+            assert isinstance(row_id, int)
+            return row_id
+
+        original_id = await set_row(original, SendStatus.SENT)
+        await set_row(reply, SendStatus.SENDING, original_id)
+        await set_row(plain, SendStatus.SENDING)
+        await set_row(lost, SendStatus.UNKNOWN)
+
+        await ledger_writes.mark_sent(conn, reply, 250, original_id)
+        await ledger_writes.mark_sent(conn, plain, 250, None)
+        await ledger_writes.mark_sent(conn, lost, 250, None)  # a 250 is the truth a look may have missed
+        await ledger_writes.mark_sent(conn, waiting, 250, None)  # PENDING: never claimed, never sent
+
+        rows = await conn.fetch("SELECT idempotency_key, status::text, smtp_code FROM send_ledger")
+        got = {r["idempotency_key"]: (r["status"], r["smtp_code"]) for r in rows}
+        assert got == {
+            original: (SendStatus.REPLIED.value, None),
+            reply: (SendStatus.SENT.value, 250),
+            plain: (SendStatus.SENT.value, 250),
+            lost: (SendStatus.SENT.value, 250),
+            waiting: (SendStatus.PENDING.value, None),
+        }
