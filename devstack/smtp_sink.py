@@ -75,7 +75,6 @@ class SmtpSink:
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         hostname: str = "sink.warmup.test",
-        keep: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -85,10 +84,6 @@ class SmtpSink:
         self.tls_context = tls_context
         self.implicit_tls = implicit_tls
         self.hostname = hostname
-        # False: count what arrives (`received`) without parsing or keeping it, as the benchmark's
-        # far-end server, whose CPU shares the cores with what is measured.
-        self.keep = keep
-        self.received = 0
         self.auth_failures = 0
         # RCPT replies by recipient address (lowercase): "550 5.1.1 No such user" refuses that address.
         self.rcpt_replies: dict[str, str] = {}
@@ -208,9 +203,6 @@ class SmtpSink:
         return AuthResult(success=False, handled=False)
 
     def _record(self, session: Session, envelope: Envelope) -> None:
-        self.received += 1
-        if not self.keep:
-            return
         raw = envelope.original_content or b""
         if not raw and isinstance(envelope.content, bytes):
             raw = envelope.content
@@ -288,4 +280,4 @@ class _Handler:
         if stall:
             self._sink.stalled.set()
             await asyncio.sleep(stall)
-        return reply or f"250 2.0.0 OK queued as m{self._sink.received}"
+        return reply or f"250 2.0.0 OK queued as m{len(self._sink.messages)}"
