@@ -75,42 +75,35 @@ async def insert_pending(
     return row
 
 
+# SENDING/UNKNOWN -> SENT: $1 key, $2 SMTP code, $3 its day; the statuses are literals of SendStatus.
+_MARK_SENT = (
+    f"UPDATE send_ledger SET status = '{SENT}', sent_at = now(), smtp_code = $2, error = '',"
+    f" updated_at = now() WHERE idempotency_key = $1 AND day = $3 AND status IN ('{S}', '{U}')"
+)
+
+
 async def mark_sent(conn: Conn, idempotency_key: str, smtp_code: int, in_reply_to: int | None) -> None:
     """The server accepted the message. Also from UNKNOWN: a 250 is the truth a later look may have missed.
     A reply's original (`in_reply_to`, the row's) becomes REPLIED in the same statement, so no crash can
     leave one without the other."""
+    day = day_of_key(idempotency_key)
     if in_reply_to is None:
         # Not the reply's statement with nothing to mark: planned once per connection (warmup/db.py),
         # that one's search for the original used the (status, sent_at) index on a day partition
         # planned while empty and read the day's every SENT row until ANALYZE (534 buffers a call
         # against 28, measured on the benchmark's first minute).
-        await conn.execute(
-            "UPDATE send_ledger SET status = $4, sent_at = now(), smtp_code = $2, error = '',"
-            " updated_at = now() WHERE idempotency_key = $1 AND day = $5 AND status IN ($3, $6)",
-            idempotency_key,
-            smtp_code,
-            S,
-            SENT,
-            day_of_key(idempotency_key),
-            U,
-        )
+        await conn.execute(_MARK_SENT, idempotency_key, smtp_code, day)
         return
     await conn.execute(
-        "WITH sent AS (UPDATE send_ledger SET status = $5, sent_at = now(), smtp_code = $2, error = '',"
-        " updated_at = now()"
-        " WHERE idempotency_key = $1 AND day = $7 AND status IN ($3, $4) RETURNING in_reply_to)"
-        " UPDATE send_ledger SET status = $6, updated_at = now()"
+        f"WITH sent AS ({_MARK_SENT} RETURNING in_reply_to)"
+        f" UPDATE send_ledger SET status = '{SendStatus.REPLIED.value}', updated_at = now()"
         # The original is at most REPLY_WITHIN_DAYS older (activities/replies.py), or a day later in a
         # timezone ahead: those partitions only.
-        " WHERE id = (SELECT in_reply_to FROM sent) AND status = $5"
-        f" AND day BETWEEN $7::date - {REPLY_WITHIN_DAYS} AND $7::date + 1",
+        f" WHERE id = (SELECT in_reply_to FROM sent) AND status = '{SENT}'"
+        f" AND day BETWEEN $3::date - {REPLY_WITHIN_DAYS} AND $3::date + 1",
         idempotency_key,
         smtp_code,
-        S,
-        U,
-        SENT,
-        SendStatus.REPLIED.value,
-        day_of_key(idempotency_key),
+        day,
     )
 
 
