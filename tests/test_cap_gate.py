@@ -124,7 +124,7 @@ async def test_a_users_windows_count_its_own_permits_and_forget_old_seconds(db_p
     windows = caps.windows(load_settings({"WARMUP_USER_SENDS_PER_MINUTE": "3"}))
     async with db_pool.acquire() as conn:
         now = int(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
-        # u1 sent one 30 s ago (inside its minute) and one two hours ago (no window reaches it).
+        # u1 sent one 30 s ago (inside its minute) and four two hours ago (no window reaches those).
         await conn.execute(
             "INSERT INTO user_permits VALUES ('u1', $1, 1), ('u1', $2, 4)", now - 30, now - 7200
         )
