@@ -262,9 +262,12 @@ hit AS MATERIALIZED (
     ) h
 )
 SELECT s.user_id AS sender_user, s.address AS sender_address,
-    (SELECT lm.address FROM send_ledger l JOIN mailboxes lm ON lm.id = l.recipient_id
-     WHERE l.sender_id = $1 AND l.day = $2 AND l.idempotency_key <> $3
-     ORDER BY l.id DESC LIMIT 1) AS last_address,
+    -- The newest of the sender's rows today, by aggregating them (a day's sends), not ORDER BY id LIMIT 1:
+    -- planned while the day's partition was empty (a worker plans once per connection), that walked the
+    -- partition's primary key back from its newest row to the sender's, every row of the day at worst.
+    (SELECT lm.address FROM mailboxes lm WHERE lm.id = (
+        SELECT (array_agg(l.recipient_id ORDER BY l.id DESC))[1] FROM send_ledger l
+        WHERE l.sender_id = $1 AND l.day = $2 AND l.idempotency_key <> $3)) AS last_address,
     ARRAY(SELECT p.recipient_id FROM send_ledger p
           WHERE p.sender_id = $1 AND p.day > $2 - $5::int AND p.day <= $2 AND p.status <> '{_FAILED}'
     ) AS recent_ids,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import json
 import math
 import statistics
 import time
@@ -20,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from activities import recipients as r
-from tests.helpers.plans import explained, reads
+from tests.helpers.plans import explain_prepared, explained, prepare_generic, reads, scanned
 from warmup.fleet import relaxed_rules_on
 from warmup.mailboxes import ImapServer, MailboxRecord, NewMailbox, SmtpAccount, set_state, upsert_mailbox
 from warmup.models import EngagementSettings, MailboxState, RampSettings, ScheduleSettings, SmtpSecurity
@@ -415,6 +416,39 @@ async def test_a_pick_counts_only_the_probed_receivers_even_with_stale_statistic
     # Each probe is one lookup by slot, and its counts are index lookups on the ledger run once each.
     assert max(rows for _, rows in reads(plan, "mailboxes")) <= r.PROBES
     assert 1 <= max(loops for loops, _ in reads(plan, "send_ledger")) <= r.PROBES
+
+
+async def test_a_pick_planned_before_the_days_first_send_still_reads_only_the_senders_rows(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """A worker's connection plans the pick once (warmup/db.py), often while the day's partition is still
+    empty, and keeps that plan as the day fills. With the day's rows in, a pick must still read the
+    sender's own rows of the day and the probed receivers' counts only: planned on the empty partition,
+    the sender's last receiver was looked up by walking the primary key back from the newest row."""
+    async with db_pool.acquire() as conn:
+        await _pool_of_thousands(conn)
+        await conn.execute("ANALYZE mailboxes")  # the pool is known; only the day is new
+        sender = int(await conn.fetchval("SELECT min(id) FROM mailboxes"))
+        key = f"{sender}:{DAY}:2"
+        args = (sender, DAY, key, [r.unit(d) for d in r.key_draws(key, r.PROBES)], r.PAIR_REPEAT_DAYS)
+        await prepare_generic(conn, "day_start_pick", r._PROBE, *args)
+        # The sender's two sends of the day come first; 3,000 of other senders follow them.
+        await conn.execute(
+            """
+            INSERT INTO send_ledger (idempotency_key, sender_id, user_id, recipient_id, day, slot,
+                message_id, message, status, planned_at, dispatched_at)
+            SELECT m.id || ':' || $1::date || ':' || g, m.id, m.user_id, m.id + 1, $1::date, g,
+                m.id || '-' || g, 'text', 'SENT', now(), now()
+            FROM mailboxes m CROSS JOIN generate_series(0, 1) g
+            WHERE m.id = $2 OR (m.id > $2 + 1 AND m.id <= $2 + 1501)
+            ORDER BY m.id = $2 DESC, m.id, g
+            """,
+            DAY,
+            sender,
+        )
+        plan = await explain_prepared(conn, "day_start_pick", *args)
+        await conn.execute("DEALLOCATE day_start_pick; RESET plan_cache_mode")
+    assert scanned(plan, "send_ledger") <= 100, json.dumps(plan)[:3000]
 
 
 async def test_one_statement_per_pick_in_a_pool_of_thousands(db_pool: asyncpg.Pool) -> None:

@@ -14,16 +14,33 @@ async def explained(conn: Conn, sql: str, *args: object, generic: bool = False) 
     the parameters' values, as the worker's pool runs every statement (warmup/db.py GENERIC_PLANS)."""
     if not generic:
         text = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args)
-    else:
-        await conn.execute("PREPARE explained_generic AS " + sql)
-        try:
-            await conn.execute("SET plan_cache_mode = force_generic_plan")
-            params = ", ".join(_literal(a) for a in args)  # EXECUTE takes no bound parameters
-            text = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE explained_generic({params})")
-        finally:
-            await conn.execute("DEALLOCATE explained_generic; RESET plan_cache_mode")
+        plan: dict[str, Any] = json.loads(text)[0]["Plan"]
+        return plan
+    await prepare_generic(conn, "explained_generic", sql)
+    try:
+        return await explain_prepared(conn, "explained_generic", *args)
+    finally:
+        await conn.execute("DEALLOCATE explained_generic; RESET plan_cache_mode")
+
+
+async def prepare_generic(conn: Conn, name: str, sql: str, *args: object) -> None:
+    """PREPARE `sql` as `name` under generic plans; given `args`, also run it once, which makes the plan
+    the session then keeps, as a worker's connection keeps it whatever the tables hold later."""
+    await conn.execute(f"PREPARE {name} AS {sql}")
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    if args:
+        await conn.execute(f"EXECUTE {name}({_params(args)})")
+
+
+async def explain_prepared(conn: Conn, name: str, *args: object) -> dict[str, Any]:
+    """The executed plan of the statement prepared as `name` (prepare_generic), run with `args`."""
+    text = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({_params(args)})")
     plan: dict[str, Any] = json.loads(text)[0]["Plan"]
     return plan
+
+
+def _params(args: tuple[object, ...]) -> str:
+    return ", ".join(_literal(a) for a in args)  # EXECUTE takes no bound parameters
 
 
 def _literal(value: object) -> str:
