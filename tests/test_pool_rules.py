@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from activities import recipients as r
-from tests.helpers.plans import explain_prepared, explained, prepare_generic, reads, scanned
+from tests.helpers.plans import explain_prepared, explained, generic_statement, reads, scanned
 from warmup.fleet import relaxed_rules_on
 from warmup.mailboxes import ImapServer, MailboxRecord, NewMailbox, SmtpAccount, set_state, upsert_mailbox
 from warmup.models import EngagementSettings, MailboxState, RampSettings, ScheduleSettings, SmtpSecurity
@@ -431,23 +431,22 @@ async def test_a_pick_planned_before_the_days_first_send_still_reads_only_the_se
         sender = int(await conn.fetchval("SELECT min(id) FROM mailboxes"))
         key = f"{sender}:{DAY}:2"
         args = (sender, DAY, key, [r.unit(d) for d in r.key_draws(key, r.PROBES)], r.PAIR_REPEAT_DAYS)
-        await prepare_generic(conn, "day_start_pick", r._PROBE, *args)
-        # The sender's two sends of the day come first; 3,000 of other senders follow them.
-        await conn.execute(
-            """
-            INSERT INTO send_ledger (idempotency_key, sender_id, user_id, recipient_id, day, slot,
-                message_id, message, status, planned_at, dispatched_at)
-            SELECT m.id || ':' || $1::date || ':' || g, m.id, m.user_id, m.id + 1, $1::date, g,
-                m.id || '-' || g, 'text', 'SENT', now(), now()
-            FROM mailboxes m CROSS JOIN generate_series(0, 1) g
-            WHERE m.id = $2 OR (m.id > $2 + 1 AND m.id <= $2 + 1501)
-            ORDER BY m.id = $2 DESC, m.id, g
-            """,
-            DAY,
-            sender,
-        )
-        plan = await explain_prepared(conn, "day_start_pick", *args)
-        await conn.execute("DEALLOCATE day_start_pick; RESET plan_cache_mode")
+        async with generic_statement(conn, "day_start_pick", r._PROBE, *args):
+            # The sender's two sends of the day come first; 3,000 of other senders follow them.
+            await conn.execute(
+                """
+                INSERT INTO send_ledger (idempotency_key, sender_id, user_id, recipient_id, day, slot,
+                    message_id, message, status, planned_at, dispatched_at)
+                SELECT m.id || ':' || $1::date || ':' || g, m.id, m.user_id, m.id + 1, $1::date, g,
+                    m.id || '-' || g, 'text', 'SENT', now(), now()
+                FROM mailboxes m CROSS JOIN generate_series(0, 1) g
+                WHERE m.id = $2 OR (m.id > $2 + 1 AND m.id <= $2 + 1501)
+                ORDER BY m.id = $2 DESC, m.id, g
+                """,
+                DAY,
+                sender,
+            )
+            plan = await explain_prepared(conn, "day_start_pick", *args)
     assert scanned(plan, "send_ledger") <= 100, json.dumps(plan)[:3000]
 
 

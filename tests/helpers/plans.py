@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from warmup.db import Conn
@@ -16,24 +17,27 @@ async def explained(conn: Conn, sql: str, *args: object, generic: bool = False) 
         text = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, *args)
         plan: dict[str, Any] = json.loads(text)[0]["Plan"]
         return plan
-    await prepare_generic(conn, "explained_generic", sql)
-    try:
+    async with generic_statement(conn, "explained_generic", sql):
         return await explain_prepared(conn, "explained_generic", *args)
-    finally:
-        await conn.execute("DEALLOCATE explained_generic; RESET plan_cache_mode")
 
 
-async def prepare_generic(conn: Conn, name: str, sql: str, *args: object) -> None:
-    """PREPARE `sql` as `name` under generic plans; given `args`, also run it once, which makes the plan
-    the session then keeps, as a worker's connection keeps it whatever the tables hold later."""
+@asynccontextmanager
+async def generic_statement(conn: Conn, name: str, sql: str, *args: object) -> AsyncIterator[None]:
+    """`sql` PREPAREd as `name` under generic plans, for the block; given `args`, also run once first,
+    which makes the plan the session keeps, as a worker's connection keeps it whatever the tables hold
+    later. Deallocated afterwards."""
     await conn.execute(f"PREPARE {name} AS {sql}")
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    if args:
-        await conn.execute(f"EXECUTE {name}({_params(args)})")
+    try:
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        if args:
+            await conn.execute(f"EXECUTE {name}({_params(args)})")
+        yield
+    finally:
+        await conn.execute(f"DEALLOCATE {name}; RESET plan_cache_mode")
 
 
 async def explain_prepared(conn: Conn, name: str, *args: object) -> dict[str, Any]:
-    """The executed plan of the statement prepared as `name` (prepare_generic), run with `args`."""
+    """The executed plan of the statement prepared as `name` (generic_statement), run with `args`."""
     text = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}({_params(args)})")
     plan: dict[str, Any] = json.loads(text)[0]["Plan"]
     return plan
