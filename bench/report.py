@@ -17,7 +17,7 @@ from bench.costs import CostSummary
 from bench.crosscheck import CrossCheck
 from bench.deploy import Deploy
 from bench.deploy import markdown as deploy_markdown
-from bench.engagement import EngagementCost
+from bench.engagement import GROUP_MAILBOXES, GROUPS_AT_ONCE, EngagementCost
 from bench.fill import FillRun
 from bench.memory import Memory
 from bench.pgsample import SqlProfile
@@ -376,8 +376,9 @@ def _engagement(e: EngagementCost) -> list[str]:
     out = [
         "### Engagement: the cost of inbox sessions",
         "",
-        f"{e.mailboxes} mailboxes of the first fleet above ran {e.day} twice, side by side on the "
-        "time-skipping server with the real `MailboxWarmupWorkflow`: with engagement on (IMAP settings, "
+        f"{e.mailboxes} mailboxes of the first fleet above ran {e.day} twice, side by side on "
+        f"time-skipping servers (groups of up to {GROUP_MAILBOXES}, {GROUPS_AT_ONCE} at a time) with the "
+        "real `MailboxWarmupWorkflow`: with engagement on (IMAP settings, "
         f"{e.inbox_sessions_setting} inbox sessions a day, the default) and off. `send_email` and "
         "`inbox_session` are bench-side recorders under the real names (the workflow's cost, not SMTP's or "
         f"IMAP's). Both runs sent {e.on.total.emails:,} and {e.off.total.emails:,} emails; the on-run's "
@@ -489,6 +490,8 @@ def _scale(s: ScaleResult) -> list[str]:
             if s.enroll_mode == "delayed"
             else ", each running its first task at once"
         )
+        + " (setup: the dev server enrolls without fsync, then restarts on its durable pragmas for the "
+        "measured span)"
         + f". Each mailbox sends {s.quota_per_day} a day in its 6-22 window ({s.timezone}, mid-window): "
         f"{s.mailboxes * s.quota_per_day:,} emails a day.",
         "",
