@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.common import SearchAttributeKey
@@ -76,9 +77,9 @@ def dynamic_config_args() -> list[str]:
     return args
 
 
-def sqlite_pragma_args() -> list[str]:
+def sqlite_pragma_args(pragmas: Sequence[str] = SQLITE_PRAGMAS) -> list[str]:
     args: list[str] = []
-    for pragma in SQLITE_PRAGMAS:
+    for pragma in pragmas:
         args += ["--sqlite-pragma", pragma]
     return args
 
@@ -91,9 +92,16 @@ class DevServer:
     """
 
     def __init__(
-        self, db_file: Path, *, port: int = 7233, ui_port: int = 8233, log_path: Path | None = None
+        self,
+        db_file: Path,
+        *,
+        port: int = 7233,
+        ui_port: int = 8233,
+        log_path: Path | None = None,
+        pragmas: Sequence[str] = SQLITE_PRAGMAS,
     ) -> None:
         self.db_file = Path(db_file).absolute()
+        self.pragmas = tuple(pragmas)
         self.port = port
         self.ui_port = ui_port
         self.log_path = log_path or self.db_file.with_suffix(".log")
@@ -131,7 +139,7 @@ class DevServer:
             str(self.ui_port),
             "--log-level",
             "warn",
-            *sqlite_pragma_args(),
+            *sqlite_pragma_args(self.pragmas),
             *search_attribute_args(),
             *dynamic_config_args(),
         ]

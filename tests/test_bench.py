@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import aiosmtplib
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowExecutionStatus
 
 from bench.aged import run_aged
 from bench.costs import billable_actions, summarize
@@ -21,8 +23,10 @@ from bench.fill import run_fill
 from bench.fleet import SIM_DAY, make_fleet, spread_subset
 from bench.legacy import simulate_loop
 from bench.sink import start_sink
+from bench.stack import Stack
 from bench.throughput import LoopRate, pooled
 from bench.warmup_sim import simulate_day
+from devstack.temporal import SQLITE_PRAGMAS
 from warmup.models import RampSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,6 +154,21 @@ async def test_the_benchs_sink_takes_what_the_send_path_sends() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_setup_restart_keeps_the_workflows_and_measures_on_durable_pragmas(tmp_path: Path) -> None:
+    async with Stack(tmp_path) as stack:
+        async with stack.unsynced_temporal():
+            assert "synchronous=off" in stack.temporal.command()
+            handle = await stack.client.start_workflow(
+                "MailboxWarmupWorkflow",
+                id="setup-restart",
+                task_queue="nobody",
+                start_delay=timedelta(hours=1),
+            )
+        # The same file and port: the client reconnects and the workflow is still there.
+        assert stack.temporal.pragmas == SQLITE_PRAGMAS and "synchronous=off" not in stack.temporal.command()
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
 
 
 def test_tiny_bench_runs_every_phase(tmp_path: Path) -> None:
