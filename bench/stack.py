@@ -31,7 +31,7 @@ DATABASE = "warmup"
 REPO = Path(__file__).resolve().parent.parent
 # For setup only: enrolling 100,000 workflows, the dev server starts them about 1.4x faster without
 # fsync (measured 2026-12-08: 308-360/s against 199-253/s). Measured spans run on SQLITE_PRAGMAS.
-SETUP_PRAGMAS = ("journal_mode=wal", "synchronous=off")
+SETUP_PRAGMAS = (*(p for p in SQLITE_PRAGMAS if not p.startswith("synchronous=")), "synchronous=off")
 
 
 class Stack:
@@ -99,10 +99,7 @@ class Stack:
 
     async def _restart_temporal(self, pragmas: Sequence[str]) -> None:
         await asyncio.to_thread(self.temporal.stop)
-        old = self.temporal
-        self.temporal = DevServer(
-            old.db_file, port=old.port, ui_port=old.ui_port, log_path=old.log_path, pragmas=pragmas
-        )
+        self.temporal.pragmas = tuple(pragmas)  # read by the command start() runs
         await asyncio.to_thread(self.temporal.start)
 
     def _start_temporal(self, attempts: int = 3) -> None:

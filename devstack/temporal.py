@@ -77,7 +77,7 @@ def dynamic_config_args() -> list[str]:
     return args
 
 
-def sqlite_pragma_args(pragmas: Sequence[str] = SQLITE_PRAGMAS) -> list[str]:
+def sqlite_pragma_args(pragmas: Sequence[str]) -> list[str]:
     args: list[str] = []
     for pragma in pragmas:
         args += ["--sqlite-pragma", pragma]
